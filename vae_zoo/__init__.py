@@ -1,0 +1,1 @@
+"""vae_zoo: variational autoencoders on Lightning and Hydra."""

@@ -1,0 +1,142 @@
+"""Entry points: ``train(cfg)`` and ``evaluate(cfg)``, and the Hydra mains behind ``train.py``/``eval.py``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vae_zoo.config_tree import print_config_tree
+from vae_zoo.errors import VaeZooError
+from vae_zoo.resolvers import register_resolvers
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+register_resolvers()
+
+
+def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """The datamodule, and the model sized to its images; components reach the model as plain dicts."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        input_shape=list(datamodule.input_shape),
+        iw_samples=cfg.eval.iw_samples,
+        iw_chunk=cfg.eval.iw_chunk,
+        _recursive_=False,
+        _convert_="all",
+    )
+    return datamodule, model
+
+
+def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
+    """The Trainer with the configured callbacks and loggers (none of either when ``logging`` is off)."""
+    groups = ("callbacks", "logger") if logging else ()
+    built = {
+        group: [instantiate(node) for node in (cfg.get(group) or {}).values() if node and "_target_" in node]
+        for group in groups
+    }
+    return instantiate(cfg.trainer, callbacks=built.get("callbacks", []), logger=built.get("logger") or False)
+
+
+def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Which model, estimator and data a run used, by their config-group option names."""
+    if choices is None:
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {
+        "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1]),
+        "estimator": choices.get("estimator", cfg.model.estimator._target_.rsplit(".", 1)[-1]),
+        "data": choices.get("data", cfg.data._target_.rsplit(".", 1)[-1]),
+        "seed": cfg.get("seed"),
+        "iw_samples": cfg.eval.iw_samples,
+    }
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def _float_metrics(results: list[dict[str, Any]]) -> dict[str, float]:
+    return {name: float(value) for result in results for name, value in result.items()}
+
+
+def _reseed(cfg: DictConfig) -> None:
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then validate and test the best checkpoint; write ``metrics.json`` in the run directory."""
+    output_dir = Path(cfg.paths.output_dir)
+    print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    _reseed(cfg)
+    datamodule, model = build_datamodule_and_model(cfg)
+    trainer = build_trainer(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint or None, verbose=False)
+    _reseed(cfg)  # evaluation draws the same samples as `eval.py` on this checkpoint
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint or None)
+    metrics = {
+        **run_identity(cfg),
+        "checkpoint": checkpoint,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        **_float_metrics(val + test),
+    }
+    write_metrics(output_dir / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Recompute the test metrics of ``cfg.ckpt_path`` with the config saved in its run directory."""
+    checkpoint = Path(cfg.ckpt_path)
+    if not checkpoint.is_file():
+        raise VaeZooError(f"checkpoint {checkpoint} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt")
+    run_config = checkpoint.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not run_config.is_file():
+        raise VaeZooError(f"no run config at {run_config}: eval.py needs the run directory the checkpoint came from")
+    run_cfg = OmegaConf.load(run_config)
+    # The run decides model and data; this invocation decides where data lives, the device and the bound.
+    merged = OmegaConf.merge(run_cfg, {key: cfg[key] for key in ("paths", "trainer", "eval", "seed")})
+    print_config_tree(merged, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
+    datamodule, model = build_datamodule_and_model(merged)
+    trainer = build_trainer(merged, logging=False)
+    _reseed(merged)
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=str(checkpoint))
+    run_choices = OmegaConf.load(run_config.with_name("hydra.yaml")).hydra.runtime.choices
+    metrics = {**run_identity(run_cfg, run_choices), "checkpoint": str(checkpoint), **_float_metrics(test)}
+    metrics["iw_samples"] = cfg.eval.iw_samples
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    return metrics
+
+
+def _report_user_errors(fn, cfg: DictConfig) -> Any:
+    try:
+        return fn(cfg)
+    except VaeZooError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def train_main(cfg: DictConfig) -> None:
+    _report_user_errors(train, cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def eval_main(cfg: DictConfig) -> None:
+    _report_user_errors(evaluate, cfg)

@@ -1,0 +1,113 @@
+"""The shared datamodule: splits loaded once, moved to the training device, served as TensorBatches."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from vae_zoo.data.tensor_batches import TensorBatches
+from vae_zoo.errors import ConfigError
+
+BINARIZATIONS = ("dynamic", "none")
+EVAL_BINARIZATION_SEED = 1234  # fixed, so val/test images are the same for every run and seed
+
+
+def scale(images: Tensor) -> Tensor:
+    """uint8 pixels in [0, 255] to floats in [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def binarize_dynamic(images: Tensor) -> Tensor:
+    """A fresh Bernoulli draw per pixel with the grey level as probability (Salakhutdinov & Murray)."""
+    return torch.bernoulli(scale(images))
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Images as uint8 tensors ``(N, C, H, W)`` on the training device, split into train/val/test.
+
+    ``binarize``: ``dynamic`` redraws binary training images every batch and binarizes val/test once with
+    a fixed seed; ``none`` keeps grey levels in [0, 1] (Bernoulli likelihood on grey-level targets).
+    Subclasses implement ``load_splits``; statically binarized sets store pixels as 0/255.
+    """
+
+    input_shape: tuple[int, int, int]
+
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        binarize: str = "dynamic",
+        download: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if binarize not in BINARIZATIONS:
+            raise ConfigError(f"data.binarize={binarize!r} is not one of {', '.join(BINARIZATIONS)}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} and data.eval_batch_size must be >= 1")
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.binarize = binarize
+        self.download = download
+        self.seed = seed
+        self.splits: dict[str, Tensor] | None = None
+
+    @abstractmethod
+    def load_splits(self) -> dict[str, np.ndarray]:
+        """uint8 arrays ``(N, C, H, W)`` for ``train``, ``val`` and ``test``."""
+
+    @property
+    def train_transform(self):
+        return binarize_dynamic if self.binarize == "dynamic" else scale
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        arrays = {name: torch.tensor(array) for name, array in self.load_splits().items()}
+        if self.binarize == "dynamic":
+            generator = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
+            for name in ("val", "test"):
+                probs = scale(arrays[name])
+                arrays[name] = (torch.bernoulli(probs, generator=generator) * 255).to(torch.uint8)
+        device = self._device()
+        self.splits = {name: images.to(device) for name, images in arrays.items()}
+
+    def _batches(self, split: str, batch_size: int, shuffle: bool, transform) -> TensorBatches:
+        if self.splits is None:
+            self.setup()
+        trainer = self.trainer
+        return TensorBatches(
+            self.splits[split],
+            batch_size,
+            transform,
+            shuffle=shuffle,
+            seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", self.batch_size, True, self.train_transform)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", self.eval_batch_size, False, scale)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", self.eval_batch_size, False, scale)
+
+    def sample_images(self, split: str, n: int) -> Tensor:
+        """The first ``n`` images of a split as the model sees them in evaluation (for image grids)."""
+        if self.splits is None:
+            self.setup()
+        return scale(self.splits[split][:n])

@@ -1,0 +1,59 @@
+"""MNIST and Fashion-MNIST from torchvision's layout (``<data_dir>/<Name>/raw/*-idx3-ubyte[.gz]``).
+
+The last ``val_size`` training images are the validation split (MNIST: 50k/10k/10k).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torchvision
+
+from vae_zoo.data.datamodule import TensorDataModule
+from vae_zoo.data.download import fetch_or_explain
+from vae_zoo.data.files import find_file, read_idx
+from vae_zoo.errors import ConfigError
+
+IMAGE_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+
+
+class MNISTDataModule(TensorDataModule):
+    """Handwritten digits, 28x28 grey levels."""
+
+    input_shape = (1, 28, 28)
+    dataset_class = torchvision.datasets.MNIST
+
+    def __init__(self, data_dir: str, val_size: int = 10_000, **kwargs) -> None:
+        super().__init__(data_dir, **kwargs)
+        if not 0 < val_size < 60_000:
+            raise ConfigError(f"data.val_size={val_size} must be between 1 and 59999")
+        self.val_size = val_size
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / self.dataset_class.__name__ / "raw"
+
+    def _image_paths(self) -> list[Path | None]:
+        return [find_file(self.raw_dir, name) for name in IMAGE_FILES]
+
+    def prepare_data(self) -> None:
+        if None in self._image_paths():
+            fetch_or_explain(
+                self.raw_dir,
+                IMAGE_FILES,
+                lambda: self.dataset_class(str(self.data_dir), train=True, download=True),
+                self.download,
+            )
+
+    def load_splits(self) -> dict[str, np.ndarray]:
+        self.prepare_data()
+        train_path, test_path = self._image_paths()
+        train, test = read_idx(train_path)[:, None], read_idx(test_path)[:, None]
+        return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Zalando's clothing images, 28x28 grey levels, in MNIST's format."""
+
+    dataset_class = torchvision.datasets.FashionMNIST

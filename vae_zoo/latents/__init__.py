@@ -1,0 +1,6 @@
+"""Latent families: the distribution of z, its prior and its KL."""
+
+from vae_zoo.latents.family import LatentFamily
+from vae_zoo.latents.normal import NormalLatent
+
+__all__ = ["LatentFamily", "NormalLatent"]

@@ -1,0 +1,6 @@
+"""VAE LightningModules: the shared base and one thin subclass per latent family."""
+
+from vae_zoo.models.gaussian_vae import GaussianVAE
+from vae_zoo.models.vae import VAE
+
+__all__ = ["VAE", "GaussianVAE"]

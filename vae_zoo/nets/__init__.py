@@ -1,0 +1,1 @@
+"""Encoders (image -> features) and decoders (latent sample -> likelihood parameters)."""

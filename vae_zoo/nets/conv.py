@@ -1,0 +1,72 @@
+"""Convolutional encoder and decoder for any image shape ``(C, H, W)`` the datamodule reports.
+
+Each encoder layer halves the spatial size (kernel 4, stride 2, padding 1: ``H -> floor(H/2)``). The
+decoder starts from ``ceil(H / 2^L) x ceil(W / 2^L)``, doubles L times with transposed convolutions, and
+crops to ``H x W`` (28 -> 7 -> 28; 30 -> 8 -> 32 -> 30), so nothing assumes 28x28 or 64x64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from vae_zoo.nets.activations import activation as make_activation
+
+
+class ConvEncoder(nn.Module):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64),
+        features: int = 256,
+        activation: str = "ReLU",
+    ):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c, *channels[:-1]], channels):
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), make_activation(activation)]
+            h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(f"{len(channels)} stride-2 layers shrink a {input_shape} image to nothing")
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * h * w, features), make_activation(activation)]
+        self.net = nn.Sequential(*layers)
+        self.out_features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        output_shape: Sequence[int],
+        channels: Sequence[int] = (64, 32),
+        features: int = 256,
+        activation: str = "ReLU",
+    ):
+        super().__init__()
+        c, h, w = output_shape
+        self.output_shape = tuple(output_shape)
+        scale = 2 ** len(channels)
+        self.start = (channels[0], math.ceil(h / scale), math.ceil(w / scale))
+        layers: list[nn.Module] = [
+            nn.Linear(in_features, features),
+            make_activation(activation),
+            nn.Linear(features, math.prod(self.start)),
+            make_activation(activation),
+            nn.Unflatten(1, self.start),
+        ]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1), make_activation(activation)]
+        layers.append(nn.ConvTranspose2d(channels[-1], c, kernel_size=4, stride=2, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        lead = z.shape[:-1]
+        c, h, w = self.output_shape
+        logits = self.net(z.reshape(-1, z.shape[-1]))[:, :, :h, :w]
+        return logits.reshape(*lead, c, h, w)
