@@ -23,11 +23,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from vae_zoo.cli import CONFIG_DIR, build_datamodule_and_model, build_trainer
+from vae_zoo.cli import build_datamodule_and_model, build_trainer
+from vae_zoo.compose import compose_config
 
 
 class EpochTimer(pl.Callback):
@@ -42,16 +40,6 @@ class EpochTimer(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx == trainer.num_training_batches - 1:
             self.seconds.append(time.perf_counter() - self._start)
-
-
-def compose_config(overrides: list[str], output_dir: Path):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
 
 
 def time_ours(cfg, epochs: int) -> list[float]:
@@ -69,8 +57,12 @@ def time_bare(cfg, epochs: int) -> list[float]:
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule, model = build_datamodule_and_model(cfg)
     datamodule.setup()
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") or
-                          (cfg.trainer.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda"
+        if cfg.trainer.accelerator in ("gpu", "cuda")
+        or (cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     images = datamodule.splits["train"].to(device)
     encoder, head, decoder = model.encoder.to(device), model.latent.head.to(device), model.decoder.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.model.optimizer.lr)
@@ -98,13 +90,19 @@ def time_bare(cfg, epochs: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path (after one warm-up)")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for both paths")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [f"trainer.max_epochs={args.epochs + 1}", "trainer.limit_val_batches=2",
-                     "eval.iw_samples=1", *args.overrides]
+        overrides = [
+            f"trainer.max_epochs={args.epochs + 1}",
+            "trainer.limit_val_batches=2",
+            "eval.iw_samples=1",
+            *args.overrides,
+        ]
         cfg = compose_config(overrides, Path(tmp))
         bare = time_bare(cfg, args.epochs + 1)
         ours = time_ours(cfg, args.epochs + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from vae_zoo.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_resolvers()
+# Lightning's pytree helper trips a torch deprecation on every fit; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
@@ -105,10 +108,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Recompute the test metrics of ``cfg.ckpt_path`` with the config saved in its run directory."""
     checkpoint = Path(cfg.ckpt_path)
     if not checkpoint.is_file():
-        raise VaeZooError(f"checkpoint {checkpoint} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt")
+        raise VaeZooError(
+            f"checkpoint {checkpoint} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt"
+        )
     run_config = checkpoint.resolve().parent.parent / ".hydra" / "config.yaml"
     if not run_config.is_file():
-        raise VaeZooError(f"no run config at {run_config}: eval.py needs the run directory the checkpoint came from")
+        raise VaeZooError(
+            f"no run config at {run_config}: eval.py needs the run directory the checkpoint came from"
+        )
     run_cfg = OmegaConf.load(run_config)
     # The run decides model and data; this invocation decides where data lives, the device and the bound.
     merged = OmegaConf.merge(run_cfg, {key: cfg[key] for key in ("paths", "trainer", "eval", "seed")})

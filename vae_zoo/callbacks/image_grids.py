@@ -23,10 +23,14 @@ class ImageGrids(pl.Callback):
             return
         x = trainer.datamodule.sample_images("val", self.num_images).to(pl_module.device)
         reconstructions = pl_module.reconstruct(x)
-        rows = torch.cat([row for pair in zip(x.split(self.per_row), reconstructions.split(self.per_row)) for row in pair])
+        rows = torch.cat(
+            [row for pair in zip(x.split(self.per_row), reconstructions.split(self.per_row)) for row in pair]
+        )
         grids = {
             "images/reconstructions": make_grid(rows, nrow=self.per_row, pad_value=1.0),
-            "images/samples": make_grid(pl_module.generate(self.num_images), nrow=self.per_row, pad_value=1.0),
+            "images/samples": make_grid(
+                pl_module.generate(self.num_images), nrow=self.per_row, pad_value=1.0
+            ),
         }
         for writer in writers:
             for tag, grid in grids.items():

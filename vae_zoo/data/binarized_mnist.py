@@ -15,8 +15,11 @@ from vae_zoo.data.download import fetch_or_explain
 from vae_zoo.data.files import find_file, read_amat
 from vae_zoo.errors import ConfigError
 
-SPLIT_FILES = {"train": "binarized_mnist_train.amat", "val": "binarized_mnist_valid.amat",
-               "test": "binarized_mnist_test.amat"}
+SPLIT_FILES = {
+    "train": "binarized_mnist_train.amat",
+    "val": "binarized_mnist_valid.amat",
+    "test": "binarized_mnist_test.amat",
+}
 URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 
 

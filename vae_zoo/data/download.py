@@ -10,7 +10,9 @@ from pathlib import Path
 from vae_zoo.errors import DataNotFoundError
 
 
-def fetch_or_explain(directory: Path, expected: Sequence[str], fetch: Callable[[], object], download: bool) -> None:
+def fetch_or_explain(
+    directory: Path, expected: Sequence[str], fetch: Callable[[], object], download: bool
+) -> None:
     """Run ``fetch`` (quietly); on failure, or with ``download`` off, raise DataNotFoundError naming the files."""
     hint = (
         f"dataset files not found in {directory} (expected {', '.join(expected)}, each plain or .gz)"

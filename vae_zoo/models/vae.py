@@ -69,7 +69,9 @@ class VAE(pl.LightningModule):
     def _float32(self) -> torch.autocast:
         return torch.autocast(self.device.type, enabled=False)
 
-    def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> tuple[Tensor, Tensor]:
+    def negative_elbo_terms(
+        self, x: Tensor, sample: Callable[[Distribution], Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``."""
         features = self.encoder(x)
         with self._float32():
@@ -109,11 +111,17 @@ class VAE(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         loss, recon, kl = self._epoch_sums / max(self._epoch_images, 1)
-        self.log_dict({"train/loss_epoch": loss, "train/recon_epoch": recon, "train/kl_epoch": kl}, sync_dist=True)
+        self.log_dict(
+            {"train/loss_epoch": loss, "train/recon_epoch": recon, "train/kl_epoch": kl}, sync_dist=True
+        )
 
     def _evaluate(self, x: Tensor, stage: str) -> None:
         recon, kl = self.negative_elbo_terms(x, lambda q: q.sample())
-        metrics = {f"{stage}/elbo": (recon + kl).mean(), f"{stage}/recon": recon.mean(), f"{stage}/kl": kl.mean()}
+        metrics = {
+            f"{stage}/elbo": (recon + kl).mean(),
+            f"{stage}/recon": recon.mean(),
+            f"{stage}/kl": kl.mean(),
+        }
         if stage == "test":
             metrics["test/nll_iw"] = self.importance_weighted_nll(x).mean()
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(x), sync_dist=True)

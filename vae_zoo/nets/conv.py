@@ -7,6 +7,7 @@ crops to ``H x W`` (28 -> 7 -> 28; 30 -> 8 -> 32 -> 30), so nothing assumes 28x2
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,10 @@ class ConvEncoder(nn.Module):
         c, h, w = input_shape
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels):
-            layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), make_activation(activation)]
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                make_activation(activation),
+            ]
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
             raise ValueError(f"{len(channels)} stride-2 layers shrink a {input_shape} image to nothing")
@@ -60,8 +64,11 @@ class ConvDecoder(nn.Module):
             make_activation(activation),
             nn.Unflatten(1, self.start),
         ]
-        for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1), make_activation(activation)]
+        for c_in, c_out in itertools.pairwise(channels):
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                make_activation(activation),
+            ]
         layers.append(nn.ConvTranspose2d(channels[-1], c, kernel_size=4, stride=2, padding=1))
         self.net = nn.Sequential(*layers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from vae_zoo.nets.activations import activation
 def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]``, each followed by the activation."""
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), activation(act)]
     return nn.Sequential(*layers)
 
@@ -21,7 +22,9 @@ def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
 class MLPEncoder(nn.Module):
     """Flattened image ``(B, C, H, W)`` through hidden layers to ``out_features`` features."""
 
-    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (512, 256), activation: str = "ReLU"):
+    def __init__(
+        self, input_shape: Sequence[int], hidden: Sequence[int] = (512, 256), activation: str = "ReLU"
+    ):
         super().__init__()
         self.net = mlp([math.prod(input_shape), *hidden], activation)
         self.out_features = hidden[-1]

@@ -1,0 +1,97 @@
+"""Every option of every config group composes, and the documented override names exist."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT
+from vae_zoo.cli import build_trainer
+from vae_zoo.compose import compose_config
+
+GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir())
+OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((ROOT / "conf" / group).glob("*.yaml"))]
+
+
+def test_the_issue_groups_exist():
+    expected = {
+        "data",
+        "model",
+        "encoder",
+        "decoder",
+        "estimator",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+        "experiment",
+        "debug",
+        "hydra",
+    }
+    assert expected <= set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_config([f"{group}={option}"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("option", sorted(f.stem for f in (ROOT / "conf" / "trainer").glob("*.yaml")))
+def test_trainer_options_build_a_trainer_here(option, tmp_path):
+    if option == "gpu":
+        pytest.importorskip("torch").cuda.is_available() or pytest.skip("trainer=gpu needs a GPU")
+    cfg = compose_config([f"trainer={option}", "logger=csv"], tmp_path)
+    trainer = build_trainer(cfg)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_default_trainer_is_32_bit_on_cpu_and_mixed_on_gpu(tmp_path):
+    import torch
+
+    precision = compose_config([], tmp_path).trainer.precision
+    assert precision == (
+        ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed")
+        if torch.cuda.is_available()
+        else "32-true"
+    )
+
+
+def test_documented_overrides_exist(tmp_path):
+    cfg = compose_config(
+        [
+            "paths.data_dir=/x",
+            "data.batch_size=64",
+            "trainer.max_epochs=3",
+            "seed=7",
+            "eval.iw_samples=5",
+            "ckpt_path=/c.ckpt",
+        ],
+        tmp_path,
+    )
+    assert (cfg.data.data_dir, cfg.data.batch_size, cfg.trainer.max_epochs) == ("/x", 64, 3)
+    assert (cfg.seed, cfg.data.seed, cfg.eval.iw_samples, cfg.ckpt_path) == (7, 7, 5, "/c.ckpt")
+
+
+def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_ZOO_DATA_DIR", "/somewhere/data")
+    assert compose_config([], tmp_path).paths.data_dir == "/somewhere/data"
+    monkeypatch.delenv("VAE_ZOO_DATA_DIR")
+    assert compose_config([], tmp_path).paths.data_dir == "./data"
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "conv"])
+@pytest.mark.parametrize("decoder", ["mlp", "conv"])
+def test_model_builds_from_any_encoder_decoder_pair(encoder, decoder, tmp_path):
+    import torch
+
+    cfg = compose_config([f"encoder={encoder}", f"decoder={decoder}"], tmp_path)
+    model = instantiate(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        input_shape=[1, 28, 28],
+        _recursive_=False,
+        _convert_="all",
+    )
+    recon, kl = model.negative_elbo_terms(torch.rand(4, 1, 28, 28).bernoulli(), lambda q: q.rsample())
+    assert recon.shape == kl.shape == (4,)

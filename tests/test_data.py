@@ -1,0 +1,111 @@
+"""Datamodules: real splits, device-resident batching, DDP sharding, and the missing-data error."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from vae_zoo.data import BinarizedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
+from vae_zoo.data.tensor_batches import TensorBatches
+from vae_zoo.errors import ConfigError, DataNotFoundError
+
+
+@pytest.mark.parametrize("module", [MNISTDataModule, FashionMNISTDataModule, BinarizedMNISTDataModule])
+def test_real_splits_are_50k_10k_10k_uint8_images(module, data_dir):
+    dm = module(data_dir)
+    dm.setup()
+    assert {name: tuple(t.shape) for name, t in dm.splits.items()} == {
+        "train": (50_000, 1, 28, 28),
+        "val": (10_000, 1, 28, 28),
+        "test": (10_000, 1, 28, 28),
+    }
+    assert all(t.dtype == torch.uint8 for t in dm.splits.values())
+
+
+def test_static_binarized_mnist_is_binary_and_the_same_every_epoch(data_dir):
+    dm = BinarizedMNISTDataModule(data_dir)
+    first, second = next(iter(dm.val_dataloader())), next(iter(dm.val_dataloader()))
+    assert set(first.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(first, second)
+    # the fraction of on-pixels matches MNIST's mean grey level (~0.13), so the parse is right
+    assert 0.12 < dm.splits["train"].float().div(255).mean() < 0.14
+
+
+def test_dynamic_binarization_redraws_training_pixels_but_fixes_eval_images(data_dir):
+    dm = MNISTDataModule(data_dir, binarize="dynamic")
+    dm.setup()
+    images = dm.splits["train"][:256]
+    a, b = dm.train_transform(images), dm.train_transform(images)
+    assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)
+    # the Bernoulli mean is the grey level: every pixel's frequency within 6 standard errors of it
+    draws, p = 400, images[:64].float() / 255
+    frequency = torch.stack([dm.train_transform(images[:64]) for _ in range(draws)]).mean(0)
+    assert torch.all((frequency - p).abs() <= 6 * (p * (1 - p) / draws).sqrt() + 1e-6)
+    assert set(dm.splits["test"].unique().tolist()) == {0, 255}
+    again = MNISTDataModule(data_dir, binarize="dynamic")
+    again.setup()
+    assert torch.equal(dm.splits["test"], again.splits["test"])
+
+
+def test_binarize_none_serves_grey_levels(data_dir):
+    dm = MNISTDataModule(data_dir, binarize="none")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.dtype == torch.float32 and 0 <= batch.min() and batch.max() <= 1 and len(batch.unique()) > 2
+
+
+def test_batches_cover_the_split_once_per_epoch_and_reshuffle_per_epoch():
+    images = torch.arange(1000).reshape(1000, 1, 1, 1)
+    epoch = {"e": 0}
+    batches = TensorBatches(images, 128, lambda t: t, shuffle=True, seed=3, epoch=lambda: epoch["e"])
+    first = torch.cat(list(batches)).flatten()
+    assert len(batches) == 8 and sorted(first.tolist()) == list(range(1000))
+    assert torch.equal(first, torch.cat(list(batches)).flatten())  # same epoch, same order (resume-safe)
+    epoch["e"] = 1
+    assert not torch.equal(first, torch.cat(list(batches)).flatten())
+
+
+@pytest.mark.parametrize(("n", "world_size"), [(1000, 2), (1001, 2), (10, 3)])
+def test_ddp_shards_are_disjoint_cover_the_data_and_have_equal_length(n, world_size):
+    images = torch.arange(n).reshape(n, 1, 1, 1)
+    shards = [
+        TensorBatches(
+            images, 16, lambda t: t, shuffle=True, seed=0, rank=r, world_size=world_size
+        ).shard_indices()
+        for r in range(world_size)
+    ]
+    assert len({len(s) for s in shards}) == 1
+    seen = torch.cat(shards)
+    assert set(seen.tolist()) == set(range(n))
+    assert len(seen) - len(set(seen.tolist())) == (-n) % world_size  # only the wrap-around padding repeats
+
+
+def test_unknown_binarization_is_a_config_error(data_dir):
+    with pytest.raises(ConfigError, match="data.binarize='static'"):
+        MNISTDataModule(data_dir, binarize="static")
+
+
+@pytest.mark.parametrize("module", [MNISTDataModule, FashionMNISTDataModule, BinarizedMNISTDataModule])
+def test_missing_files_without_download_name_the_directory_and_files(module, tmp_path):
+    with pytest.raises(DataNotFoundError) as error:
+        module(str(tmp_path), download=False).setup()
+    message = str(error.value)
+    assert str(tmp_path) in message and ("idx3-ubyte" in message or ".amat" in message)
+    assert "VAE_ZOO_DATA_DIR" in message and "\n" not in message
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("ossci-datasets.s3.amazonaws.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_missing_files_offline_fail_in_one_line_after_trying_to_download(tmp_path):
+    if _online():
+        pytest.skip("this machine is online, so the download would succeed")
+    with pytest.raises(DataNotFoundError, match="downloading them failed") as error:
+        MNISTDataModule(str(tmp_path)).setup()
+    assert "\n" not in str(error.value)
