@@ -36,18 +36,29 @@ class RecordStartStep(pl.Callback):
         Path(self.path).write_text(str(trainer.global_step))
 
 
-@pytest.mark.parametrize("net", ["mlp", "conv"])
-def test_fast_dev_run_trains_the_gaussian_vae(net, make_cfg, tmp_path):
-    metrics = train(make_cfg("debug=fdr", f"encoder={net}", f"decoder={net}", *FAST))
+VARIANTS = {
+    "mlp": ("encoder=mlp", "decoder=mlp"),
+    "conv": ("encoder=conv", "decoder=conv"),
+    "binarized_mnist": ("data=binarized_mnist",),
+    "fashion_grey": ("data=fashion_mnist", "data.binarize=none"),
+    "mc_kl_plateau": ("model.kl=mc", "scheduler=plateau"),
+    "cosine_csv": ("scheduler=cosine", "logger=csv"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fast_dev_run_trains_the_gaussian_vae(variant, make_cfg, tmp_path):
+    metrics = train(make_cfg("debug=fdr", *VARIANTS[variant], *FAST))
     for name in ("val/elbo", "test/elbo", "test/nll_iw"):
         assert math.isfinite(metrics[name]) and 100 < metrics[name] < 1000, (name, metrics[name])
     assert metrics["test/nll_iw"] < metrics["test/elbo"] + 5
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == metrics
+    data = next((o.split("=")[1] for o in VARIANTS[variant] if o.startswith("data=")), "mnist")
     assert (written["model"], written["estimator"], written["data"], written["seed"]) == (
         "gaussian_vae",
         "pathwise",
-        "mnist",
+        data,
         0,
     )
 
