@@ -131,11 +131,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _user_error(error: BaseException | None) -> VaeZooError | None:
+    """The VaeZooError behind ``error``, if any (Hydra's instantiate wraps constructor errors)."""
+    while error is not None and not isinstance(error, VaeZooError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def _report_user_errors(fn, cfg: DictConfig) -> Any:
     try:
         return fn(cfg)
-    except VaeZooError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        user_error = _user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
 
 

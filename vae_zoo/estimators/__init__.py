@@ -1,6 +1,8 @@
 """Gradient estimators: how a latent sample carries gradient to the encoder."""
 
 from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.gumbel_softmax import GumbelSoftmaxEstimator
 from vae_zoo.estimators.pathwise import PathwiseEstimator
+from vae_zoo.estimators.straight_through import StraightThroughEstimator
 
-__all__ = ["Estimator", "PathwiseEstimator"]
+__all__ = ["Estimator", "GumbelSoftmaxEstimator", "PathwiseEstimator", "StraightThroughEstimator"]

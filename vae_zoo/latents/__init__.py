@@ -1,6 +1,7 @@
 """Latent families: the distribution of z, its prior and its KL."""
 
+from vae_zoo.latents.categorical import CategoricalLatent
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.latents.normal import NormalLatent
 
-__all__ = ["LatentFamily", "NormalLatent"]
+__all__ = ["CategoricalLatent", "LatentFamily", "NormalLatent"]

@@ -19,6 +19,8 @@ class LatentFamily(nn.Module):
 
     #: names of the estimators that give correct gradients for this family
     estimators: tuple[str, ...] = ()
+    #: the ``model.kl`` modes this family supports
+    kl_modes: tuple[str, ...] = KL_MODES
     #: width of a flattened sample, i.e. the decoder's input size
     sample_features: int
 
@@ -29,6 +31,10 @@ class LatentFamily(nn.Module):
     @abstractmethod
     def prior(self) -> Distribution:
         """``p(z)``."""
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        """A sample as the decoder reads it: ``(..., sample_features)``."""
+        return z
 
     def kl(self, q: Distribution, z: Tensor, mode: str) -> Tensor:
         """``KL(q || p)`` per image: closed form (``analytic``) or the one-sample ``log q(z) - log p(z)``."""

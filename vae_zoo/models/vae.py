@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.latents.family import KL_MODES, LatentFamily
+from vae_zoo.latents.family import LatentFamily
 
 
 class VAE(pl.LightningModule):
@@ -49,14 +49,17 @@ class VAE(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        if kl not in KL_MODES:
-            raise ConfigError(f"model.kl={kl!r} is not one of {', '.join(KL_MODES)}")
         if iw_samples < 1 or iw_chunk < 1:
             raise ConfigError(f"eval.iw_samples={iw_samples} and eval.iw_chunk={iw_chunk} must be >= 1")
         input_shape = tuple(input_shape)
         self.kl_mode = kl
         self.encoder = instantiate(encoder, input_shape=input_shape)
         self.latent = self.latent_family(in_features=self.encoder.out_features, **(latent or {}))
+        if kl not in self.latent.kl_modes:
+            raise ConfigError(
+                f"model.kl={kl} is not available for {type(self).__name__}; "
+                f"choose one of: {', '.join('model.kl=' + mode for mode in self.latent.kl_modes)}"
+            )
         self.decoder = instantiate(decoder, in_features=self.latent.sample_features, output_shape=input_shape)
         self.likelihood = instantiate(likelihood)
         self.estimator = instantiate(estimator)
@@ -78,7 +81,7 @@ class VAE(pl.LightningModule):
             q = self.latent.posterior(features.float())
             z = sample(q)
             kl = self.latent.kl(q, z, self.kl_mode)
-        logits = self.decoder(z)
+        logits = self.decoder(self.latent.decoder_input(z))
         with self._float32():
             recon = -self.likelihood.log_prob(logits.float(), x)
         return recon, kl
@@ -90,12 +93,12 @@ class VAE(pl.LightningModule):
         terms = torch.stack([loss, recon, kl]).detach()
         self._epoch_sums.add_(terms * len(x))
         self._epoch_images += len(x)
-        if self._is_logging_step():
+        if self.is_logging_step():
             self.log("train/loss", terms[0], prog_bar=True)
             self.log_dict({"train/recon": terms[1], "train/kl": terms[2]})
         return loss
 
-    def _is_logging_step(self) -> bool:
+    def is_logging_step(self) -> bool:
         """True on the steps where Lightning writes step metrics to the loggers.
 
         ``self.log`` costs ~0.6 ms per key per call on the CPU (Lightning moves its result
@@ -148,7 +151,7 @@ class VAE(pl.LightningModule):
         for start in range(0, k, self.hparams.iw_chunk):
             with self._float32():
                 z = q.sample((min(self.hparams.iw_chunk, k - start),))
-            logits = self.decoder(z)
+            logits = self.decoder(self.latent.decoder_input(z))
             with self._float32():
                 log_w = self.likelihood.log_prob(logits.float(), x) + prior.log_prob(z) - q.log_prob(z)
                 chunk_sum = torch.logsumexp(log_w, dim=0)
@@ -159,13 +162,13 @@ class VAE(pl.LightningModule):
     def reconstruct(self, x: Tensor) -> Tensor:
         """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean."""
         q = self.latent.posterior(self.encoder(x).float())
-        return self.likelihood.mean(self.decoder(q.mean).float())
+        return self.likelihood.mean(self.decoder(self.latent.decoder_input(q.mean)).float())
 
     @torch.no_grad()
     def generate(self, n: int) -> Tensor:
         """Pixel means decoded from ``n`` prior samples."""
         z = self.latent.prior().sample((n,))
-        return self.likelihood.mean(self.decoder(z).float())
+        return self.likelihood.mean(self.decoder(self.latent.decoder_input(z)).float())
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
