@@ -43,24 +43,39 @@ VARIANTS = {
     "fashion_grey": ("data=fashion_mnist", "data.binarize=none"),
     "mc_kl_plateau": ("model.kl=mc", "scheduler=plateau"),
     "cosine_csv": ("scheduler=cosine", "logger=csv"),
+    "gumbel_softmax": ("model=gumbel_vae", "estimator=gumbel_softmax"),
+    "straight_through": ("model=gumbel_vae", "estimator=straight_through"),
+    "gumbel_learned_prior_conv": (
+        "model=gumbel_vae",
+        "model.latent.prior=learned",
+        "encoder=conv",
+        "decoder=conv",
+    ),
 }
+DEFAULT_ESTIMATOR = {"gaussian_vae": "pathwise", "gumbel_vae": "gumbel_softmax"}
+
+
+def _choice(overrides: tuple[str, ...], group: str, default: str) -> str:
+    return next((o.split("=")[1] for o in overrides if o.startswith(f"{group}=")), default)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_fast_dev_run_trains_the_gaussian_vae(variant, make_cfg, tmp_path):
-    metrics = train(make_cfg("debug=fdr", *VARIANTS[variant], *FAST))
+def test_fast_dev_run_trains_every_model_and_component(variant, make_cfg, tmp_path):
+    overrides = VARIANTS[variant]
+    metrics = train(make_cfg("debug=fdr", *overrides, *FAST))
     for name in ("val/elbo", "test/elbo", "test/nll_iw"):
         assert math.isfinite(metrics[name]) and 100 < metrics[name] < 1000, (name, metrics[name])
     assert metrics["test/nll_iw"] < metrics["test/elbo"] + 5
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written == metrics
-    data = next((o.split("=")[1] for o in VARIANTS[variant] if o.startswith("data=")), "mnist")
-    assert (written["model"], written["estimator"], written["data"], written["seed"]) == (
-        "gaussian_vae",
-        "pathwise",
-        data,
+    model = _choice(overrides, "model", "gaussian_vae")
+    expected = (
+        model,
+        _choice(overrides, "estimator", DEFAULT_ESTIMATOR[model]),
+        _choice(overrides, "data", "mnist"),
         0,
     )
+    assert (written["model"], written["estimator"], written["data"], written["seed"]) == expected
 
 
 def test_resuming_from_a_checkpoint_continues_at_the_saved_step(make_cfg, tmp_path):
