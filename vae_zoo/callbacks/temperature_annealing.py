@@ -77,10 +77,14 @@ class TemperatureAnnealing(pl.Callback):
         if self.anneal_steps is None and self.schedule in ("linear", "cosine"):
             total = trainer.estimated_stepping_batches
             if not math.isfinite(total):
-                raise ConfigError("callbacks.temperature.anneal_steps must be set when the run has no step limit")
+                raise ConfigError(
+                    "callbacks.temperature.anneal_steps must be set when the run has no step limit"
+                )
             self.anneal_steps = max(1, int(total))
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         tau = self.temperature(trainer.global_step)
         pl_module.estimator.temperature = tau
         if pl_module.is_logging_step():

@@ -16,7 +16,7 @@ PRIORS = ("uniform", "learned")
 class GumbelMaxOneHotCategorical(OneHotCategorical):
     """OneHotCategorical whose ``sample`` is the Gumbel-Max trick (exact, drawn in float32)."""
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return gumbel_max(self.logits, sample_shape)
 
 
