@@ -30,7 +30,7 @@ def _briefly_trained_model(data_dir, name, steps=150):
     )
     optimizer = model.configure_optimizers()
     for _, x in zip(range(steps), dm.train_dataloader()):
-        recon, kl = model.negative_elbo_terms(x, model.estimator.sample)
+        recon, kl, _, _ = model.negative_elbo_terms(x, model.estimator.sample)
         optimizer.zero_grad()
         (recon + kl).mean().backward()
         optimizer.step()
@@ -42,7 +42,7 @@ def test_importance_weighted_bound_is_never_worse_than_the_elbo_and_tightens_wit
     model, x = _briefly_trained_model(data_dir, name)
     torch.manual_seed(2)
     with torch.no_grad():
-        recon, kl = model.negative_elbo_terms(x, lambda q: q.sample())
+        recon, kl, _, _ = model.negative_elbo_terms(x, lambda q: q.sample())
         negative_elbo = (recon + kl).mean().item()
         bounds = {k: model.importance_weighted_nll(x, k).mean().item() for k in (1, 10, 100, 1000)}
     # k = 1 is a one-sample estimate of the negative ELBO: equal up to Monte-Carlo noise

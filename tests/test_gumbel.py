@@ -138,7 +138,7 @@ def test_half_precision_with_logits_of_1e4_keeps_samples_and_loss_finite(dtype, 
     x = torch.rand(16, 1, 28, 28).bernoulli()
     samples = []
     with torch.autocast("cpu", dtype=dtype):
-        recon, kl = model.negative_elbo_terms(
+        recon, kl, _, _ = model.negative_elbo_terms(
             x, lambda q: samples.append(model.estimator.sample(q)) or samples[-1]
         )
         loss = (recon + kl).mean()

@@ -51,8 +51,19 @@ VARIANTS = {
         "encoder=conv",
         "decoder=conv",
     ),
+    "gamma_implicit_warmup": ("model=gamma_vae", "+callbacks@callbacks.kl_warmup=kl_warmup"),
+    "gamma_score_function": ("model=gamma_vae", "estimator=score_function"),
+    "gamma_mc_kl_no_baseline": (
+        "model=gamma_vae",
+        "estimator=score_function",
+        "model.estimator.baseline=none",
+        "model.kl=mc",
+    ),
+    "gaussian_implicit": ("estimator=implicit",),
+    "gaussian_score_function": ("estimator=score_function",),
+    "gumbel_score_function": ("model=gumbel_vae", "estimator=score_function"),
 }
-DEFAULT_ESTIMATOR = {"gaussian_vae": "pathwise", "gumbel_vae": "gumbel_softmax"}
+DEFAULT_ESTIMATOR = {"gaussian_vae": "pathwise", "gumbel_vae": "gumbel_softmax", "gamma_vae": "implicit"}
 
 
 def _choice(overrides: tuple[str, ...], group: str, default: str) -> str:
@@ -156,6 +167,17 @@ def test_tensorboard_gets_scalars_image_grids_and_hyperparameters(cli_run):
     assert {"images/reconstructions", "images/samples"} <= set(tags["images"])
     hparams = (cli_run / "tensorboard" / "hparams.yaml").read_text()
     assert "model" in hparams and "data" in hparams and "seed" in hparams
+
+
+def test_a_wrong_pairing_ends_with_one_line_listing_the_valid_estimators(tmp_path):
+    result = _run(
+        "train.py", "model=gamma_vae", "estimator=gumbel_softmax", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: estimator=gumbel_softmax does not pair with GammaVAE; "
+        "choose one of: estimator=implicit, estimator=score_function"
+    )
 
 
 def test_missing_data_offline_ends_with_one_clear_line(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_info
 
 from vae_zoo.errors import ConfigError
 
@@ -22,7 +23,8 @@ class TemperatureAnnealing(pl.Callback):
 
     tau depends on the step alone, so a resumed run has the temperature an uninterrupted run has at every
     step with nothing extra in the checkpoint. ``anneal_steps`` (linear, cosine) defaults to the run's
-    total number of optimizer steps. Logs ``train/temperature``.
+    total number of optimizer steps. Logs ``train/temperature``. With an estimator that has no
+    temperature (``score_function``) it does nothing, and says so once.
     """
 
     def __init__(
@@ -65,26 +67,20 @@ class TemperatureAnnealing(pl.Callback):
         return self.tau_min + (self.tau0 - self.tau_min) * (1 + math.cos(math.pi * progress)) / 2
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        estimator = getattr(pl_module, "estimator", None)
-        if not hasattr(estimator, "temperature"):
-            name = getattr(estimator, "name", type(estimator).__name__)
-            raise ConfigError(
-                f"callbacks.temperature anneals a relaxed estimator, but estimator={name} has no temperature; "
-                "use estimator=gumbel_softmax or estimator=straight_through, or drop ~callbacks.temperature"
-            )
+        self.active = hasattr(pl_module.estimator, "temperature")
+        if not self.active:
+            rank_zero_info(f"callbacks.temperature: estimator={pl_module.estimator.name} has no temperature to anneal")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.anneal_steps is None and self.schedule in ("linear", "cosine"):
+        if self.active and self.anneal_steps is None and self.schedule in ("linear", "cosine"):
             total = trainer.estimated_stepping_batches
             if not math.isfinite(total):
-                raise ConfigError(
-                    "callbacks.temperature.anneal_steps must be set when the run has no step limit"
-                )
+                raise ConfigError("callbacks.temperature.anneal_steps must be set when the run has no step limit")
             self.anneal_steps = max(1, int(total))
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
-    ) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if not self.active:
+            return
         tau = self.temperature(trainer.global_step)
         pl_module.estimator.temperature = tau
         if pl_module.is_logging_step():

@@ -2,7 +2,16 @@
 
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.estimators.gumbel_softmax import GumbelSoftmaxEstimator
+from vae_zoo.estimators.implicit import ImplicitEstimator
 from vae_zoo.estimators.pathwise import PathwiseEstimator
+from vae_zoo.estimators.score_function import ScoreFunctionEstimator
 from vae_zoo.estimators.straight_through import StraightThroughEstimator
 
-__all__ = ["Estimator", "GumbelSoftmaxEstimator", "PathwiseEstimator", "StraightThroughEstimator"]
+__all__ = [
+    "Estimator",
+    "GumbelSoftmaxEstimator",
+    "ImplicitEstimator",
+    "PathwiseEstimator",
+    "ScoreFunctionEstimator",
+    "StraightThroughEstimator",
+]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.distributions import Distribution, Independent
+from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.estimator import Estimator, elementwise
 from vae_zoo.latents.gumbel import gumbel_softmax
 
 
 def categorical_logits(q: Distribution) -> Tensor:
     """The class logits of a (possibly Independent-wrapped) categorical posterior."""
-    return (q.base_dist if isinstance(q, Independent) else q).logits
+    return elementwise(q).logits
 
 
 class GumbelSoftmaxEstimator(Estimator):
@@ -22,6 +22,7 @@ class GumbelSoftmaxEstimator(Estimator):
     name = "gumbel_softmax"
 
     def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
         if temperature <= 0:
             raise ConfigError(f"model.estimator.temperature={temperature} must be > 0")
         self.temperature = temperature

@@ -2,6 +2,7 @@
 
 from vae_zoo.latents.categorical import CategoricalLatent
 from vae_zoo.latents.family import LatentFamily
+from vae_zoo.latents.gamma import GammaLatent
 from vae_zoo.latents.normal import NormalLatent
 
-__all__ = ["CategoricalLatent", "LatentFamily", "NormalLatent"]
+__all__ = ["CategoricalLatent", "GammaLatent", "LatentFamily", "NormalLatent"]

@@ -27,7 +27,7 @@ class CategoricalLatent(LatentFamily):
     one-hot rows (relaxed ones in training); the decoder reads it flattened to ``N * K``.
     """
 
-    estimators = ("gumbel_softmax", "straight_through")
+    estimators = ("gumbel_softmax", "straight_through", "score_function")
     kl_modes = ("analytic",)  # a relaxed sample has no categorical density to form log q(z) - log p(z)
 
     def __init__(self, in_features: int, n: int = 20, k: int = 10, prior: str = "uniform") -> None:

@@ -18,7 +18,7 @@ class NormalLatent(LatentFamily):
     Closed-form KL per image: ``1/2 * sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2)``.
     """
 
-    estimators = ("pathwise",)
+    estimators = ("pathwise", "implicit", "score_function")
 
     def __init__(self, in_features: int, dim: int = 32) -> None:
         super().__init__()

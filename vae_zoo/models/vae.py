@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -21,6 +21,15 @@ from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
+
+
+class ElboTerms(NamedTuple):
+    """Per-image terms of the negative ELBO, with the posterior and the sample they came from."""
+
+    recon: Tensor  # -log p(x|z)
+    kl: Tensor  # KL(q(z|x) || p(z)), closed form or one-sample
+    posterior: Distribution
+    z: Tensor
 
 
 class VAE(pl.LightningModule):
@@ -53,6 +62,7 @@ class VAE(pl.LightningModule):
             raise ConfigError(f"eval.iw_samples={iw_samples} and eval.iw_chunk={iw_chunk} must be >= 1")
         input_shape = tuple(input_shape)
         self.kl_mode = kl
+        self.kl_weight = 1.0  # beta of the training loss; KLWarmup raises it from 0
         self.encoder = instantiate(encoder, input_shape=input_shape)
         self.latent = self.latent_family(in_features=self.encoder.out_features, **(latent or {}))
         if kl not in self.latent.kl_modes:
@@ -72,9 +82,7 @@ class VAE(pl.LightningModule):
     def _float32(self) -> torch.autocast:
         return torch.autocast(self.device.type, enabled=False)
 
-    def negative_elbo_terms(
-        self, x: Tensor, sample: Callable[[Distribution], Tensor]
-    ) -> tuple[Tensor, Tensor]:
+    def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``."""
         features = self.encoder(x)
         with self._float32():
@@ -84,13 +92,23 @@ class VAE(pl.LightningModule):
         logits = self.decoder(self.latent.decoder_input(z))
         with self._float32():
             recon = -self.likelihood.log_prob(logits.float(), x)
-        return recon, kl
+        return ElboTerms(recon, kl, q, z)
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        recon, kl = self.negative_elbo_terms(x, self.estimator.sample)
-        recon, kl = recon.mean(), kl.mean()
-        loss = recon + kl
-        terms = torch.stack([loss, recon, kl]).detach()
+        """Minimises ``-log p(x|z) + beta * KL`` plus the estimator's surrogate, if it has one.
+
+        The surrogate's cost is the part of the loss that depends on the sample: the reconstruction,
+        and with ``kl: mc`` the one-sample KL too (a closed-form KL gets its exact gradient directly).
+        """
+        terms = self.negative_elbo_terms(x, self.estimator.sample)
+        with self._float32():
+            cost = terms.recon + self.kl_weight * terms.kl if self.kl_mode == "mc" else terms.recon
+            surrogate = self.estimator.surrogate(terms.posterior, terms.z, cost)
+        recon, kl = terms.recon.mean(), terms.kl.mean()
+        loss = recon + self.kl_weight * kl
+        if surrogate is not None:
+            loss = loss + surrogate.mean()
+        terms = torch.stack([recon + kl, recon, kl]).detach()
         self._epoch_sums.add_(terms * len(x))
         self._epoch_images += len(x)
         if self.is_logging_step():
@@ -119,7 +137,7 @@ class VAE(pl.LightningModule):
         )
 
     def _evaluate(self, x: Tensor, stage: str) -> None:
-        recon, kl = self.negative_elbo_terms(x, lambda q: q.sample())
+        recon, kl, _, _ = self.negative_elbo_terms(x, lambda q: q.sample())
         metrics = {
             f"{stage}/elbo": (recon + kl).mean(),
             f"{stage}/recon": recon.mean(),
