@@ -22,7 +22,9 @@ class KLWarmup(pl.Callback):
     def kl_weight(self, step: int) -> float:
         return min(1.0, step / self.steps)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         pl_module.kl_weight = self.kl_weight(trainer.global_step)
         if pl_module.is_logging_step():
             pl_module.log("train/kl_weight", pl_module.kl_weight)

@@ -69,16 +69,22 @@ class TemperatureAnnealing(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.active = hasattr(pl_module.estimator, "temperature")
         if not self.active:
-            rank_zero_info(f"callbacks.temperature: estimator={pl_module.estimator.name} has no temperature to anneal")
+            rank_zero_info(
+                f"callbacks.temperature: estimator={pl_module.estimator.name} has no temperature to anneal"
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active and self.anneal_steps is None and self.schedule in ("linear", "cosine"):
             total = trainer.estimated_stepping_batches
             if not math.isfinite(total):
-                raise ConfigError("callbacks.temperature.anneal_steps must be set when the run has no step limit")
+                raise ConfigError(
+                    "callbacks.temperature.anneal_steps must be set when the run has no step limit"
+                )
             self.anneal_steps = max(1, int(total))
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         if not self.active:
             return
         tau = self.temperature(trainer.global_step)

@@ -38,12 +38,19 @@ class ScoreFunctionEstimator(Estimator):
 
     def surrogate(self, q: Distribution, z: Tensor, cost: Tensor) -> Tensor:
         cost = cost.detach()
-        b = self.baseline_value.clone() if self.baseline == "moving_average" else torch.zeros((), device=cost.device)
+        b = (
+            self.baseline_value.clone()
+            if self.baseline == "moving_average"
+            else torch.zeros((), device=cost.device)
+        )
         if self.baseline == "moving_average" and self.training:
             batch_mean = cost.mean()
             self.baseline_value.copy_(
-                torch.where(self.baseline_started, self.decay * self.baseline_value + (1 - self.decay) * batch_mean,
-                            batch_mean)
+                torch.where(
+                    self.baseline_started,
+                    self.decay * self.baseline_value + (1 - self.decay) * batch_mean,
+                    batch_mean,
+                )
             )
             self.baseline_started.fill_(True)
         return (cost - b) * q.log_prob(z)

@@ -42,7 +42,9 @@ class GammaLatent(LatentFamily):
         self.sample_features = dim
         self.floor = floor
         self.head = nn.Linear(in_features, 2 * dim)
-        self.register_buffer("prior_concentration", torch.full((dim,), float(prior_concentration)), persistent=False)
+        self.register_buffer(
+            "prior_concentration", torch.full((dim,), float(prior_concentration)), persistent=False
+        )
         self.register_buffer("prior_rate", torch.full((dim,), float(prior_rate)), persistent=False)
 
     def posterior(self, features: Tensor) -> Independent:
@@ -52,4 +54,6 @@ class GammaLatent(LatentFamily):
         return Independent(DifferentiableCDFGamma(concentration, rate, validate_args=False), 1)
 
     def prior(self) -> Independent:
-        return Independent(DifferentiableCDFGamma(self.prior_concentration, self.prior_rate, validate_args=False), 1)
+        return Independent(
+            DifferentiableCDFGamma(self.prior_concentration, self.prior_rate, validate_args=False), 1
+        )
