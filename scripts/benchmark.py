@@ -2,20 +2,24 @@
 
 Our path is the real one: `conf/train.yaml` composed by Hydra (default callbacks, progress bar and
 TensorBoard logger), fitted by Lightning. The bare loop is hand-written PyTorch: the same encoder,
-decoder and parameter head, the same device-resident data, permutation and dynamic binarization,
-the same batch size and Adam, with the negative ELBO written out by hand. An epoch is timed from its
-first batch to the end of its last training batch (validation is not part of either). Epochs after a
-warm-up epoch are timed; the ratio is median(ours) / median(bare), the bare loop timed before and after.
+decoder and parameter head, the same device-resident data, permutation and dynamic binarization, the
+same batch size and Adam, with each model's negative ELBO written out by hand (Normal: mu + sigma*eps;
+categorical: Gumbel-Softmax with the same annealed temperature; Gamma: torch's implicit `rsample`).
+An epoch is timed from its first batch to the end of its last training batch (validation is not part
+of either). After one warm-up epoch, `--epochs` epochs are timed per path, the bare loop before and
+after ours; the ratio is median(ours) / median(bare). Also reported: importance-weighted evaluation
+throughput (`test/nll_iw` with k = 1000), and with `--compile` the same with `model.compile=true`.
 
-    python scripts/benchmark.py                       # gaussian_vae on MNIST, batch 128
-    python scripts/benchmark.py --epochs 3 --overrides data.batch_size=256
+    python scripts/benchmark.py                                   # three models, device auto
+    python scripts/benchmark.py --models gaussian_vae --epochs 5 --compile --out outputs/benchmark.md
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +31,13 @@ import torch.nn.functional as F
 from vae_zoo.cli import build_datamodule_and_model, build_trainer
 from vae_zoo.compose import compose_config
 
+MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
 
 class EpochTimer(pl.Callback):
     """Seconds from the start of each training epoch to the end of its last training batch."""
@@ -35,86 +46,151 @@ class EpochTimer(pl.Callback):
         self.seconds: list[float] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        synchronize(pl_module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx == trainer.num_training_batches - 1:
+            synchronize(pl_module.device)
             self.seconds.append(time.perf_counter() - self._start)
 
 
-def time_ours(cfg, epochs: int) -> list[float]:
+def time_ours(cfg) -> tuple[list[float], float]:
+    """Timed epochs of our path, and importance-weighted evaluation throughput (images/s, k = 1000)."""
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule, model = build_datamodule_and_model(cfg)
     trainer = build_trainer(cfg)
     timer = EpochTimer()
     trainer.callbacks.append(timer)
     trainer.fit(model, datamodule=datamodule)
-    return timer.seconds[1:]
+    x = datamodule.splits["test"][:500].float().div(255).to(model.device)
+    model.eval()
+    model.importance_weighted_nll(x[:50], 1000)  # warm-up
+    synchronize(model.device)
+    start = time.perf_counter()
+    model.importance_weighted_nll(x, 1000)
+    synchronize(model.device)
+    return timer.seconds[1:], len(x) / (time.perf_counter() - start)
 
 
-def time_bare(cfg, epochs: int) -> list[float]:
+def bare_negative_elbo(model_name: str, model, x: torch.Tensor, step: int) -> torch.Tensor:
+    """The model's negative ELBO, written by hand."""
+    h = model.latent.head(model.encoder(x))
+    if model_name == "gaussian_vae":
+        loc, raw_scale = h.chunk(2, dim=-1)
+        scale = F.softplus(raw_scale) + 1e-5
+        z = loc + scale * torch.randn_like(loc)
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(-1)
+    elif model_name == "gumbel_vae":
+        n, k = model.latent.n, model.latent.k
+        logits = h.view(-1, n, k).float()
+        tau = max(0.5, math.exp(-3e-5 * (step // 1000) * 1000))
+        u = torch.rand_like(logits).clamp_(
+            torch.finfo(torch.float32).tiny, 1 - torch.finfo(torch.float32).eps
+        )
+        z = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1).flatten(1)
+        log_q = torch.log_softmax(logits, dim=-1)
+        kl = (log_q.exp() * (log_q + math.log(k))).sum((1, 2))
+    else:
+        raw_concentration, raw_rate = h.chunk(2, dim=-1)
+        q = torch.distributions.Gamma(F.softplus(raw_concentration) + 1e-3, F.softplus(raw_rate) + 1e-3)
+        z = q.rsample()
+        prior = torch.distributions.Gamma(torch.full_like(z, 0.3), torch.full_like(z, 0.3))
+        kl = torch.distributions.kl_divergence(q, prior).sum(-1)
+    recon = F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="none").flatten(1).sum(-1)
+    return (recon + kl).mean()
+
+
+def time_bare(cfg, model_name: str, epochs: int) -> list[float]:
     """The same model and data as `time_ours`, trained by a hand-written loop."""
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule, model = build_datamodule_and_model(cfg)
     datamodule.setup()
-    device = torch.device(
-        "cuda"
-        if cfg.trainer.accelerator in ("gpu", "cuda")
-        or (cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
-        else "cpu"
-    )
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
     images = datamodule.splits["train"].to(device)
-    encoder, head, decoder = model.encoder.to(device), model.latent.head.to(device), model.decoder.to(device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.model.optimizer.lr)
-    batch_size = cfg.data.batch_size
-    seconds = []
+    seconds, step = [], 0
     for epoch in range(epochs):
+        synchronize(device)
         start = time.perf_counter()
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch)).to(device)
-        for idx in order.split(batch_size):
+        for idx in order.split(cfg.data.batch_size):
             x = torch.bernoulli(images[idx].float() / 255)
-            loc, raw_scale = head(encoder(x)).chunk(2, dim=-1)
-            scale = F.softplus(raw_scale) + 1e-5
-            z = loc + scale * torch.randn_like(loc)
-            logits = decoder(z)
-            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-            kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(1)
-            loss = (recon + kl).mean()
+            loss = bare_negative_elbo(model_name, model, x, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            step += 1
+        synchronize(device)
         seconds.append(time.perf_counter() - start)
     return seconds[1:]
+
+
+def measure(model_name: str, epochs: int, compile: bool, extra: list[str], tmp: Path) -> dict:
+    overrides = [
+        f"model={model_name}",
+        f"trainer.max_epochs={epochs + 1}",
+        "trainer.limit_val_batches=2",
+        "eval.iw_samples=1",
+        f"model.compile={str(compile).lower()}",
+        *extra,
+    ]
+    cfg = compose_config(overrides, tmp)
+    bare = time_bare(cfg, model_name, epochs + 1)
+    ours, iw_rate = time_ours(cfg)
+    bare += time_bare(cfg, model_name, epochs + 1)
+    images = 50_000
+    return {
+        "model": model_name + (" (compiled)" if compile else ""),
+        "ours": images / statistics.median(ours),
+        "bare": images / statistics.median(bare),
+        "ratio": statistics.median(ours) / statistics.median(bare),
+        "iw": iw_rate,
+        "epochs": f"{', '.join(f'{s:.2f}' for s in ours)} / {', '.join(f'{s:.2f}' for s in bare)}",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path (after one warm-up)")
-    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for both paths")
+    parser.add_argument("--compile", action="store_true", help="also measure model.compile=true")
+    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every run")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmark.md"))
     args = parser.parse_args(argv)
+
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            f"trainer.max_epochs={args.epochs + 1}",
-            "trainer.limit_val_batches=2",
-            "eval.iw_samples=1",
-            *args.overrides,
-        ]
-        cfg = compose_config(overrides, Path(tmp))
-        bare = time_bare(cfg, args.epochs + 1)
-        ours = time_ours(cfg, args.epochs + 1)
-        bare += time_bare(cfg, args.epochs + 1)
-    ratio = statistics.median(ours) / statistics.median(bare)
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, overrides: {' '.join(overrides)}")
-    print("| path | epoch seconds (median) | all timed epochs |")
-    print("|---|---|---|")
-    print(f"| vae_zoo | {statistics.median(ours):.2f} | {', '.join(f'{s:.2f}' for s in ours)} |")
-    print(f"| bare PyTorch | {statistics.median(bare):.2f} | {', '.join(f'{s:.2f}' for s in bare)} |")
-    print(f"ratio vae_zoo / bare = {ratio:.3f}")
+        for model_name in args.models:
+            for compile in (False, True) if args.compile else (False,):
+                rows.append(measure(model_name, args.epochs, compile, args.overrides, Path(tmp)))
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    lines = [
+        (
+            f"Device: {device}; torch {torch.__version__}, pytorch-lightning {pl.__version__}; MNIST, batch "
+            f"128 unless overridden ({' '.join(args.overrides) or 'defaults'}); {args.epochs} timed epochs per path."
+        ),
+        "",
+        "| model | vae_zoo samples/s | bare PyTorch samples/s | ratio (time) | IW eval images/s (k=1000) | epoch s: ours / bare |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['ours']:.0f} | {r['bare']:.0f} | **{r['ratio']:.3f}** | {r['iw']:.1f} | {r['epochs']} |"
+        for r in rows
+    ]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,6 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.errors import VaeZooError
@@ -62,6 +63,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict
     }
 
 
+@rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -79,7 +81,7 @@ def _reseed(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; write ``metrics.json`` in the run directory."""
     output_dir = Path(cfg.paths.output_dir)
-    print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+    rank_zero_only(print_config_tree)(cfg, save_to=output_dir / "config_tree.log")
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     _reseed(cfg)
@@ -150,8 +152,10 @@ def _report_user_errors(fn, cfg: DictConfig) -> Any:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def train_main(cfg: DictConfig) -> None:
-    _report_user_errors(train, cfg)
+def train_main(cfg: DictConfig) -> float | None:
+    """Returns ``metrics[optimized_metric]`` (default ``val/elbo``), the value Hydra's sweepers minimise."""
+    metrics = _report_user_errors(train, cfg)
+    return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -55,6 +55,7 @@ class VAE(pl.LightningModule):
         input_shape: Sequence[int] = (1, 28, 28),
         iw_samples: int = 1000,
         iw_chunk: int = 100,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -71,6 +72,9 @@ class VAE(pl.LightningModule):
                 f"choose one of: {', '.join('model.kl=' + mode for mode in self.latent.kl_modes)}"
             )
         self.decoder = instantiate(decoder, in_features=self.latent.sample_features, output_shape=input_shape)
+        if compile:  # in place: parameter names and checkpoints stay those of the plain modules
+            self.encoder.compile()
+            self.decoder.compile()
         self.likelihood = instantiate(likelihood)
         self.estimator = instantiate(estimator)
         if self.estimator.name not in self.latent.estimators:

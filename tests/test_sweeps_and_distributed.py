@@ -1,0 +1,115 @@
+"""Multirun with its summary, an Optuna sweep, the SLURM launcher config, and DDP on CPU (gloo)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.test_training import _run
+from vae_zoo.cli import CONFIG_DIR
+
+FAST = ("eval.iw_samples=5", "eval.iw_chunk=5", "trainer.accelerator=cpu")
+
+
+def _summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "summary.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    result = _run(
+        "train.py",
+        "-m",
+        "model=gaussian_vae,gumbel_vae,gamma_vae",
+        "debug=fdr",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep)
+    assert [(r["job"], r["model"], r["estimator"]) for r in rows] == [
+        ("0", "gaussian_vae", "pathwise"),
+        ("1", "gumbel_vae", "gumbel_softmax"),
+        ("2", "gamma_vae", "implicit"),
+    ]
+    assert all(float(r["val/elbo"]) > 0 and float(r["test/nll_iw"]) > 0 for r in rows)
+    assert "model=gumbel_vae" in rows[1]["overrides"]
+    assert (sweep / "summary.md").read_text().count("\n") == 2 + len(rows)
+
+
+def test_a_two_trial_optuna_sweep_minimises_val_elbo(tmp_path, data_dir):
+    sweep = tmp_path / "optuna"
+    result = _run(
+        "train.py",
+        "hparams_search=optuna",
+        "model=gumbel_vae",
+        "hydra.sweeper.n_trials=2",
+        "debug=fdr",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep)
+    assert len(rows) == 2
+    for row in rows:  # each trial drew a learning rate, a latent size and an annealing rate
+        assert all(
+            key in row["overrides"]
+            for key in ("model.optimizer.lr=", "model.latent.n=", "callbacks.temperature.rate=")
+        )
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == min(float(r["val/elbo"]) for r in rows)
+
+
+def test_the_slurm_launcher_composes(tmp_path):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+
+
+class RecordShards(pl.Callback):
+    """Saves the indices this rank trains on in each epoch to ``<folder>/rank<r>_epoch<e>.pt``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        indices = trainer.train_dataloader.shard_indices().cpu()
+        torch.save(indices, Path(self.folder) / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
+
+
+def test_two_process_ddp_on_cpu_trains_on_disjoint_shards_that_cover_the_data(tmp_path, data_dir):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    result = _run(
+        "train.py",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "debug=limit",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "+callbacks.shards._target_=tests.test_sweeps_and_distributed.RecordShards",
+        f"+callbacks.shards.folder={shards}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    for epoch in (0, 1):
+        first, second = (torch.load(shards / f"rank{r}_epoch{epoch}.pt") for r in (0, 1))
+        assert len(first) == len(second) == 25_000
+        assert not set(first.tolist()) & set(second.tolist())
+        assert set(first.tolist()) | set(second.tolist()) == set(range(50_000))
+    assert not torch.equal(torch.load(shards / "rank0_epoch0.pt"), torch.load(shards / "rank0_epoch1.pt"))
