@@ -58,7 +58,7 @@ def test_binarize_none_serves_grey_levels(data_dir):
 def test_batches_cover_the_split_once_per_epoch_and_reshuffle_per_epoch():
     images = torch.arange(1000).reshape(1000, 1, 1, 1)
     epoch = {"e": 0}
-    batches = TensorBatches(images, 128, lambda t: t, shuffle=True, seed=3, epoch=lambda: epoch["e"])
+    batches = TensorBatches(images, 128, lambda t, g: t, shuffle=True, seed=3, epoch=lambda: epoch["e"])
     first = torch.cat(list(batches)).flatten()
     assert len(batches) == 8 and sorted(first.tolist()) == list(range(1000))
     assert torch.equal(first, torch.cat(list(batches)).flatten())  # same epoch, same order (resume-safe)
@@ -71,7 +71,7 @@ def test_ddp_shards_are_disjoint_cover_the_data_and_have_equal_length(n, world_s
     images = torch.arange(n).reshape(n, 1, 1, 1)
     shards = [
         TensorBatches(
-            images, 16, lambda t: t, shuffle=True, seed=0, rank=r, world_size=world_size
+            images, 16, lambda t, g: t, shuffle=True, seed=0, rank=r, world_size=world_size
         ).shard_indices()
         for r in range(world_size)
     ]

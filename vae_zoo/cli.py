@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.errors import VaeZooError
 from vae_zoo.resolvers import register_resolvers
@@ -73,6 +76,48 @@ def _float_metrics(results: list[dict[str, Any]]) -> dict[str, float]:
     return {name: float(value) for result in results for name, value in result.items()}
 
 
+def checked_checkpoint(path: str | None, model: pl.LightningModule) -> str | None:
+    """``path`` if it is a readable Lightning checkpoint whose weights fit ``model``; else a one-line error.
+    ``last`` is passed through: Lightning resolves it to the run's ``checkpoints/last.ckpt``."""
+    if path is None or path == "last":
+        return path
+    if not Path(path).is_file():
+        raise VaeZooError(
+            f"ckpt_path={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:  # noqa: BLE001 -- truncated, not a zip, not a checkpoint: the same fix
+        raise VaeZooError(
+            f"ckpt_path={path} cannot be read as a Lightning checkpoint ({type(error).__name__}): the file is "
+            "corrupt or not a checkpoint -- pass another ckpt_path"
+        ) from None
+    expected = model.state_dict()
+    problems = sorted(set(expected) ^ set(state)) + [
+        k for k in expected if k in state and state[k].shape != expected[k].shape
+    ]
+    if problems:
+        raise VaeZooError(
+            f"ckpt_path={path} holds another model's weights ({len(problems)} tensors differ, e.g. {problems[0]}) "
+            f"-- use the model= and size overrides it was trained with, or a checkpoint of this {type(model).__name__}"
+        )
+    return path
+
+
+def _stopped_by_signal(trainer: pl.Trainer) -> None:
+    """After Lightning stopped on SIGTERM/SIGINT: one line naming the saved checkpoint, exit 128 + signal."""
+    preemption = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
+    signum = (preemption.signal_received if preemption else None) or signal.SIGTERM
+    if preemption is not None and preemption.saved is not None:
+        where = f"saved {preemption.saved} -- continue with ckpt_path={preemption.saved}"
+    else:
+        where = "no checkpoint saved (the preemption callback is off)"
+    rank_zero_only(print)(
+        f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; {where}", file=sys.stderr
+    )
+    sys.exit(128 + signum)
+
+
 def _reseed(cfg: DictConfig) -> None:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -89,7 +134,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=checked_checkpoint(cfg.get("ckpt_path"), model))
+    except SIGTERMException:
+        _stopped_by_signal(trainer)
 
     checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint or None, verbose=False)
@@ -125,7 +173,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model = build_datamodule_and_model(merged)
     trainer = build_trainer(merged, logging=False)
     _reseed(merged)
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=str(checkpoint))
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(str(checkpoint), model))
     run_choices = OmegaConf.load(run_config.with_name("hydra.yaml")).hydra.runtime.choices
     metrics = {**run_identity(run_cfg, run_choices), "checkpoint": str(checkpoint), **_float_metrics(test)}
     metrics["iw_samples"] = cfg.eval.iw_samples

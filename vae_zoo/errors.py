@@ -11,3 +11,7 @@ class ConfigError(VaeZooError):
 
 class DataNotFoundError(VaeZooError):
     """Dataset files are missing and could not be downloaded."""
+
+
+class NonFiniteLossError(VaeZooError):
+    """A non-finite loss term or gradient stopped training."""

@@ -17,14 +17,14 @@ BINARIZATIONS = ("dynamic", "none")
 EVAL_BINARIZATION_SEED = 1234  # fixed, so val/test images are the same for every run and seed
 
 
-def scale(images: Tensor) -> Tensor:
+def scale(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """uint8 pixels in [0, 255] to floats in [0, 1]."""
     return images.float().div_(255.0)
 
 
-def binarize_dynamic(images: Tensor) -> Tensor:
+def binarize_dynamic(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A fresh Bernoulli draw per pixel with the grey level as probability (Salakhutdinov & Murray)."""
-    return torch.bernoulli(scale(images))
+    return torch.bernoulli(scale(images), generator=generator)
 
 
 class TensorDataModule(pl.LightningDataModule):

@@ -4,6 +4,11 @@ Replaces a DataLoader over per-sample ``__getitem__`` calls: one permutation per
 batch, and the per-batch transform (e.g. dynamic binarization) runs on the device. Under DDP each rank
 takes every ``world_size``-th index of the shared permutation, padded by wrap-around as
 ``DistributedSampler`` does, so the ranks' shards are disjoint and together cover the data each epoch.
+
+Everything random here is a function of (seed, epoch, batch, rank): the permutation, and the generator
+handed to the transform. A batch is therefore the same whatever else consumed random numbers before it,
+and after a resume mid-epoch (``state_dict`` / ``load_state_dict``) the remaining batches are exactly
+those an uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ class TensorBatches:
         self,
         images: Tensor,
         batch_size: int,
-        transform: Callable[[Tensor], Tensor],
+        transform: Callable[[Tensor, torch.Generator], Tensor],
         shuffle: bool = False,
         seed: int = 0,
         epoch: Callable[[], int] = lambda: 0,
@@ -41,6 +46,8 @@ class TensorBatches:
         self.epoch = epoch
         self.rank = rank
         self.world_size = world_size
+        self._yielded = 0  # batches handed out in the current pass
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) from load_state_dict
 
     def shard_indices(self) -> Tensor:
         """This rank's indices for the current epoch, on the images' device."""
@@ -58,6 +65,24 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.images) / self.world_size) / self.batch_size)
 
+    def _generator(self, epoch: int, batch: int) -> torch.Generator:
+        seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 8191 + self.rank
+        return torch.Generator(device=self.images.device).manual_seed(seed % 2**63)
+
     def __iter__(self) -> Iterator[Tensor]:
-        for batch in self.shard_indices().split(self.batch_size):
-            yield self.transform(self.images[batch])
+        epoch = self.epoch()
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume, self._yielded = None, skip
+        for index, batch in enumerate(self.shard_indices().split(self.batch_size)):
+            if index < skip:
+                continue
+            self._yielded = index + 1
+            yield self.transform(self.images[batch], self._generator(epoch, index))
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the epoch, saved in Lightning checkpoints. For a sized iterable Lightning fetches a
+        batch only when it is about to train on it, so the batches handed out are the batches trained."""
+        return {"epoch": self.epoch(), "batches_done": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (state["epoch"], state["batches_done"])

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
+from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
 
 MIN_SCALE = 1e-5
@@ -22,6 +23,8 @@ class NormalLatent(LatentFamily):
 
     def __init__(self, in_features: int, dim: int = 32) -> None:
         super().__init__()
+        if dim < 1:
+            raise ConfigError(f"model.latent.dim={dim} must be >= 1")
         self.dim = dim
         self.sample_features = dim
         self.head = nn.Linear(in_features, 2 * dim)

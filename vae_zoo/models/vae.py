@@ -19,8 +19,11 @@ from hydra.utils import instantiate
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.errors import ConfigError
+from vae_zoo import rng_state
+from vae_zoo.errors import ConfigError, NonFiniteLossError
 from vae_zoo.latents.family import LatentFamily
+
+NONFINITE_ACTIONS = ("stop", "skip")
 
 
 class ElboTerms(NamedTuple):
@@ -56,14 +59,22 @@ class VAE(pl.LightningModule):
         iw_samples: int = 1000,
         iw_chunk: int = 100,
         compile: bool = False,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        if nonfinite not in NONFINITE_ACTIONS:
+            raise ConfigError(f"model.nonfinite={nonfinite!r} is not one of {', '.join(NONFINITE_ACTIONS)}")
+        if not optimizer.get("lr", 1.0) > 0:
+            raise ConfigError(f"model.optimizer.lr={optimizer['lr']} must be > 0")
         if iw_samples < 1 or iw_chunk < 1:
             raise ConfigError(f"eval.iw_samples={iw_samples} and eval.iw_chunk={iw_chunk} must be >= 1")
         input_shape = tuple(input_shape)
         self.kl_mode = kl
         self.kl_weight = 1.0  # beta of the training loss; KLWarmup raises it from 0
+        self.nonfinite = nonfinite
+        self.skipped_batches = 0
+        self._resume_state: dict[str, Any] | None = None
         self.encoder = instantiate(encoder, input_shape=input_shape)
         self.latent = self.latent_family(in_features=self.encoder.out_features, **(latent or {}))
         if kl not in self.latent.kl_modes:
@@ -112,6 +123,16 @@ class VAE(pl.LightningModule):
         loss = recon + self.kl_weight * kl
         if surrogate is not None:
             loss = loss + surrogate.mean()
+        if not torch.isfinite(loss):
+            named = {
+                "reconstruction": recon,
+                "KL": kl,
+                "surrogate": surrogate.mean() if surrogate is not None else 0,
+            }
+            return self._non_finite(
+                [name for name, value in named.items() if not torch.isfinite(torch.as_tensor(value))],
+                batch_idx,
+            )
         terms = torch.stack([recon + kl, recon, kl]).detach()
         self._epoch_sums.add_(terms * len(x))
         self._epoch_images += len(x)
@@ -119,6 +140,57 @@ class VAE(pl.LightningModule):
             self.log("train/loss", terms[0], prog_bar=True)
             self.log_dict({"train/recon": terms[1], "train/kl": terms[2]})
         return loss
+
+    def _non_finite(self, terms: list[str], batch_idx: int) -> None:
+        """Stop with a message naming the step and the terms, or (``model.nonfinite=skip``) skip the batch."""
+        if self.nonfinite == "skip":
+            self.skipped_batches += 1
+            self.log("train/skipped_batches", float(self.skipped_batches))
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        last_good = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
+        raise NonFiniteLossError(
+            f"non-finite {' and '.join(terms)} at step {self.global_step} (epoch {self.current_epoch}, batch "
+            f"{batch_idx}); the last good checkpoint is {last_good or 'not written yet'} -- lower "
+            "model.optimizer.lr, set trainer.gradient_clip_val, or skip such batches with model.nonfinite=skip"
+        )
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A non-finite gradient stops the run or (``skip``) leaves the parameters untouched this step.
+        Under 16-mixed the gradient scaler already skips such steps, so it is left to do so."""
+        if self.trainer.precision == "16-mixed":
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            self._non_finite(["gradient"], self.trainer.fit_loop.epoch_loop.batch_idx)
+            for p in self.parameters():
+                p.grad = None  # the optimizer skips parameters without a gradient
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Adds what an exact resume needs beyond Lightning's state: RNG states and the epoch's running sums."""
+        checkpoint["vae_zoo"] = {
+            "rng": rng_state.capture(),
+            "epoch": self.current_epoch,
+            "epoch_sums": self._epoch_sums.cpu() if hasattr(self, "_epoch_sums") else None,
+            "epoch_images": getattr(self, "_epoch_images", 0),
+            "skipped_batches": self.skipped_batches,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_state = checkpoint.get("vae_zoo")
+        if self._resume_state is not None:
+            self.skipped_batches = self._resume_state["skipped_batches"]
+
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
+        """A resumed checkpoint's RNG states apply just before its first training step, after anything
+        (sanity validation) that ran in between and that an uninterrupted run did not. Resuming mid-epoch,
+        Lightning does not start the epoch again, so the epoch's running sums come back here too."""
+        state, self._resume_state = self._resume_state, None
+        if state is None:
+            return
+        rng_state.restore(state["rng"])
+        if state["epoch"] == self.current_epoch and state["epoch_sums"] is not None:
+            self._epoch_sums, self._epoch_images = state["epoch_sums"].to(self.device), state["epoch_images"]
 
     def is_logging_step(self) -> bool:
         """True on the steps where Lightning writes step metrics to the loggers.
@@ -131,8 +203,7 @@ class VAE(pl.LightningModule):
         return bool(self.trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums = torch.zeros(3, device=self.device)
-        self._epoch_images = 0
+        self._epoch_sums, self._epoch_images = torch.zeros(3, device=self.device), 0
 
     def on_train_epoch_end(self) -> None:
         loss, recon, kl = self._epoch_sums / max(self._epoch_images, 1)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from vae_zoo.errors import ConfigError
 from vae_zoo.nets.activations import activation as make_activation
 
 
@@ -26,6 +27,10 @@ class ConvEncoder(nn.Module):
     ):
         super().__init__()
         c, h, w = input_shape
+        if not channels or min(channels) < 1 or features < 1:
+            raise ConfigError(
+                f"model.encoder.channels={list(channels)} and features={features} must be positive"
+            )
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels):
             layers += [
@@ -54,6 +59,10 @@ class ConvDecoder(nn.Module):
     ):
         super().__init__()
         c, h, w = output_shape
+        if not channels or min(channels) < 1 or features < 1:
+            raise ConfigError(
+                f"model.decoder.channels={list(channels)} and features={features} must be positive"
+            )
         self.output_shape = tuple(output_shape)
         scale = 2 ** len(channels)
         self.start = (channels[0], math.ceil(h / scale), math.ceil(w / scale))

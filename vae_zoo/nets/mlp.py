@@ -8,11 +8,16 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from vae_zoo.errors import ConfigError
 from vae_zoo.nets.activations import activation
 
 
 def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]``, each followed by the activation."""
+    if not sizes[1:] or min(sizes) < 1:
+        raise ConfigError(
+            f"layer sizes {list(sizes[1:])} must be one or more positive integers (model.*.hidden)"
+        )
     layers: list[nn.Module] = []
     for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), activation(act)]

@@ -1,0 +1,267 @@
+"""Preemption and exact resume, determinism, the non-finite guard, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from tests.conftest import FAST
+from tests.test_training import _run
+from vae_zoo.cli import train
+from vae_zoo.errors import NonFiniteLossError
+
+RUN = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=20",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.deterministic=true",
+    "seed=3",
+    "data.eval_batch_size=100",
+    "eval.iw_samples=20",
+    "eval.iw_chunk=10",
+    "trainer.accelerator=cpu",
+)
+METRICS = (
+    "val/elbo",
+    "val/recon",
+    "val/kl",
+    "test/elbo",
+    "test/recon",
+    "test/kl",
+    "test/nll_iw",
+    "global_step",
+)
+
+
+class SignalAtStep(pl.Callback):
+    """Sends this process ``signal_name`` once the training step ``step`` has finished (as a scheduler would)."""
+
+    def __init__(self, step: int, signal_name: str = "SIGTERM") -> None:
+        self.step, self.signum = step, getattr(signal, signal_name)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def _cli(data_dir, run_dir, *overrides):
+    return _run("train.py", *RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides)
+
+
+def _metrics(run_dir: Path) -> dict:
+    written = json.loads((run_dir / "metrics.json").read_text())
+    return {name: written[name] for name in METRICS}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = _cli(data_dir, run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_the_same_seed_twice_gives_identical_metrics(uninterrupted, data_dir, tmp_path):
+    result = _cli(data_dir, tmp_path / "again")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _metrics(tmp_path / "again") == _metrics(uninterrupted)
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_uninterrupted_metrics(
+    signal_name, code, uninterrupted, data_dir, tmp_path
+):
+    killed = tmp_path / "killed"
+    result = _cli(
+        data_dir,
+        killed,
+        "+callbacks.kill._target_=tests.test_reliability.SignalAtStep",
+        "+callbacks.kill.step=27",
+        f"+callbacks.kill.signal_name={signal_name}",
+    )
+    checkpoint = killed / "checkpoints" / "last.ckpt"
+    assert result.returncode == code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"stopped by {signal_name} at step 27; saved {checkpoint} -- continue with ckpt_path={checkpoint}"
+    )
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 27  # mid-epoch: epoch 1, batch 7 of 20
+    assert not (killed / "metrics.json").exists()
+
+    resumed = _cli(data_dir, tmp_path / "resumed", f"ckpt_path={checkpoint}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(tmp_path / "resumed") == _metrics(uninterrupted)  # to the last digit
+
+
+def test_an_interrupted_run_continues_in_place_with_ckpt_path_last(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    first = _cli(
+        data_dir,
+        run_dir,
+        "+callbacks.kill._target_=tests.test_reliability.SignalAtStep",
+        "+callbacks.kill.step=5",
+    )
+    assert first.returncode == 143, first.stderr[-3000:]
+    again = _cli(data_dir, run_dir, "ckpt_path=last")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 40
+
+
+class PoisonBatch(pl.Callback):
+    """Makes training step ``step`` non-finite: its input batch (``where=batch``) or its gradients."""
+
+    def __init__(self, step: int, where: str = "batch") -> None:
+        self.step, self.where = step, where
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.where == "batch" and trainer.global_step == self.step:
+            batch.fill_(float("nan"))
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        if self.where == "gradient" and trainer.global_step == self.step:
+            next(pl_module.parameters()).grad.fill_(float("inf"))
+
+
+POISON = ("+callbacks.poison._target_=tests.test_reliability.PoisonBatch", "+callbacks.poison.step=23")
+
+
+@pytest.mark.parametrize(("where", "term"), [("batch", "reconstruction and KL"), ("gradient", "gradient")])
+def test_a_non_finite_loss_or_gradient_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(
+    where, term, make_cfg, tmp_path
+):
+    cfg = make_cfg(*RUN, *FAST, *POISON, f"+callbacks.poison.where={where}")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(NonFiniteLossError) as error:
+        train(cfg)
+    assert str(error.value).startswith(
+        f"non-finite {term} at step 23 (epoch 1, batch 3); the last good checkpoint is {last}"
+    )
+    assert "model.nonfinite=skip" in str(error.value)
+    assert torch.load(last, weights_only=True)["global_step"] == 20  # the end of epoch 0, not overwritten
+
+
+@pytest.mark.parametrize("where", ["batch", "gradient"])
+def test_skip_mode_skips_the_batch_counts_it_and_trains_on(where, make_cfg, tmp_path):
+    metrics = train(
+        make_cfg(
+            *RUN,
+            *FAST,
+            *POISON,
+            f"+callbacks.poison.where={where}",
+            "model.nonfinite=skip",
+            "logger=csv",
+            "trainer.log_every_n_steps=1",
+        )
+    )
+    assert all(torch.isfinite(torch.tensor(metrics[name])) for name in METRICS)
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        skipped = [
+            float(r["train/skipped_batches"])
+            for r in csv.DictReader(handle)
+            if r.get("train/skipped_batches")
+        ]
+    assert skipped and set(skipped) == {1.0}  # one batch skipped; the count is logged from then on
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+BAD_INPUTS = {
+    "unknown model": (["model=transformer"], "Could not find 'model/transformer'"),
+    "unknown estimator": (["estimator=reinforce"], "Could not find 'estimator/reinforce'"),
+    "unknown key": (["model.latent.size=3"], "Could not override 'model.latent.size'"),
+    "wrong pairing": (
+        ["model=gamma_vae", "estimator=gumbel_softmax"],
+        (
+            "error: estimator=gumbel_softmax does not pair with GammaVAE; choose one of: "
+            "estimator=implicit, estimator=score_function"
+        ),
+    ),
+    "zero batch size": (
+        ["data.batch_size=0"],
+        "error: data.batch_size=0 and data.eval_batch_size must be >= 1",
+    ),
+    "zero latent size": (["model.latent.dim=0"], "error: model.latent.dim=0 must be >= 1"),
+    "zero hidden layer": (
+        ["model.encoder.hidden=[0]"],
+        "error: layer sizes [0] must be one or more positive integers",
+    ),
+    "non-positive learning rate": (
+        ["model.optimizer.lr=-0.001"],
+        "error: model.optimizer.lr=-0.001 must be > 0",
+    ),
+    "zero importance samples": (
+        ["eval.iw_samples=0"],
+        "error: eval.iw_samples=0 and eval.iw_chunk=4 must be >= 1",
+    ),
+    "impossible temperature": (
+        ["model=gumbel_vae", "callbacks.temperature.tau_min=0"],
+        "error: callbacks.temperature.tau_min=0 must be > 0",
+    ),
+    "temperature above start": (
+        ["model=gumbel_vae", "callbacks.temperature.tau0=0.1"],
+        "error: callbacks.temperature.tau0=0.1 must be >= callbacks.temperature.tau_min=0.5",
+    ),
+    "missing data offline": (
+        ["paths.data_dir={empty}", "data.download=false"],
+        "error: dataset files not found in {empty}",
+    ),
+    "corrupt checkpoint": (
+        ["ckpt_path={corrupt}"],
+        "error: ckpt_path={corrupt} cannot be read as a Lightning checkpoint",
+    ),
+    "checkpoint of another model": (
+        ["model=gamma_vae", "ckpt_path={checkpoint}"],
+        "error: ckpt_path={checkpoint} holds another model's weights",
+    ),
+    "finished run directory": (
+        ["hydra.run.dir={finished}"],
+        "error: {finished} already holds a finished run",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_ends_with_one_clear_line_and_leaves_earlier_outputs_alone(
+    case, uninterrupted, data_dir, tmp_path
+):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes((uninterrupted / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    places = {
+        "empty": tmp_path / "empty",
+        "corrupt": corrupt,
+        "finished": uninterrupted,
+        "checkpoint": uninterrupted / "checkpoints" / "last.ckpt",
+    }
+    raw_overrides, raw_expected = BAD_INPUTS[case]
+    overrides, expected = [o.format(**places) for o in raw_overrides], raw_expected.format(**places)
+    before = _fingerprint(uninterrupted)
+    result = _run(
+        "train.py",
+        "debug=fdr",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'new'}",
+        *overrides,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    if expected.startswith("error: "):  # ours: the whole message is the last line
+        assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr[-2000:]
+    else:  # Hydra's own message for unknown options and keys
+        assert expected in result.stderr, result.stderr[-2000:]
+    assert _fingerprint(uninterrupted) == before
