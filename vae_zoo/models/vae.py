@@ -23,7 +23,7 @@ from vae_zoo import rng_state
 from vae_zoo.errors import ConfigError, NonFiniteLossError
 from vae_zoo.latents.family import LatentFamily
 
-NONFINITE_ACTIONS = ("stop", "skip")
+NONFINITE_ACTIONS = ("stop", "skip", "off")
 
 
 class ElboTerms(NamedTuple):
@@ -123,7 +123,7 @@ class VAE(pl.LightningModule):
         loss = recon + self.kl_weight * kl
         if surrogate is not None:
             loss = loss + surrogate.mean()
-        if not torch.isfinite(loss):
+        if self.nonfinite != "off" and not torch.isfinite(loss):
             named = {
                 "reconstruction": recon,
                 "KL": kl,
@@ -155,15 +155,18 @@ class VAE(pl.LightningModule):
             "model.optimizer.lr, set trainer.gradient_clip_val, or skip such batches with model.nonfinite=skip"
         )
 
+    def on_fit_start(self) -> None:
+        self._trainable = [p for p in self.parameters() if p.requires_grad]
+
     def on_before_optimizer_step(self, optimizer) -> None:
         """A non-finite gradient stops the run or (``skip``) leaves the parameters untouched this step.
         Under 16-mixed the gradient scaler already skips such steps, so it is left to do so."""
-        if self.trainer.precision == "16-mixed":
+        if self.nonfinite == "off" or self.trainer.precision == "16-mixed":
             return
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        grads = [p.grad for p in self._trainable if p.grad is not None]
         if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
             self._non_finite(["gradient"], self.trainer.fit_loop.epoch_loop.batch_idx)
-            for p in self.parameters():
+            for p in self._trainable:
                 p.grad = None  # the optimizer skips parameters without a gradient
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
