@@ -17,6 +17,11 @@ from vae_zoo.errors import ConfigError
 from vae_zoo.nets.activations import activation as make_activation
 
 
+def check_sizes(part: str, channels: Sequence[int], features: int) -> None:
+    if not channels or min(channels) < 1 or features < 1:
+        raise ConfigError(f"model.{part}.channels={list(channels)} and features={features} must be positive")
+
+
 class ConvEncoder(nn.Module):
     def __init__(
         self,
@@ -27,10 +32,7 @@ class ConvEncoder(nn.Module):
     ):
         super().__init__()
         c, h, w = input_shape
-        if not channels or min(channels) < 1 or features < 1:
-            raise ConfigError(
-                f"model.encoder.channels={list(channels)} and features={features} must be positive"
-            )
+        check_sizes("encoder", channels, features)
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels):
             layers += [
@@ -59,10 +61,7 @@ class ConvDecoder(nn.Module):
     ):
         super().__init__()
         c, h, w = output_shape
-        if not channels or min(channels) < 1 or features < 1:
-            raise ConfigError(
-                f"model.decoder.channels={list(channels)} and features={features} must be positive"
-            )
+        check_sizes("decoder", channels, features)
         self.output_shape = tuple(output_shape)
         scale = 2 ** len(channels)
         self.start = (channels[0], math.ceil(h / scale), math.ceil(w / scale))
