@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.distributions import kl_divergence
 
 from vae_zoo.estimators import GumbelSoftmaxEstimator, StraightThroughEstimator
 from vae_zoo.latents.categorical import CategoricalLatent, GumbelMaxOneHotCategorical
@@ -102,6 +103,7 @@ def test_categorical_kl_matches_a_monte_carlo_estimate_with_exact_samples():
         latent.prior_logits.copy_(torch.randn(3, 5))
     q = latent.posterior(torch.randn(4, 8) * 3)
     analytic = latent.kl(q, None, "analytic")
+    torch.testing.assert_close(analytic, kl_divergence(q, latent.prior()))  # torch's general categorical KL
     z = q.sample((200_000,))
     draws = q.log_prob(z) - latent.prior().log_prob(z)
     mean, stderr = draws.mean(0), draws.std(0) / math.sqrt(len(draws))

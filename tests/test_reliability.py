@@ -117,7 +117,8 @@ def test_an_interrupted_run_continues_in_place_with_ckpt_path_last(data_dir, tmp
 
 
 class PoisonBatch(pl.Callback):
-    """Makes training step ``step`` non-finite: its input batch (``where=batch``) or its gradients."""
+    """Makes training step ``step`` non-finite: its input batch (``where=batch``) or its gradients; or
+    (``where=huge``) sets every gradient to 1e38, finite, though their sum overflows float32."""
 
     def __init__(self, step: int, where: str = "batch") -> None:
         self.step, self.where = step, where
@@ -129,6 +130,9 @@ class PoisonBatch(pl.Callback):
     def on_after_backward(self, trainer, pl_module) -> None:
         if self.where == "gradient" and trainer.global_step == self.step:
             next(pl_module.parameters()).grad.fill_(float("inf"))
+        if self.where == "huge" and trainer.global_step == self.step:
+            for parameter in pl_module.parameters():
+                parameter.grad.fill_(1e38)
 
 
 POISON = ("+callbacks.poison._target_=tests.test_reliability.PoisonBatch", "+callbacks.poison.step=23")
@@ -147,6 +151,13 @@ def test_a_non_finite_loss_or_gradient_stops_with_the_step_and_term_and_keeps_th
     )
     assert "model.nonfinite=skip" in str(error.value)
     assert torch.load(last, weights_only=True)["global_step"] == 20  # the end of epoch 0, not overwritten
+
+
+def test_finite_gradients_whose_sum_overflows_are_not_taken_for_non_finite(make_cfg):
+    metrics = train(make_cfg(*RUN, *FAST, *POISON, "+callbacks.poison.where=huge"))
+    assert (
+        metrics["global_step"] == 40
+    )  # the guard's one-sum probe overflowed at step 23; the exact check passed
 
 
 @pytest.mark.parametrize("where", ["batch", "gradient"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, OneHotCategorical
+from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
@@ -14,7 +14,16 @@ PRIORS = ("uniform", "learned")
 
 
 class GumbelMaxOneHotCategorical(OneHotCategorical):
-    """OneHotCategorical whose ``sample`` is the Gumbel-Max trick (exact, drawn in float32)."""
+    """OneHotCategorical whose ``sample`` is the Gumbel-Max trick (exact, drawn in float32).
+
+    Built from logits only; ``validate_args`` reaches the inner Categorical too (OneHotCategorical
+    leaves it at the global default, which checks the logits on every construction).
+    """
+
+    def __init__(self, logits: Tensor, validate_args: bool | None = None) -> None:
+        self._categorical = Categorical(logits=logits, validate_args=validate_args)
+        batch_shape, event_shape = self._categorical.batch_shape, self._categorical.param_shape[-1:]
+        Distribution.__init__(self, batch_shape, event_shape, validate_args=validate_args)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return gumbel_max(self.logits, sample_shape)
@@ -51,6 +60,11 @@ class CategoricalLatent(LatentFamily):
 
     def prior(self) -> Independent:
         return Independent(GumbelMaxOneHotCategorical(logits=self.prior_logits, validate_args=False), 1)
+
+    def kl(self, q: Independent, z: Tensor, mode: str) -> Tensor:
+        log_q = q.base_dist.logits  # normalized: log softmax(l)
+        log_p = self.prior_logits.log_softmax(-1)
+        return (log_q.exp() * (log_q - log_p)).sum((-2, -1))
 
     def decoder_input(self, z: Tensor) -> Tensor:
         return z.flatten(-2)

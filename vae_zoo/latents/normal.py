@@ -37,3 +37,9 @@ class NormalLatent(LatentFamily):
 
     def prior(self) -> Independent:
         return Independent(Normal(self.prior_loc, self.prior_scale, validate_args=False), 1)
+
+    def kl(self, q: Independent, z: Tensor, mode: str) -> Tensor:
+        if mode != "analytic":
+            return super().kl(q, z, mode)
+        loc, scale = q.base_dist.loc, q.base_dist.scale
+        return (0.5 * (loc.square() + scale.square() - 1) - scale.log()).sum(-1)

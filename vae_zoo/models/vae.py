@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
@@ -74,6 +75,7 @@ class VAE(pl.LightningModule):
         self.kl_weight = 1.0  # beta of the training loss; KLWarmup raises it from 0
         self.nonfinite = nonfinite
         self.skipped_batches = 0
+        self._step_terms: tuple | None = None  # this step's (loss, [recon, KL] means, surrogate, images)
         self._resume_state: dict[str, Any] | None = None
         self.encoder = instantiate(encoder, input_shape=input_shape)
         self.latent = self.latent_family(in_features=self.encoder.out_features, **(latent or {}))
@@ -94,8 +96,11 @@ class VAE(pl.LightningModule):
                 f"choose one of: {', '.join('estimator=' + name for name in self.latent.estimators)}"
             )
 
-    def _float32(self) -> torch.autocast:
-        return torch.autocast(self.device.type, enabled=False)
+    def _float32(self) -> AbstractContextManager:
+        """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""
+        if torch.is_autocast_enabled(self.device.type):
+            return torch.autocast(self.device.type, enabled=False)
+        return nullcontext()
 
     def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``."""
@@ -106,7 +111,7 @@ class VAE(pl.LightningModule):
             kl = self.latent.kl(q, z, self.kl_mode)
         logits = self.decoder(self.latent.decoder_input(z))
         with self._float32():
-            recon = -self.likelihood.log_prob(logits.float(), x)
+            recon = self.likelihood.nll(logits.float(), x)
         return ElboTerms(recon, kl, q, z)
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
@@ -120,26 +125,56 @@ class VAE(pl.LightningModule):
             cost = terms.recon + self.kl_weight * terms.kl if self.kl_mode == "mc" else terms.recon
             surrogate = self.estimator.surrogate(terms.posterior, terms.z, cost)
         recon, kl = terms.recon.mean(), terms.kl.mean()
-        loss = recon + self.kl_weight * kl
+        loss = recon + kl if self.kl_weight == 1.0 else recon + self.kl_weight * kl
         if surrogate is not None:
-            loss = loss + surrogate.mean()
-        if self.nonfinite != "off" and not torch.isfinite(loss):
-            named = {
-                "reconstruction": recon,
-                "KL": kl,
-                "surrogate": surrogate.mean() if surrogate is not None else 0,
-            }
-            return self._non_finite(
-                [name for name, value in named.items() if not torch.isfinite(torch.as_tensor(value))],
-                batch_idx,
-            )
-        terms = torch.stack([recon + kl, recon, kl]).detach()
-        self._epoch_sums.add_(terms * len(x))
-        self._epoch_images += len(x)
+            surrogate = surrogate.mean()
+            loss = loss + surrogate
+            surrogate = surrogate.detach()
+        means = torch.stack([recon, kl]).detach()
+        self._step_terms = (loss.detach(), means, surrogate, len(x))
         if self.is_logging_step():
-            self.log("train/loss", terms[0], prog_bar=True)
-            self.log_dict({"train/recon": terms[1], "train/kl": terms[2]})
+            self.log("train/loss", means.sum(), prog_bar=True)
+            self.log_dict({"train/recon": means[0], "train/kl": means[1]})
         return loss
+
+    def on_fit_start(self) -> None:
+        self._trainable = [p for p in self.parameters() if p.requires_grad]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The non-finite guard, after the backward pass: a non-finite loss or gradient stops the run or
+        (``model.nonfinite=skip``) leaves the parameters untouched this step.
+
+        One reduction checks both: the loss plus the sum of every gradient is finite iff all of them are
+        (barring a float32 overflow of the sum, which the exact check below rules out). Under 16-mixed
+        the gradient scaler skips steps with non-finite gradients itself, so only the loss is checked.
+        """
+        if self.nonfinite == "off":
+            return
+        loss, means, surrogate, _ = self._step_terms
+        grads = [p.grad for p in self._trainable if p.grad is not None]
+        if self.trainer.precision == "16-mixed" or not grads:
+            probe = loss
+        else:
+            probe = torch.stack([loss, *(grad.sum() for grad in grads)]).sum()
+        if math.isfinite(probe.item()):
+            return
+        named = {"reconstruction": means[0], "KL": means[1], "surrogate": surrogate}
+        bad = [name for name, value in named.items() if value is not None and not torch.isfinite(value)]
+        if not bad and probe is not loss:
+            if all(torch.isfinite(grad).all() for grad in grads):
+                return  # finite gradients whose sum overflowed float32
+            bad = ["gradient"]
+        self._non_finite(bad, self.trainer.fit_loop.epoch_loop.batch_idx)
+        self._step_terms = None  # not part of the epoch means
+        for p in self._trainable:
+            p.grad = None  # the optimizer skips parameters without a gradient
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        """Adds the step's terms (unless the batch was skipped) to the epoch's running sums."""
+        if self._step_terms is not None:
+            _, means, _, images = self._step_terms
+            self._epoch_sums.add_(means, alpha=images)
+            self._epoch_images += images
 
     def _non_finite(self, terms: list[str], batch_idx: int) -> None:
         """Stop with a message naming the step and the terms, or (``model.nonfinite=skip``) skip the batch."""
@@ -154,20 +189,6 @@ class VAE(pl.LightningModule):
             f"{batch_idx}); the last good checkpoint is {last_good or 'not written yet'} -- lower "
             "model.optimizer.lr, set trainer.gradient_clip_val, or skip such batches with model.nonfinite=skip"
         )
-
-    def on_fit_start(self) -> None:
-        self._trainable = [p for p in self.parameters() if p.requires_grad]
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """A non-finite gradient stops the run or (``skip``) leaves the parameters untouched this step.
-        Under 16-mixed the gradient scaler already skips such steps, so it is left to do so."""
-        if self.nonfinite == "off" or self.trainer.precision == "16-mixed":
-            return
-        grads = [p.grad for p in self._trainable if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            self._non_finite(["gradient"], self.trainer.fit_loop.epoch_loop.batch_idx)
-            for p in self._trainable:
-                p.grad = None  # the optimizer skips parameters without a gradient
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds what an exact resume needs beyond Lightning's state: RNG states and the epoch's running sums."""
@@ -206,10 +227,11 @@ class VAE(pl.LightningModule):
         return bool(self.trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums, self._epoch_images = torch.zeros(3, device=self.device), 0
+        self._epoch_sums, self._epoch_images = torch.zeros(2, device=self.device), 0
 
     def on_train_epoch_end(self) -> None:
-        loss, recon, kl = self._epoch_sums / max(self._epoch_images, 1)
+        recon, kl = self._epoch_sums / max(self._epoch_images, 1)
+        loss = recon + kl
         self.log_dict(
             {"train/loss_epoch": loss, "train/recon_epoch": recon, "train/kl_epoch": kl}, sync_dist=True
         )
@@ -249,7 +271,7 @@ class VAE(pl.LightningModule):
                 z = q.sample((min(self.hparams.iw_chunk, k - start),))
             logits = self.decoder(self.latent.decoder_input(z))
             with self._float32():
-                log_w = self.likelihood.log_prob(logits.float(), x) + prior.log_prob(z) - q.log_prob(z)
+                log_w = prior.log_prob(z) - q.log_prob(z) - self.likelihood.nll(logits.float(), x)
                 chunk_sum = torch.logsumexp(log_w, dim=0)
                 log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
         return math.log(k) - log_sum
