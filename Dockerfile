@@ -11,8 +11,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 COPY pyproject.toml README.md train.py eval.py ./
 COPY vae_zoo ./vae_zoo
-COPY conf ./conf
-RUN pip install --upgrade pip && pip install -e .
+RUN pip install --upgrade pip && pip install .
 
 VOLUME ["/data", "/app/outputs"]
 CMD ["python", "train.py"]

@@ -31,9 +31,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
 from vae_zoo.cli import build_datamodule_and_model, build_trainer
 from vae_zoo.compose import compose_config
+from vae_zoo.latents.normal import MIN_SCALE
 
 MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
 
@@ -43,18 +45,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_negative_elbo(model_name: str, model, x: torch.Tensor, step: int) -> torch.Tensor:
-    """The model's negative ELBO, written by hand."""
+def bare_negative_elbo(model_name: str, model, x: torch.Tensor, tau: float) -> torch.Tensor:
+    """The model's negative ELBO, written by hand (constants read from the built model, so the two paths
+    train the same model; ``tau`` is the Gumbel-Softmax temperature of this step)."""
     h = model.latent.head(model.encoder(x))
     if model_name == "gaussian_vae":
         loc, raw_scale = h.chunk(2, dim=-1)
-        scale = F.softplus(raw_scale) + 1e-5
+        scale = F.softplus(raw_scale) + MIN_SCALE
         z = loc + scale * torch.randn_like(loc)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(-1)
     elif model_name == "gumbel_vae":
         n, k = model.latent.n, model.latent.k
         logits = h.view(-1, n, k).float()
-        tau = max(0.5, math.exp(-3e-5 * (step // 1000) * 1000))
         u = torch.rand_like(logits).clamp_(
             torch.finfo(torch.float32).tiny, 1 - torch.finfo(torch.float32).eps
         )
@@ -63,9 +65,10 @@ def bare_negative_elbo(model_name: str, model, x: torch.Tensor, step: int) -> to
         kl = (log_q.exp() * (log_q + math.log(k))).sum((1, 2))
     else:
         raw_concentration, raw_rate = h.chunk(2, dim=-1)
-        q = torch.distributions.Gamma(F.softplus(raw_concentration) + 1e-3, F.softplus(raw_rate) + 1e-3)
+        floor = model.latent.floor
+        q = torch.distributions.Gamma(F.softplus(raw_concentration) + floor, F.softplus(raw_rate) + floor)
         z = q.rsample()
-        prior = torch.distributions.Gamma(torch.full_like(z, 0.3), torch.full_like(z, 0.3))
+        prior = torch.distributions.Gamma(model.latent.prior_concentration, model.latent.prior_rate)
         kl = torch.distributions.kl_divergence(q, prior).sum(-1)
     recon = F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="none").flatten(1).sum(-1)
     return (recon + kl).mean()
@@ -82,8 +85,13 @@ class BareLoop:
         self.model.to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.optimizer.lr)
         self.model_name, self.device, self.batch_size = model_name, device, cfg.data.batch_size
+        annealing = (cfg.get("callbacks") or {}).get("temperature")
+        self.temperature = instantiate(annealing).temperature if annealing else lambda step: 1.0
         self.step_count = 0
         self.batches = iter(())
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return bare_negative_elbo(self.model_name, self.model, x, self.temperature(self.step_count))
 
     def epoch(self):
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.step_count))
@@ -98,7 +106,7 @@ class BareLoop:
             self.batches = self.epoch()
             idx = next(self.batches)
         x = torch.bernoulli(self.images[idx].float() / 255)
-        loss = bare_negative_elbo(self.model_name, self.model, x, self.step_count)
+        loss = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -1,4 +1,4 @@
-"""Variance of the encoder's gradient under each estimator a latent family accepts, on real MNIST.
+"""Variance of the encoder's gradient under each estimator that pairs with a latent family, on real MNIST.
 
 For each model the network is built from the project's config and trained briefly with its default
 estimator, so the posterior is past its initialisation. Then, on one fixed batch and with those
@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 
 from vae_zoo.cli import build_datamodule_and_model
 from vae_zoo.compose import compose_config
+from vae_zoo.models.pairing import valid_estimators
 
 MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
 
@@ -86,11 +87,10 @@ def main(argv: list[str] | None = None) -> None:
                 enable_progress_bar=False,
                 log_every_n_steps=10**9,
             )
-            model.on_train_epoch_start()
             briefly_train(model, datamodule, args.train_steps)
             x = next(iter(datamodule.val_dataloader()))[: args.batch_size]
             family = []
-            for estimator_name in model.latent.estimators:
+            for estimator_name in valid_estimators(model.latent, model.objective):
                 model.estimator = instantiate(
                     compose_config([*overrides, f"estimator={estimator_name}"], Path(tmp)).model.estimator
                 )

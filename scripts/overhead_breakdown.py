@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 import torch
 from benchmark import MODELS, BareLoop, bare_negative_elbo, synchronize
 
+from vae_zoo.callbacks import NonFiniteGuard
 from vae_zoo.cli import build_datamodule_and_model, build_trainer
 from vae_zoo.compose import compose_config
 
@@ -52,7 +53,7 @@ def timed_bare_step(bare: BareLoop) -> dict[str, float]:
         idx = next(bare.batches)
     x = torch.bernoulli(bare.images[idx].float() / 255)
     marks.append(time.perf_counter())
-    loss = bare_negative_elbo(bare.model_name, bare.model, x, bare.step_count)
+    loss = bare.loss(x)
     marks.append(time.perf_counter())
     bare.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -129,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     trainer.callbacks.insert(0, segments)
     training_step = model.training_step
     if args.lightning_only:
-        model.hparams.nonfinite = model.nonfinite = "off"
+        model.model_callbacks = [c for c in model.model_callbacks if not isinstance(c, NonFiniteGuard)]
 
         def training_step(x, batch_idx):
-            return bare_negative_elbo(args.model, model, x, batch_idx)
+            return bare_negative_elbo(args.model, model, x, segments.bare.temperature(trainer.global_step))
 
     def marked_training_step(x, batch_idx):
         segments.mark(OURS[1])

@@ -1,16 +1,24 @@
-"""Shared fixtures: real data from VAE_ZOO_DATA_DIR, and configs composed as train.py composes them."""
+"""Shared fixtures and helpers: real data from VAE_ZOO_DATA_DIR, configs composed as train.py composes
+them, models built from the config groups' own files, and the CLI run as a user runs it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from vae_zoo.compose import compose_config
+from vae_zoo.config_groups import options
+from vae_zoo.models import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
+FAST = ("eval.iw_samples=8", "eval.iw_chunk=4", "trainer.accelerator=cpu")
 
 
 @pytest.fixture(scope="session")
@@ -36,4 +44,44 @@ def make_cfg(tmp_path, data_dir):
     GlobalHydra.instance().clear()
 
 
-FAST = ("eval.iw_samples=8", "eval.iw_chunk=4", "trainer.accelerator=cpu")
+def component(group: str, option: str, **settings: Any) -> dict[str, Any]:
+    """The config dict of ``conf/<group>/<option>.yaml`` with ``settings`` overriding its own."""
+    return {**options(group)[option], **settings}
+
+
+def build_model(
+    latent: str = "normal",
+    estimator: str = "pathwise",
+    objective: str = "elbo",
+    likelihood: str = "bernoulli",
+    hidden: Sequence[int] = (32,),
+    latent_settings: dict[str, Any] | None = None,
+    estimator_settings: dict[str, Any] | None = None,
+    objective_settings: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> VAE:
+    """A small MLP VAE for 28x28 images from the named options of each component group."""
+    return VAE(
+        encoder={"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": list(hidden)},
+        decoder={"_target_": "vae_zoo.nets.mlp.MLPDecoder", "hidden": list(hidden)},
+        latent=component("latent", latent, **(latent_settings or {})),
+        estimator=component("estimator", estimator, **(estimator_settings or {})),
+        objective=component("objective", objective, **(objective_settings or {})),
+        likelihood=component("likelihood", likelihood),
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+        **kwargs,
+    )
+
+
+def run_script(script: str, *overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python <script> <overrides>`` in a subprocess, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -5,29 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import build_model
 from vae_zoo.data import MNISTDataModule
-from vae_zoo.models import GaussianVAE, GumbelSoftmaxVAE
 
 MODELS = {
-    "gaussian": (GaussianVAE, {"dim": 16}, "vae_zoo.estimators.PathwiseEstimator"),
-    "categorical": (GumbelSoftmaxVAE, {"n": 10, "k": 10}, "vae_zoo.estimators.GumbelSoftmaxEstimator"),
+    "gaussian": {"latent": "normal", "estimator": "pathwise", "latent_settings": {"dim": 16}},
+    "categorical": {
+        "latent": "categorical",
+        "estimator": "gumbel_softmax",
+        "latent_settings": {"n": 10, "k": 10},
+    },
 }
 
 
 def _briefly_trained_model(data_dir, name, steps=150):
-    model_class, latent, estimator = MODELS[name]
     torch.manual_seed(0)
     dm = MNISTDataModule(data_dir)
     dm.setup()
-    model = model_class(
-        encoder={"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": [256]},
-        decoder={"_target_": "vae_zoo.nets.mlp.MLPDecoder", "hidden": [256]},
-        estimator={"_target_": estimator},
-        likelihood={"_target_": "vae_zoo.likelihoods.BernoulliLikelihood"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
-        latent=latent,
-        iw_chunk=30,
-    )
+    model = build_model(**MODELS[name], hidden=[256], iw_chunk=30)
     optimizer = model.configure_optimizers()
     for _, x in zip(range(steps), dm.train_dataloader()):
         recon, kl, _, _ = model.negative_elbo_terms(x, model.estimator.sample)

@@ -53,6 +53,23 @@ def test_binarize_none_serves_grey_levels(data_dir):
     dm = MNISTDataModule(data_dir, binarize="none")
     batch = next(iter(dm.train_dataloader()))
     assert batch.dtype == torch.float32 and 0 <= batch.min() and batch.max() <= 1 and len(batch.unique()) > 2
+    assert torch.equal(batch * 255, (batch * 255).round())  # 8-bit levels k/255
+
+
+@pytest.mark.parametrize(
+    ("module", "binarize", "pixels"),
+    [
+        (MNISTDataModule, "dynamic", "binary"),
+        (MNISTDataModule, "none", "8bit"),
+        (FashionMNISTDataModule, "none", "8bit"),
+        (BinarizedMNISTDataModule, "none", "binary"),
+    ],
+)
+def test_the_data_module_says_what_its_pixels_are_and_the_batches_agree(module, binarize, pixels, data_dir):
+    dm = module(data_dir, binarize=binarize)
+    values = set(next(iter(dm.train_dataloader())).unique().tolist())
+    assert dm.pixels == pixels
+    assert (values <= {0.0, 1.0}) == (pixels == "binary")
 
 
 def test_batches_cover_the_split_once_per_epoch_and_reshuffle_per_epoch():

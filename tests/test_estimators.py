@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from vae_zoo.estimators import ImplicitEstimator, PathwiseEstimator, ScoreFunctionEstimator
+from tests.conftest import build_model
+from vae_zoo.estimators import Cost, ImplicitEstimator, PathwiseEstimator, ScoreFunctionEstimator
 from vae_zoo.estimators.implicit import sample_through_cdf
 from vae_zoo.latents.gamma import GammaLatent
 from vae_zoo.latents.gamma_cdf import DifferentiableCDFGamma, regularized_gamma_p
@@ -25,8 +26,8 @@ MOMENTS = {
 class ThroughCDF(ImplicitEstimator):
     """The implicit rule taken through the Gamma's differentiable CDF instead of torch's native kernel."""
 
-    def sample(self, q):
-        return sample_through_cdf(q)
+    def sample(self, q, sample_shape=()):
+        return sample_through_cdf(q, sample_shape)
 
 
 def per_sample_gradients(estimator, alpha: float, f, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,8 +37,8 @@ def per_sample_gradients(estimator, alpha: float, f, draws: int) -> tuple[torch.
     q = DifferentiableCDFGamma(a, b)
     z = estimator.sample(q)
     objective = f(z)
-    surrogate = estimator.surrogate(q, z, objective)
-    (surrogate if surrogate is not None else objective).sum().backward()
+    surrogate = estimator.surrogate(q, z, Cost(objective, f))
+    (objective + (surrogate if surrogate is not None else 0)).sum().backward()
     return a.grad, b.grad
 
 
@@ -112,21 +113,11 @@ def test_gamma_cdf_shape_derivative_matches_float64_finite_differences():
 
 
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
 @pytest.mark.parametrize("name", ["implicit", "score_function"])
-def test_gamma_vae_stays_finite_for_concentrations_from_1e_minus_3_to_1e3(name, autocast):
-    from vae_zoo.models import GammaVAE
-
+def test_gamma_vae_stays_finite_for_concentrations_from_1e_minus_3_to_1e3(name, objective, autocast):
     alphas = torch.logspace(-3, 3, 25)
-    model = GammaVAE(
-        encoder={"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": [32]},
-        decoder={"_target_": "vae_zoo.nets.mlp.MLPDecoder", "hidden": [32]},
-        estimator={
-            "_target_": f"vae_zoo.estimators.{'ImplicitEstimator' if name == 'implicit' else 'ScoreFunctionEstimator'}"
-        },
-        likelihood={"_target_": "vae_zoo.likelihoods.BernoulliLikelihood"},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True},
-        latent={"dim": 25, "floor": 1e-5},
-    )
+    model = build_model("gamma", name, objective, latent_settings={"dim": 25, "floor": 1e-5})
     inverse_softplus = lambda y: y + torch.log(-torch.expm1(-y))
     with torch.no_grad():  # concentrations 1e-3 ... 1e3 and rate 1, whatever the input
         model.latent.head.weight.zero_()
@@ -135,12 +126,15 @@ def test_gamma_vae_stays_finite_for_concentrations_from_1e_minus_3_to_1e3(name, 
         )
     x = torch.rand(8, 1, 28, 28).bernoulli()
     context = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
+    samples = []  # the objective draws through model.sample: record its draws
+    draw = model.sample
+    model.sample = lambda q, shape=(): samples.append(draw(q, shape)) or samples[-1]
     with context:
-        terms = model.negative_elbo_terms(x, model.estimator.sample)
-        surrogate = model.estimator.surrogate(terms.posterior, terms.z, terms.recon)
-        loss = (terms.recon + terms.kl).mean() + (surrogate.mean() if surrogate is not None else 0)
-    torch.testing.assert_close(terms.posterior.base_dist.concentration[0], alphas, rtol=1e-3, atol=0)
-    assert torch.isfinite(terms.z).all() and torch.isfinite(loss)
+        loss, terms = model.objective(model, x)
+    q = model.posterior(x)
+    torch.testing.assert_close(q.base_dist.concentration[0], alphas, rtol=1e-3, atol=0)
+    assert torch.isfinite(samples[0]).all() and torch.isfinite(loss)
+    assert all(torch.isfinite(value) for value in terms.values())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with context:
@@ -160,9 +154,9 @@ def test_gamma_kl_matches_its_closed_form_and_a_monte_carlo_estimate():
         + a0 * (b.log() - math.log(b0))
         + a * (b0 - b) / b
     ).sum(-1)
-    torch.testing.assert_close(latent.kl(q, None, "analytic"), closed)
+    torch.testing.assert_close(latent.kl(q), closed)
     z = q.sample((200_000,))
-    draws = latent.kl(q, z, "mc")
+    draws = latent.kl_estimate(q, z)
     mean, stderr = draws.mean(0), draws.std(0) / math.sqrt(len(draws))
     assert torch.all((mean - closed).abs() < 4 * stderr)
 
@@ -171,11 +165,38 @@ def test_moving_average_baseline_uses_only_earlier_batches_and_is_checkpointed()
     estimator = ScoreFunctionEstimator(decay=0.5)
     q = Normal(torch.zeros(4, requires_grad=True), torch.ones(4))
     z = estimator.sample(q)
-    first = estimator.surrogate(q, z, torch.full((4,), 10.0))
+    first = estimator.surrogate(q, z, Cost(torch.full((4,), 10.0), None))
     torch.testing.assert_close(first, 10.0 * q.log_prob(z))  # no baseline before the first batch
     assert estimator.baseline_value.item() == 10.0
-    second = estimator.surrogate(q, z, torch.full((4,), 20.0))
+    second = estimator.surrogate(q, z, Cost(torch.full((4,), 20.0), None))
     torch.testing.assert_close(second, (20.0 - 10.0) * q.log_prob(z))  # b from the earlier batch only
     assert estimator.baseline_value.item() == 15.0
     assert set(estimator.state_dict()) == {"baseline_value", "baseline_started"}
     assert not z.requires_grad  # the score-function sample carries no gradient; the surrogate does
+
+
+def test_a_score_function_surrogate_over_k_samples_is_unbiased_for_a_cost_of_all_k():
+    """The IWAE-like cost c(z_1..z_k) = -log mean_i exp(-(z_i - 1)^2) of k = 4 Normal samples per image:
+    the score-function gradient (joint log q over the k samples) and the pathwise gradient estimate the
+    same derivative of E[c] with respect to loc and scale."""
+    torch.manual_seed(6)
+    draws, k = 200_000, 4
+    results = []
+    for estimator in (PathwiseEstimator(), ScoreFunctionEstimator(baseline="none")):
+        loc = torch.full((draws,), 0.3, dtype=torch.float64, requires_grad=True)
+        scale = torch.full((draws,), 0.8, dtype=torch.float64, requires_grad=True)
+        q = Normal(loc, scale)
+        z = estimator.sample(q, (k,))
+        assert z.shape == (k, draws)
+
+        def cost(z):
+            return math.log(k) - torch.logsumexp(-((z - 1) ** 2), dim=0)
+
+        value = cost(z)
+        surrogate = estimator.surrogate(q, z, Cost(value, cost))
+        (value + (surrogate if surrogate is not None else 0)).sum().backward()
+        results.append((loc.grad, scale.grad))
+    for pathwise, score in zip(*results):
+        difference = pathwise.mean() - score.mean()
+        stderr = math.sqrt((pathwise.var() + score.var()).item() / draws)
+        assert abs(difference.item()) < 4 * stderr, (pathwise.mean(), score.mean(), stderr)

@@ -18,7 +18,7 @@ def test_beta_rises_linearly_from_zero_to_one():
         KLWarmup(steps=0)
 
 
-def test_beta_scales_the_kl_in_the_training_loss(make_cfg, data_dir):
+def test_beta_scales_the_kl_in_the_training_loss_but_not_the_reported_elbo(make_cfg, data_dir):
     import pytorch_lightning as pl
 
     from vae_zoo.cli import build_datamodule_and_model
@@ -29,14 +29,14 @@ def test_beta_scales_the_kl_in_the_training_loss(make_cfg, data_dir):
     model.trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, log_every_n_steps=50
     )
-    model.on_train_epoch_start()
     for beta in (0.0, 0.5, 1.0):
-        model.kl_weight = beta
+        model.objective.beta = beta
         torch.manual_seed(0)
         loss = model.training_step(x, 0)
         torch.manual_seed(0)
         terms = model.negative_elbo_terms(x, model.estimator.sample)
         torch.testing.assert_close(loss, terms.recon.mean() + beta * terms.kl.mean())
+        torch.testing.assert_close(model.step_output.terms["elbo"], (terms.recon + terms.kl).mean())
 
 
 def test_a_warmed_up_run_logs_beta_and_reports_the_true_negative_elbo(make_cfg, tmp_path):
@@ -67,7 +67,13 @@ def test_a_warmed_up_run_logs_beta_and_reports_the_true_negative_elbo(make_cfg, 
         5: 1.0,
     }
     for row in (r for r in rows if r.get("train/loss")):
-        assert float(row["train/loss"]) == pytest.approx(
-            float(row["train/recon"]) + float(row["train/kl"]), rel=1e-5
-        )
+        recon, kl, beta = float(row["train/recon"]), float(row["train/kl"]), float(row["train/kl_weight"])
+        assert float(row["train/elbo"]) == pytest.approx(recon + kl, rel=1e-5)  # the true negative ELBO
+        assert float(row["train/loss"]) == pytest.approx(recon + beta * kl, rel=1e-5)  # what is minimised
     assert metrics["test/elbo"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-5)
+
+
+def test_warm_up_refuses_an_objective_without_a_kl_weight(make_cfg):
+    cfg = make_cfg("objective=iwae", "+callbacks@callbacks.kl_warmup=kl_warmup", "debug=fdr", *FAST)
+    with pytest.raises(ConfigError, match="callbacks.kl_warmup needs an objective with a KL weight"):
+        train(cfg)

@@ -13,8 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.conftest import FAST
-from tests.test_training import _run
+from tests.conftest import FAST, run_script
 from vae_zoo.cli import train
 from vae_zoo.errors import NonFiniteLossError
 
@@ -54,7 +53,7 @@ class SignalAtStep(pl.Callback):
 
 
 def _cli(data_dir, run_dir, *overrides):
-    return _run("train.py", *RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides)
+    return run_script("train.py", *RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides)
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -138,7 +137,7 @@ class PoisonBatch(pl.Callback):
 POISON = ("+callbacks.poison._target_=tests.test_reliability.PoisonBatch", "+callbacks.poison.step=23")
 
 
-@pytest.mark.parametrize(("where", "term"), [("batch", "reconstruction and KL"), ("gradient", "gradient")])
+@pytest.mark.parametrize(("where", "term"), [("batch", "elbo, recon and kl"), ("gradient", "gradient")])
 def test_a_non_finite_loss_or_gradient_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(
     where, term, make_cfg, tmp_path
 ):
@@ -195,12 +194,34 @@ BAD_INPUTS = {
     "unknown model": (["model=transformer"], "Could not find 'model/transformer'"),
     "unknown estimator": (["estimator=reinforce"], "Could not find 'estimator/reinforce'"),
     "unknown key": (["model.latent.size=3"], "Could not override 'model.latent.size'"),
+    "unknown objective": (["objective=vimco"], "Could not find 'objective/vimco'"),
+    "unknown latent": (["latent=beta"], "Could not find 'latent/beta'"),
     "wrong pairing": (
         ["model=gamma_vae", "estimator=gumbel_softmax"],
         (
-            "error: estimator=gumbel_softmax does not pair with GammaVAE; choose one of: "
-            "estimator=implicit, estimator=score_function"
+            "error: estimator=gumbel_softmax does not pair with latent=gamma: it needs categorical logits, "
+            "which Gamma posteriors lack; choose one of: "
+            "estimator=implicit, estimator=pathwise, estimator=score_function"
         ),
+    ),
+    "relaxed samples for IWAE": (
+        ["model=gumbel_vae", "objective=iwae"],
+        "error: estimator=gumbel_softmax does not pair with objective=iwae (k=5): the objective evaluates",
+    ),
+    "Bernoulli on grey levels": (
+        ["data.binarize=none"],
+        "error: likelihood=bernoulli is a density of binary pixels, but the data serves 8-bit grey levels",
+    ),
+    "monitored metric not validated": (
+        ["optimized_metric=val/iwae_5"],
+        (
+            "error: optimized_metric=val/iwae_5 is not a metric this run validates; choose one of: "
+            "optimized_metric=val/elbo"
+        ),
+    ),
+    "warm-up without a KL weight": (
+        ["objective=iwae", "+callbacks@callbacks.kl_warmup=kl_warmup"],
+        "error: callbacks.kl_warmup needs an objective with a KL weight (objective=elbo)",
     ),
     "zero batch size": (
         ["data.batch_size=0"],
@@ -261,7 +282,7 @@ def test_bad_input_ends_with_one_clear_line_and_leaves_earlier_outputs_alone(
     raw_overrides, raw_expected = BAD_INPUTS[case]
     overrides, expected = [o.format(**places) for o in raw_overrides], raw_expected.format(**places)
     before = _fingerprint(uninterrupted)
-    result = _run(
+    result = run_script(
         "train.py",
         "debug=fdr",
         *FAST,

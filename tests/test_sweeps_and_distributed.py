@@ -10,10 +10,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.test_training import _run
-from vae_zoo.cli import CONFIG_DIR
-
-FAST = ("eval.iw_samples=5", "eval.iw_chunk=5", "trainer.accelerator=cpu")
+from tests.conftest import FAST, run_script
+from vae_zoo.config_groups import CONFIG_DIR
 
 
 def _summary(sweep_dir: Path) -> list[dict[str, str]]:
@@ -23,7 +21,7 @@ def _summary(sweep_dir: Path) -> list[dict[str, str]]:
 
 def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    result = _run(
+    result = run_script(
         "train.py",
         "-m",
         "model=gaussian_vae,gumbel_vae,gamma_vae",
@@ -46,7 +44,7 @@ def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_di
 
 def test_a_two_trial_optuna_sweep_minimises_val_elbo(tmp_path, data_dir):
     sweep = tmp_path / "optuna"
-    result = _run(
+    result = run_script(
         "train.py",
         "hparams_search=optuna",
         "model=gumbel_vae",
@@ -69,7 +67,7 @@ def test_a_two_trial_optuna_sweep_minimises_val_elbo(tmp_path, data_dir):
 
 
 def test_the_slurm_launcher_composes(tmp_path):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             "train",
             overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
@@ -94,7 +92,7 @@ class RecordShards(pl.Callback):
 def test_two_process_ddp_on_cpu_trains_on_disjoint_shards_that_cover_the_data(tmp_path, data_dir):
     shards = tmp_path / "shards"
     shards.mkdir()
-    result = _run(
+    result = run_script(
         "train.py",
         "trainer=ddp",
         "trainer.devices=2",

@@ -16,27 +16,32 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.preemption import Preemption
+from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
-from vae_zoo.errors import VaeZooError
+from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.resolvers import register_resolvers
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_resolvers()
 # Lightning's pytree helper trips a torch deprecation on every fit; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The datamodule, and the model sized to its images; components reach the model as plain dicts."""
+    """The datamodule, and the model sized to its images and checked against its pixels; components
+    (and the top-level ``objective``) reach the model as plain dicts."""
     datamodule = instantiate(cfg.data)
+    objective = OmegaConf.to_container(cfg.objective, resolve=True) if "objective" in cfg else None
     model = instantiate(
         OmegaConf.to_container(cfg.model, resolve=True),
         input_shape=list(datamodule.input_shape),
+        pixels=datamodule.pixels,
+        objective=objective,
         iw_samples=cfg.eval.iw_samples,
         iw_chunk=cfg.eval.iw_chunk,
         _recursive_=False,
@@ -56,27 +61,57 @@ def skip_nvml_probe_without_cuda_devices() -> None:
 
 
 def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
-    """The Trainer with the configured callbacks and loggers (none of either when ``logging`` is off)."""
+    """The Trainer with the configured callbacks and loggers (none of either when ``logging`` is off).
+    Lightning adds a checkpoint callback and a progress bar of its own unless told not to; here the
+    configured callbacks decide (``callbacks=none``: neither)."""
     skip_nvml_probe_without_cuda_devices()
     groups = ("callbacks", "logger") if logging else ()
     built = {
         group: [instantiate(node) for node in (cfg.get(group) or {}).values() if node and "_target_" in node]
         for group in groups
     }
-    return instantiate(cfg.trainer, callbacks=built.get("callbacks", []), logger=built.get("logger") or False)
+    callbacks = built.get("callbacks", [])
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=built.get("logger") or False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+    )
+
+
+RUN_GROUPS = {
+    "model": "model",
+    "latent": "model.latent",
+    "estimator": "model.estimator",
+    "objective": "objective",
+    "likelihood": "model.likelihood",
+    "data": "data",
+}
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Which model, estimator and data a run used, by their config-group option names."""
+    """Which model preset, latent, estimator, objective, likelihood and data a run used, by their
+    config-group option names (a class name where the run predates the group)."""
     if choices is None:
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    return {
-        "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1]),
-        "estimator": choices.get("estimator", cfg.model.estimator._target_.rsplit(".", 1)[-1]),
-        "data": choices.get("data", cfg.data._target_.rsplit(".", 1)[-1]),
-        "seed": cfg.get("seed"),
-        "iw_samples": cfg.eval.iw_samples,
-    }
+
+    def chosen(group: str, node: str) -> str:
+        target = OmegaConf.select(cfg, f"{node}._target_", default="")
+        return choices.get(group) or target.rsplit(".", 1)[-1]
+
+    identity = {group: chosen(group, node) for group, node in RUN_GROUPS.items()}
+    return {**identity, "seed": cfg.get("seed"), "iw_samples": cfg.eval.iw_samples}
+
+
+def check_optimized_metric(cfg: DictConfig, model: pl.LightningModule) -> None:
+    """``optimized_metric`` (the checkpoint monitor, the sweepers' value) must be one validation logs."""
+    metric = cfg.get("optimized_metric")
+    if metric not in model.validation_metrics:
+        choices = ", ".join(f"optimized_metric={name}" for name in model.validation_metrics)
+        raise ConfigError(
+            f"optimized_metric={metric} is not a metric this run validates; choose one of: {choices}"
+        )
 
 
 @rank_zero_only
@@ -144,6 +179,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_float32_matmul_precision("high")
     _reseed(cfg)
     datamodule, model = build_datamodule_and_model(cfg)
+    check_optimized_metric(cfg, model)
     trainer = build_trainer(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -212,13 +248,13 @@ def _report_user_errors(fn, cfg: DictConfig) -> Any:
         sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def train_main(cfg: DictConfig) -> float | None:
     """Returns ``metrics[optimized_metric]`` (default ``val/elbo``), the value Hydra's sweepers minimise."""
     metrics = _report_user_errors(train, cfg)
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def eval_main(cfg: DictConfig) -> None:
     _report_user_errors(evaluate, cfg)

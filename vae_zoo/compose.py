@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from vae_zoo.cli import CONFIG_DIR
+from vae_zoo.config_groups import CONFIG_DIR
 
 
 def compose_config(overrides: Sequence[str], output_dir: Path, config_name: str = "train") -> DictConfig:
@@ -18,7 +18,7 @@ def compose_config(overrides: Sequence[str], output_dir: Path, config_name: str 
     Hydra's runtime config (choices, output dir) is registered as if Hydra had launched the run, so
     ``train(cfg)`` and ``evaluate(cfg)`` work unchanged.
     """
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):

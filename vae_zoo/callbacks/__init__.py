@@ -1,8 +1,19 @@
-"""Lightning callbacks of vae_zoo."""
+"""Lightning callbacks of vae_zoo: the configurable ones, and those the model adds itself."""
 
+from vae_zoo.callbacks.epoch_means import EpochMeans
+from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.image_grids import ImageGrids
 from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 
-__all__ = ["ImageGrids", "KLWarmup", "Preemption", "TemperatureAnnealing"]
+__all__ = [
+    "EpochMeans",
+    "ExactResume",
+    "ImageGrids",
+    "KLWarmup",
+    "NonFiniteGuard",
+    "Preemption",
+    "TemperatureAnnealing",
+]

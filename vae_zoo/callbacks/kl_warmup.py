@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.errors import ConfigError
 
 
 class KLWarmup(pl.Callback):
-    """Trains on ``-log p(x|z) + beta * KL`` with ``beta = min(1, step / steps)``; logs ``train/kl_weight``.
+    """Sets the objective's KL weight ``beta = min(1, step / steps)`` every step; logs ``train/kl_weight``.
 
-    ``train/loss`` and every validation/test metric stay the true negative ELBO (beta = 1). Like the
-    temperature, beta is a function of the global step, so a resumed run continues it exactly.
+    Needs an objective with a KL weight (``objective=elbo``: its ``beta``). The reported terms
+    (``train/elbo``, every validation/test metric) stay the true negative ELBO; ``train/loss`` is the
+    weighted loss being minimised. Like the temperature, beta is a function of the global step, so a
+    resumed run continues it exactly.
     """
 
     def __init__(self, steps: int = 30_000) -> None:
@@ -22,9 +25,16 @@ class KLWarmup(pl.Callback):
     def kl_weight(self, step: int) -> float:
         return min(1.0, step / self.steps)
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not hasattr(pl_module.objective, "beta"):
+            raise ConfigError(
+                f"callbacks.kl_warmup needs an objective with a KL weight (objective=elbo); "
+                f"{type(pl_module.objective).__name__} has none -- drop the callback"
+            )
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
     ) -> None:
-        pl_module.kl_weight = self.kl_weight(trainer.global_step)
-        if pl_module.is_logging_step():
-            pl_module.log("train/kl_weight", pl_module.kl_weight)
+        pl_module.objective.beta = self.kl_weight(trainer.global_step)
+        if is_logging_step(trainer):
+            pl_module.log("train/kl_weight", pl_module.objective.beta)

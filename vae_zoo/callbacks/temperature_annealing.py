@@ -7,6 +7,8 @@ import math
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
+from vae_zoo.callbacks.logging_steps import is_logging_step
+from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
 
 SCHEDULES = ("exponential", "linear", "cosine", "constant")
@@ -70,7 +72,7 @@ class TemperatureAnnealing(pl.Callback):
         self.active = hasattr(pl_module.estimator, "temperature")
         if not self.active:
             rank_zero_info(
-                f"callbacks.temperature: estimator={pl_module.estimator.name} has no temperature to anneal"
+                f"callbacks.temperature: {option_name('estimator', pl_module.estimator)} has no temperature to anneal"
             )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -89,5 +91,5 @@ class TemperatureAnnealing(pl.Callback):
             return
         tau = self.temperature(trainer.global_step)
         pl_module.estimator.temperature = tau
-        if pl_module.is_logging_step():
+        if is_logging_step(trainer):
             pl_module.log("train/temperature", tau)

@@ -27,6 +27,7 @@ class BinarizedMNISTDataModule(TensorDataModule):
     """Fixed binary digits; there is nothing to binarize, so ``binarize`` must stay ``none``."""
 
     input_shape = (1, 28, 28)
+    stored_pixels = "binary"
 
     def __init__(self, data_dir: str, **kwargs) -> None:
         kwargs.setdefault("binarize", "none")

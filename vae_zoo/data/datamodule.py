@@ -31,11 +31,14 @@ class TensorDataModule(pl.LightningDataModule):
     """Images as uint8 tensors ``(N, C, H, W)`` on the training device, split into train/val/test.
 
     ``binarize``: ``dynamic`` redraws binary training images every batch and binarizes val/test once with
-    a fixed seed; ``none`` keeps grey levels in [0, 1] (Bernoulli likelihood on grey-level targets).
-    Subclasses implement ``load_splits``; statically binarized sets store pixels as 0/255.
+    a fixed seed; ``none`` serves the stored pixels scaled to [0, 1]. ``pixels`` tells the model what the
+    served pixels are (``binary`` or ``8bit`` grey levels k/255), so that a likelihood that is no density
+    of them is refused. Subclasses implement ``load_splits``; statically binarized sets store pixels as
+    0/255 and set ``stored_pixels = "binary"``.
     """
 
     input_shape: tuple[int, int, int]
+    stored_pixels = "8bit"
 
     def __init__(
         self,
@@ -62,6 +65,11 @@ class TensorDataModule(pl.LightningDataModule):
     @abstractmethod
     def load_splits(self) -> dict[str, np.ndarray]:
         """uint8 arrays ``(N, C, H, W)`` for ``train``, ``val`` and ``test``."""
+
+    @property
+    def pixels(self) -> str:
+        """What the batches' pixels are: ``binary`` (0/1) or ``8bit`` (grey levels k/255)."""
+        return "binary" if self.binarize == "dynamic" else self.stored_pixels
 
     @property
     def train_transform(self):

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Estimator, elementwise
+from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.requirements import CATEGORICAL_LOGITS, coordinates
 from vae_zoo.latents.gumbel import gumbel_softmax
-
-
-def categorical_logits(q: Distribution) -> Tensor:
-    """The class logits of a (possibly Independent-wrapped) categorical posterior."""
-    return elementwise(q).logits
 
 
 class GumbelSoftmaxEstimator(Estimator):
     """``z = softmax((logits + g) / tau)``: a biased, low-variance pathwise gradient whose bias shrinks
-    with ``tau``. ``temperature`` is set each step by the TemperatureAnnealing callback when present."""
+    with ``tau``. The sample is relaxed, not one-hot, so densities of q cannot be evaluated at it
+    (``exact_samples = False``). ``temperature`` is set each step by the TemperatureAnnealing callback
+    when present."""
 
-    name = "gumbel_softmax"
+    requires = CATEGORICAL_LOGITS
+    exact_samples = False
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
@@ -27,5 +27,8 @@ class GumbelSoftmaxEstimator(Estimator):
             raise ConfigError(f"model.estimator.temperature={temperature} must be > 0")
         self.temperature = temperature
 
-    def sample(self, q: Distribution) -> Tensor:
-        return gumbel_softmax(categorical_logits(q), self.temperature)
+    def relaxed(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return gumbel_softmax(coordinates(q).logits, self.temperature, sample_shape)
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return self.relaxed(q, sample_shape)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.requirements import RSAMPLE
 
 
 class PathwiseEstimator(Estimator):
     """``z = g(eps, phi)`` with parameter-free noise, e.g. ``z = mu + sigma * eps``, ``eps ~ N(0, I)``,
-    so ``grad_phi E_q[f(z)] = E_eps[f'(z) * grad_phi g(eps, phi)]``."""
+    so ``grad_phi E_q[f(z)] = E_eps[f'(z) * grad_phi g(eps, phi)]``: the distribution's own ``rsample``
+    (for Gamma, Beta and Dirichlet torch's rsample is itself implicitly differentiated)."""
 
-    name = "pathwise"
+    requires = RSAMPLE
 
-    def sample(self, q: Distribution) -> Tensor:
-        return q.rsample()
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return q.rsample(sample_shape)

@@ -7,7 +7,8 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.estimators.requirements import LOG_PROB
 
 BASELINES = ("moving_average", "none")
 
@@ -15,13 +16,15 @@ BASELINES = ("moving_average", "none")
 class ScoreFunctionEstimator(Estimator):
     """``grad_phi E_q[c(z)] = E_q[(c(z) - b) grad_phi log q(z|phi)]`` for any ``q`` with a log-density.
 
-    The sample carries no gradient; the surrogate ``(c - b) * log q(z)`` carries it. ``b`` is an
-    exponential moving average of the batch-mean cost (``decay``), taken before this batch updates it so
-    it does not depend on the sample (unbiased); ``baseline: none`` uses ``b = 0``. Works for every
-    family, with a variance far above the pathwise and implicit estimators'.
+    The sample carries no gradient; the surrogate ``(c - b) * log q(z)`` carries it. When the cost is a
+    function of several samples per image (the IWAE bound of k samples), ``log q`` is their joint
+    log-density, summed over the sample dims the cost reduced. ``b`` is an exponential moving average of
+    the batch-mean cost (``decay``), taken before this batch updates it so it does not depend on the
+    sample (unbiased); ``baseline: none`` uses ``b = 0``. Works for every family, with a variance far
+    above the pathwise and implicit estimators'.
     """
 
-    name = "score_function"
+    requires = LOG_PROB
 
     def __init__(self, baseline: str = "moving_average", decay: float = 0.9) -> None:
         super().__init__()
@@ -33,18 +36,20 @@ class ScoreFunctionEstimator(Estimator):
         self.register_buffer("baseline_value", torch.zeros(()))
         self.register_buffer("baseline_started", torch.zeros((), dtype=torch.bool))
 
-    def sample(self, q: Distribution) -> Tensor:
-        return q.sample()
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return q.sample(sample_shape)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Tensor) -> Tensor:
-        cost = cost.detach()
-        b = (
-            self.baseline_value.clone()
-            if self.baseline == "moving_average"
-            else torch.zeros((), device=cost.device)
-        )
-        if self.baseline == "moving_average" and self.training:
-            batch_mean = cost.mean()
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+        value = cost.value.detach()
+        log_q = q.log_prob(z)
+        reduced = log_q.dim() - value.dim()  # sample dims the cost is a joint function of
+        if reduced:
+            log_q = log_q.sum(tuple(range(reduced)))
+        if self.baseline == "none":
+            return value * log_q
+        b = self.baseline_value.clone()
+        if self.training:
+            batch_mean = value.mean()
             self.baseline_value.copy_(
                 torch.where(
                     self.baseline_started,
@@ -53,4 +58,4 @@ class ScoreFunctionEstimator(Estimator):
                 )
             )
             self.baseline_started.fill_(True)
-        return (cost - b) * q.log_prob(z)
+        return (value - b) * log_q

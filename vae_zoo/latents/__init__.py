@@ -1,4 +1,4 @@
-"""Latent families: the distribution of z, its prior and its KL."""
+"""Latent families: the distribution of z, its prior, its KL and how a sample enters the decoder."""
 
 from vae_zoo.latents.categorical import CategoricalLatent
 from vae_zoo.latents.family import LatentFamily

@@ -33,14 +33,11 @@ class CategoricalLatent(LatentFamily):
     """``q(z|x) = prod_n Cat(z_n; softmax(l_n(x)))`` over N variables of K classes; ``p(z)`` uniform or learned.
 
     Closed-form KL per image: ``sum_n sum_k q_nk (log q_nk - log p_nk)``. A sample is ``(..., N, K)``
-    one-hot rows (relaxed ones in training); the decoder reads it flattened to ``N * K``.
+    one-hot rows (relaxed ones under a relaxing estimator); the decoder reads it flattened to ``N * K``.
     """
 
-    estimators = ("gumbel_softmax", "straight_through", "score_function")
-    kl_modes = ("analytic",)  # a relaxed sample has no categorical density to form log q(z) - log p(z)
-
     def __init__(self, in_features: int, n: int = 20, k: int = 10, prior: str = "uniform") -> None:
-        super().__init__()
+        super().__init__(in_features)
         if n < 1 or k < 2:
             raise ConfigError(f"model.latent.n={n} must be >= 1 and model.latent.k={k} >= 2")
         if prior not in PRIORS:
@@ -61,7 +58,7 @@ class CategoricalLatent(LatentFamily):
     def prior(self) -> Independent:
         return Independent(GumbelMaxOneHotCategorical(logits=self.prior_logits, validate_args=False), 1)
 
-    def kl(self, q: Independent, z: Tensor, mode: str) -> Tensor:
+    def kl(self, q: Independent) -> Tensor:
         log_q = q.base_dist.logits  # normalized: log softmax(l)
         log_p = self.prior_logits.log_softmax(-1)
         return (log_q.exp() * (log_q - log_p)).sum((-2, -1))

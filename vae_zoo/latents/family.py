@@ -1,28 +1,30 @@
-"""The latent-family contract: parameter head, posterior, prior, KL, and the estimators it accepts."""
+"""The latent-family contract: parameter head, posterior, prior, KL, and how a sample enters the decoder."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 
+import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
-
-KL_MODES = ("analytic", "mc")
 
 
 class LatentFamily(nn.Module):
     """Maps encoder features to ``q(z|x)``; owns the prior ``p(z)`` and ``KL(q || p)``.
 
-    Distributions are batched over images with the latent dimensions as event dimensions, so
-    ``log_prob`` and ``kl`` return one value per image.
+    Built from ``conf/latent/<name>.yaml`` (``# @package model.latent``): the model passes
+    ``in_features``, the config the family's own settings. Distributions are batched over images with the
+    latent dimensions as event dimensions, so ``log_prob`` and ``kl`` give one value per image. What a
+    posterior can do (``has_rsample``, a differentiable CDF, categorical logits) is read from the
+    distribution itself when an estimator is paired with the family (``vae_zoo.estimators.requirements``).
     """
 
-    #: names of the estimators that give correct gradients for this family
-    estimators: tuple[str, ...] = ()
-    #: the ``model.kl`` modes this family supports
-    kl_modes: tuple[str, ...] = KL_MODES
     #: width of a flattened sample, i.e. the decoder's input size
     sample_features: int
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features
 
     @abstractmethod
     def posterior(self, features: Tensor) -> Distribution:
@@ -33,11 +35,19 @@ class LatentFamily(nn.Module):
         """``p(z)``."""
 
     def decoder_input(self, z: Tensor) -> Tensor:
-        """A sample as the decoder reads it: ``(..., sample_features)``."""
+        """A sample (any leading sample dims) as the decoder reads it: ``(..., sample_features)``."""
         return z
 
-    def kl(self, q: Distribution, z: Tensor, mode: str) -> Tensor:
-        """``KL(q || p)`` per image: closed form (``analytic``) or the one-sample ``log q(z) - log p(z)``."""
-        if mode == "analytic":
-            return kl_divergence(q, self.prior())
+    def kl(self, q: Distribution) -> Tensor:
+        """``KL(q || p)`` per image in closed form (torch's registry; families override with faster forms)."""
+        return kl_divergence(q, self.prior())
+
+    def kl_estimate(self, q: Distribution, z: Tensor) -> Tensor:
+        """The one-sample estimate ``log q(z) - log p(z)`` per sample and image; ``z`` must lie in q's support."""
         return q.log_prob(z) - self.prior().log_prob(z)
+
+    def probe_posterior(self) -> Distribution:
+        """A posterior for one all-zero feature vector (on the CPU, where models are assembled): what an
+        estimator's requirements are checked on."""
+        with torch.no_grad():
+            return self.posterior(torch.zeros(1, self.in_features))

@@ -16,11 +16,10 @@ class GammaLatent(LatentFamily):
     """``q(z|x) = prod_d Gamma(z_d; alpha_d(x), beta_d(x))``, ``alpha, beta = softplus(.) + floor``;
     ``p(z) = prod_d Gamma(alpha0, beta0)``.
 
-    Closed-form KL per coordinate (``psi`` the digamma function):
+    The posterior has torch's implicitly differentiated ``rsample`` and a CDF differentiable in both
+    parameters (``gamma_cdf.py``). Closed-form KL per coordinate (``psi`` the digamma function):
     ``(a - a0) psi(a) - lnG(a) + lnG(a0) + a0 (ln b - ln b0) + a (b0 - b) / b``.
     """
-
-    estimators = ("implicit", "score_function")
 
     def __init__(
         self,
@@ -30,7 +29,7 @@ class GammaLatent(LatentFamily):
         prior_rate: float = 0.3,
         floor: float = 1e-3,
     ) -> None:
-        super().__init__()
+        super().__init__(in_features)
         if dim < 1:
             raise ConfigError(f"model.latent.dim={dim} must be >= 1")
         if prior_concentration <= 0 or prior_rate <= 0 or floor <= 0:
@@ -38,7 +37,6 @@ class GammaLatent(LatentFamily):
                 f"model.latent.prior_concentration={prior_concentration}, prior_rate={prior_rate} "
                 f"and floor={floor} must all be > 0"
             )
-        self.dim = dim
         self.sample_features = dim
         self.floor = floor
         self.head = nn.Linear(in_features, 2 * dim)

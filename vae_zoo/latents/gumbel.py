@@ -30,8 +30,11 @@ def gumbel_max(logits: Tensor, sample_shape: torch.Size | tuple[int, ...] = ()) 
         return F.one_hot((logits.float() + noise).argmax(-1), logits.shape[-1]).float()
 
 
-def gumbel_softmax(logits: Tensor, temperature: float) -> Tensor:
-    """The relaxed sample ``softmax((logits + g) / tau)``, differentiable in ``logits``."""
+def gumbel_softmax(
+    logits: Tensor, temperature: float, sample_shape: torch.Size | tuple[int, ...] = ()
+) -> Tensor:
+    """Relaxed samples ``softmax((logits + g) / tau)``, shape ``sample_shape + logits.shape``,
+    differentiable in ``logits``."""
     with torch.autocast(logits.device.type, enabled=False):
-        noise = gumbel_noise(logits.shape, logits.device)
+        noise = gumbel_noise(torch.Size(sample_shape) + logits.shape, logits.device)
         return torch.softmax((logits.float() + noise) / temperature, dim=-1)

@@ -16,16 +16,13 @@ MIN_SCALE = 1e-5
 class NormalLatent(LatentFamily):
     """``q(z|x) = N(mu(x), diag sigma(x)^2)`` with ``sigma = softplus(s) + 1e-5``; ``p(z) = N(0, I)``.
 
-    Closed-form KL per image: ``1/2 * sum_d (mu_d^2 + sigma_d^2 - 1 - log sigma_d^2)``.
+    Closed-form KL per image: ``sum_d (mu_d^2 + sigma_d^2 - 1) / 2 - log sigma_d``.
     """
 
-    estimators = ("pathwise", "implicit", "score_function")
-
     def __init__(self, in_features: int, dim: int = 32) -> None:
-        super().__init__()
+        super().__init__(in_features)
         if dim < 1:
             raise ConfigError(f"model.latent.dim={dim} must be >= 1")
-        self.dim = dim
         self.sample_features = dim
         self.head = nn.Linear(in_features, 2 * dim)
         self.register_buffer("prior_loc", torch.zeros(dim), persistent=False)
@@ -38,8 +35,6 @@ class NormalLatent(LatentFamily):
     def prior(self) -> Independent:
         return Independent(Normal(self.prior_loc, self.prior_scale, validate_args=False), 1)
 
-    def kl(self, q: Independent, z: Tensor, mode: str) -> Tensor:
-        if mode != "analytic":
-            return super().kl(q, z, mode)
+    def kl(self, q: Independent) -> Tensor:
         loc, scale = q.base_dist.loc, q.base_dist.scale
         return (0.5 * (loc.square() + scale.square() - 1) - scale.log()).sum(-1)

@@ -1,4 +1,4 @@
-"""Bernoulli observation model on logits, for binary (or grey-level-as-probability) pixels."""
+"""Bernoulli observation model on logits, for binary pixels."""
 
 from __future__ import annotations
 
@@ -6,19 +6,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vae_zoo.errors import ConfigError
+from vae_zoo.likelihoods.likelihood import Likelihood
 
-class BernoulliLikelihood:
-    """``log p(x|z) = sum_pixels [x * log sigmoid(l) + (1 - x) * log sigmoid(-l)]`` for logits ``l``."""
 
-    def nll(self, logits: Tensor, x: Tensor) -> Tensor:
-        """Per-image ``-log p(x|z)``; ``logits`` may carry extra leading sample dims over ``x``'s batch."""
-        target = x.expand_as(logits)
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-3).sum(-1)
+class BernoulliLikelihood(Likelihood):
+    """``log p(x|z) = sum_pixels [x log sigmoid(l) + (1 - x) log sigmoid(-l)]`` for logits ``l``.
 
-    def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
-        """Per-image ``log p(x|z)``."""
-        return -self.nll(logits, x)
+    A normalized density of binary pixels. On grey levels in [0, 1] the same expression is a common
+    cross-entropy loss but not a density (it does not sum to 1 over the data), so its bounds are not
+    log-likelihoods; ``allow_grey_levels: true`` permits it explicitly.
+    """
 
-    def mean(self, logits: Tensor) -> Tensor:
-        """``E[x|z]``, the pixel probabilities, for image grids."""
-        return torch.sigmoid(logits)
+    def __init__(self, allow_grey_levels: bool = False) -> None:
+        super().__init__()
+        self.allow_grey_levels = allow_grey_levels
+        self.fits = ("binary", "8bit") if allow_grey_levels else ("binary",)
+
+    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+        target = x.expand_as(params)
+        return F.binary_cross_entropy_with_logits(params, target, reduction="none").flatten(-3).sum(-1)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params))
+
+    def check_data(self, pixels: str) -> None:
+        if pixels == "8bit" and not self.allow_grey_levels:
+            raise ConfigError(
+                "likelihood=bernoulli is a density of binary pixels, but the data serves 8-bit grey levels "
+                "(data.binarize=none) -- set data.binarize=dynamic, or model.likelihood.allow_grey_levels=true "
+                "to train on the (unnormalized) Bernoulli cross-entropy anyway"
+            )
+        super().check_data(pixels)

@@ -1,10 +1,12 @@
-"""The shared VAE LightningModule: ELBO training, exact-sample evaluation and the importance-weighted bound.
+"""The shared VAE LightningModule: assembly from component configs, the training step, evaluation.
 
 Per image, with ``z ~ q(z|x)``:
-    negative ELBO  = -log p(x|z) + KL(q(z|x) || p(z))                       (``*/elbo``, ``train/loss``)
-    IWAE bound     = -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q  (``test/nll_iw``, Burda et al.)
+    negative ELBO  = -log p(x|z) + KL(q(z|x) || p(z))                       (``*/elbo``)
+    IW bound       = -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q  (``test/nll_iw``, Burda et al.)
 Both are reported in nats per image (summed over pixels, averaged over images) as positive numbers.
-Sampling, log-probabilities and KL run in float32 with autocast off; encoder and decoder run under it.
+The training loss is the objective's (``vae_zoo.objectives``). Sampling, log-probabilities and KL run in
+float32 with autocast off; encoder and decoder run under it. Every path (training, evaluation, the IW
+bound, reconstructions, samples) goes through ``posterior``, ``sample``/``q.sample`` and ``nll``.
 """
 
 from __future__ import annotations
@@ -20,229 +22,195 @@ from hydra.utils import instantiate
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo import rng_state
-from vae_zoo.errors import ConfigError, NonFiniteLossError
-from vae_zoo.latents.family import LatentFamily
+from vae_zoo.callbacks.epoch_means import EpochMeans
+from vae_zoo.callbacks.exact_resume import ExactResume
+from vae_zoo.callbacks.logging_steps import is_logging_step
+from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Cost
+from vae_zoo.models.pairing import check_pairing
 
-NONFINITE_ACTIONS = ("stop", "skip", "off")
+DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
 
 
 class ElboTerms(NamedTuple):
     """Per-image terms of the negative ELBO, with the posterior and the sample they came from."""
 
     recon: Tensor  # -log p(x|z)
-    kl: Tensor  # KL(q(z|x) || p(z)), closed form or one-sample
+    kl: Tensor  # KL(q(z|x) || p(z)), closed form
     posterior: Distribution
     z: Tensor
 
 
+class StepOutput(NamedTuple):
+    """What a training step leaves for the callbacks that read it (guard, epoch means)."""
+
+    loss: Tensor  # detached
+    terms: dict[str, Tensor]
+    images: int
+
+
 class VAE(pl.LightningModule):
-    """Encoder -> latent family -> estimator -> decoder -> likelihood, all built from plain config dicts.
+    """Encoder -> latent family -> estimator -> decoder -> likelihood, trained on an objective; every part
+    built from its config dict (``_target_`` plus settings).
 
-    Subclasses fix ``latent_family``; ``latent`` holds that family's keyword arguments. Components are
-    stored as config dicts in the hyperparameters (not as modules), so ``load_from_checkpoint`` rebuilds
-    the model from the checkpoint alone.
+    Components are stored as config dicts in the hyperparameters (not as modules), so
+    ``load_from_checkpoint`` rebuilds the model from the checkpoint alone. ``input_shape`` and
+    ``pixels`` come from the data module: the decoder is built for the likelihood's ``param_shape``, and
+    a likelihood that is no density of the data's pixels is refused (``pixels=None`` skips that check).
     """
-
-    latent_family: type[LatentFamily]
 
     def __init__(
         self,
         encoder: dict[str, Any],
         decoder: dict[str, Any],
+        latent: dict[str, Any],
         estimator: dict[str, Any],
         likelihood: dict[str, Any],
         optimizer: dict[str, Any],
-        latent: dict[str, Any] | None = None,
+        objective: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
-        kl: str = "analytic",
         input_shape: Sequence[int] = (1, 28, 28),
+        pixels: str | None = None,
         iw_samples: int = 1000,
         iw_chunk: int = 100,
         compile: bool = False,
         nonfinite: str = "stop",
+        monitor: str = "val/elbo",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        if nonfinite not in NONFINITE_ACTIONS:
-            raise ConfigError(f"model.nonfinite={nonfinite!r} is not one of {', '.join(NONFINITE_ACTIONS)}")
         if not optimizer.get("lr", 1.0) > 0:
             raise ConfigError(f"model.optimizer.lr={optimizer['lr']} must be > 0")
         if iw_samples < 1 or iw_chunk < 1:
             raise ConfigError(f"eval.iw_samples={iw_samples} and eval.iw_chunk={iw_chunk} must be >= 1")
         input_shape = tuple(input_shape)
-        self.kl_mode = kl
-        self.kl_weight = 1.0  # beta of the training loss; KLWarmup raises it from 0
-        self.nonfinite = nonfinite
-        self.skipped_batches = 0
-        self._step_terms: tuple | None = None  # this step's (loss, [recon, KL] means, surrogate, images)
-        self._resume_state: dict[str, Any] | None = None
+        self.model_callbacks = [
+            EpochMeans(),
+            ExactResume(),
+            *([NonFiniteGuard(nonfinite)] if nonfinite != "off" else []),
+        ]
+        self.step_output: StepOutput | None = None
         self.encoder = instantiate(encoder, input_shape=input_shape)
-        self.latent = self.latent_family(in_features=self.encoder.out_features, **(latent or {}))
-        if kl not in self.latent.kl_modes:
-            raise ConfigError(
-                f"model.kl={kl} is not available for {type(self).__name__}; "
-                f"choose one of: {', '.join('model.kl=' + mode for mode in self.latent.kl_modes)}"
-            )
-        self.decoder = instantiate(decoder, in_features=self.latent.sample_features, output_shape=input_shape)
+        self.latent = instantiate(latent, in_features=self.encoder.out_features)
+        self.likelihood = instantiate(likelihood)
+        if pixels is not None:
+            self.likelihood.check_data(pixels)
+        self.decoder = instantiate(
+            decoder,
+            in_features=self.latent.sample_features,
+            output_shape=self.likelihood.param_shape(input_shape),
+        )
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
             self.encoder.compile()
             self.decoder.compile()
-        self.likelihood = instantiate(likelihood)
         self.estimator = instantiate(estimator)
-        if self.estimator.name not in self.latent.estimators:
-            raise ConfigError(
-                f"estimator={self.estimator.name} does not pair with {type(self).__name__}; "
-                f"choose one of: {', '.join('estimator=' + name for name in self.latent.estimators)}"
-            )
+        self.objective = instantiate(objective or DEFAULT_OBJECTIVE)
+        check_pairing(self.latent, self.estimator, self.objective)
 
-    def _float32(self) -> AbstractContextManager:
+    # -- the shared forward path -------------------------------------------------------------------
+
+    def float32(self) -> AbstractContextManager:
         """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""
         if torch.is_autocast_enabled(self.device.type):
             return torch.autocast(self.device.type, enabled=False)
         return nullcontext()
 
-    def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
-        """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``."""
+    def posterior(self, x: Tensor) -> Distribution:
+        """``q(z|x)``: the encoder under autocast, the distribution in float32."""
         features = self.encoder(x)
-        with self._float32():
-            q = self.latent.posterior(features.float())
+        with self.float32():
+            return self.latent.posterior(features.float())
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """The estimator's training sample(s) of ``q``, in float32."""
+        with self.float32():
+            return self.estimator.sample(q, sample_shape)
+
+    def likelihood_params(self, z: Tensor) -> Tensor:
+        """The decoder's output for samples ``z`` (any leading sample dims), in float32."""
+        return self.decoder(self.latent.decoder_input(z)).float()
+
+    def nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x|z)`` per sample and image."""
+        params = self.likelihood_params(z)
+        with self.float32():
+            return self.likelihood.nll(params, x)
+
+    def kl(self, q: Distribution) -> Tensor:
+        """The closed-form ``KL(q || p)`` per image, in float32."""
+        with self.float32():
+            return self.latent.kl(q)
+
+    def kl_estimate(self, q: Distribution, z: Tensor) -> Tensor:
+        """``log q(z) - log p(z)`` per sample and image, in float32."""
+        with self.float32():
+            return self.latent.kl_estimate(q, z)
+
+    def log_weights(self, x: Tensor, q: Distribution, z: Tensor) -> Tensor:
+        """``log w = log p(x|z) + log p(z) - log q(z|x)`` per sample and image."""
+        nll = self.nll(x, z)
+        with self.float32():
+            return -nll - self.latent.kl_estimate(q, z)
+
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
+        """The estimator's surrogate term for ``cost`` (None for pathwise estimators), in float32."""
+        with self.float32():
+            return self.estimator.surrogate(q, z, cost)
+
+    def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
+        """Per-image ``-log p(x|z)`` and the closed-form ``KL(q || p)`` with ``z = sample(q(z|x))``."""
+        q = self.posterior(x)
+        with self.float32():
             z = sample(q)
-            kl = self.latent.kl(q, z, self.kl_mode)
-        logits = self.decoder(self.latent.decoder_input(z))
-        with self._float32():
-            recon = self.likelihood.nll(logits.float(), x)
-        return ElboTerms(recon, kl, q, z)
+        return ElboTerms(self.nll(x, z), self.kl(q), q, z)
+
+    # -- training ----------------------------------------------------------------------------------
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        """Minimises ``-log p(x|z) + beta * KL`` plus the estimator's surrogate, if it has one.
-
-        The surrogate's cost is the part of the loss that depends on the sample: the reconstruction,
-        and with ``kl: mc`` the one-sample KL too (a closed-form KL gets its exact gradient directly).
-        """
-        terms = self.negative_elbo_terms(x, self.estimator.sample)
-        with self._float32():
-            cost = terms.recon + self.kl_weight * terms.kl if self.kl_mode == "mc" else terms.recon
-            surrogate = self.estimator.surrogate(terms.posterior, terms.z, cost)
-        recon, kl = terms.recon.mean(), terms.kl.mean()
-        loss = recon + kl if self.kl_weight == 1.0 else recon + self.kl_weight * kl
-        if surrogate is not None:
-            surrogate = surrogate.mean()
-            loss = loss + surrogate
-            surrogate = surrogate.detach()
-        means = torch.stack([recon, kl]).detach()
-        self._step_terms = (loss.detach(), means, surrogate, len(x))
-        if self.is_logging_step():
-            self.log("train/loss", means.sum(), prog_bar=True)
-            self.log_dict({"train/recon": means[0], "train/kl": means[1]})
+        """The objective's loss; its terms go to the loggers (``train/<name>``), the guard and the epoch means."""
+        loss, terms = self.objective(self, x)
+        self.step_output = StepOutput(loss.detach(), terms, len(x))
+        if is_logging_step(self.trainer):
+            self.log("train/loss", loss.detach(), prog_bar=True)
+            self.log_dict({f"train/{name}": value for name, value in terms.items()})
         return loss
 
-    def on_fit_start(self) -> None:
-        self._trainable = [p for p in self.parameters() if p.requires_grad]
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The callbacks the model's own behaviour needs, whatever the Trainer's list: epoch means, exact
+        resume and (unless ``model.nonfinite=off``) the non-finite guard."""
+        attached = self._trainer.callbacks if self._trainer is not None else []
+        return [callback for callback in self.model_callbacks if callback not in attached]
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """The non-finite guard, after the backward pass: a non-finite loss or gradient stops the run or
-        (``model.nonfinite=skip``) leaves the parameters untouched this step.
-
-        One reduction checks both: the loss plus the sum of every gradient is finite iff all of them are
-        (barring a float32 overflow of the sum, which the exact check below rules out). Under 16-mixed
-        the gradient scaler skips steps with non-finite gradients itself, so only the loss is checked.
-        """
-        if self.nonfinite == "off":
-            return
-        loss, means, surrogate, _ = self._step_terms
-        grads = [p.grad for p in self._trainable if p.grad is not None]
-        if self.trainer.precision == "16-mixed" or not grads:
-            probe = loss
-        else:
-            probe = torch.stack([loss, *(grad.sum() for grad in grads)]).sum()
-        if math.isfinite(probe.item()):
-            return
-        named = {"reconstruction": means[0], "KL": means[1], "surrogate": surrogate}
-        bad = [name for name, value in named.items() if value is not None and not torch.isfinite(value)]
-        if not bad and probe is not loss:
-            if all(torch.isfinite(grad).all() for grad in grads):
-                return  # finite gradients whose sum overflowed float32
-            bad = ["gradient"]
-        self._non_finite(bad, self.trainer.fit_loop.epoch_loop.batch_idx)
-        self._step_terms = None  # not part of the epoch means
-        for p in self._trainable:
-            p.grad = None  # the optimizer skips parameters without a gradient
-
-    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
-        """Adds the step's terms (unless the batch was skipped) to the epoch's running sums."""
-        if self._step_terms is not None:
-            _, means, _, images = self._step_terms
-            self._epoch_sums.add_(means, alpha=images)
-            self._epoch_images += images
-
-    def _non_finite(self, terms: list[str], batch_idx: int) -> None:
-        """Stop with a message naming the step and the terms, or (``model.nonfinite=skip``) skip the batch."""
-        if self.nonfinite == "skip":
-            self.skipped_batches += 1
-            self.log("train/skipped_batches", float(self.skipped_batches))
-            return
-        checkpoint = self.trainer.checkpoint_callback
-        last_good = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
-        raise NonFiniteLossError(
-            f"non-finite {' and '.join(terms)} at step {self.global_step} (epoch {self.current_epoch}, batch "
-            f"{batch_idx}); the last good checkpoint is {last_good or 'not written yet'} -- lower "
-            "model.optimizer.lr, set trainer.gradient_clip_val, or skip such batches with model.nonfinite=skip"
-        )
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Adds what an exact resume needs beyond Lightning's state: RNG states and the epoch's running sums."""
-        checkpoint["vae_zoo"] = {
-            "rng": rng_state.capture(),
-            "epoch": self.current_epoch,
-            "epoch_sums": self._epoch_sums.cpu() if hasattr(self, "_epoch_sums") else None,
-            "epoch_images": getattr(self, "_epoch_images", 0),
-            "skipped_batches": self.skipped_batches,
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor},
         }
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._resume_state = checkpoint.get("vae_zoo")
-        if self._resume_state is not None:
-            self.skipped_batches = self._resume_state["skipped_batches"]
+    # -- evaluation --------------------------------------------------------------------------------
 
-    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
-        """A resumed checkpoint's RNG states apply just before its first training step, after anything
-        (sanity validation) that ran in between and that an uninterrupted run did not. Resuming mid-epoch,
-        Lightning does not start the epoch again, so the epoch's running sums come back here too."""
-        state, self._resume_state = self._resume_state, None
-        if state is None:
-            return
-        rng_state.restore(state["rng"])
-        if state["epoch"] == self.current_epoch and state["epoch_sums"] is not None:
-            self._epoch_sums, self._epoch_images = state["epoch_sums"].to(self.device), state["epoch_images"]
-
-    def is_logging_step(self) -> bool:
-        """True on the steps where Lightning writes step metrics to the loggers.
-
-        ``self.log`` costs ~0.6 ms per key per call on the CPU (Lightning moves its result
-        bookkeeping to the device each time), so training logs step values only when they are written
-        (every ``log_every_n_steps``) and keeps its epoch means in ``_epoch_sums`` on the device.
-        """
-        every = self.trainer.log_every_n_steps
-        return bool(self.trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
-
-    def on_train_epoch_start(self) -> None:
-        self._epoch_sums, self._epoch_images = torch.zeros(2, device=self.device), 0
-
-    def on_train_epoch_end(self) -> None:
-        recon, kl = self._epoch_sums / max(self._epoch_images, 1)
-        loss = recon + kl
-        self.log_dict(
-            {"train/loss_epoch": loss, "train/recon_epoch": recon, "train/kl_epoch": kl}, sync_dist=True
-        )
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The metrics validation logs: the negative ELBO, its terms and the objective's own bound."""
+        bound = (f"val/{self.objective.bound_name}",) if self.objective.bound_name else ()
+        return ("val/elbo", "val/recon", "val/kl", *bound)
 
     def _evaluate(self, x: Tensor, stage: str) -> None:
+        """The negative ELBO with exact posterior samples and the closed-form KL, the objective's bound,
+        and (test) the IW bound with ``iw_samples``."""
         recon, kl, _, _ = self.negative_elbo_terms(x, lambda q: q.sample())
         metrics = {
             f"{stage}/elbo": (recon + kl).mean(),
             f"{stage}/recon": recon.mean(),
             f"{stage}/kl": kl.mean(),
         }
+        if self.objective.bound_name:
+            metrics[f"{stage}/{self.objective.bound_name}"] = self.objective.bound(self, x).mean()
         if stage == "test":
             metrics["test/nll_iw"] = self.importance_weighted_nll(x).mean()
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(x), sync_dist=True)
@@ -257,40 +225,33 @@ class VAE(pl.LightningModule):
     def importance_weighted_nll(self, x: Tensor, k: int | None = None) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image, ``log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)``.
 
-        Samples are drawn ``iw_chunk`` at a time and folded in with ``logaddexp``, so memory does not
-        grow with ``k``; with ``k = 1`` this is a one-sample negative ELBO estimate.
+        Exact samples are drawn ``iw_chunk`` at a time and folded in with ``logaddexp``, so memory does
+        not grow with ``k``; with ``k = 1`` this is a one-sample negative ELBO estimate.
         """
         k = k or self.hparams.iw_samples
-        features = self.encoder(x)
-        with self._float32():
-            q = self.latent.posterior(features.float())
-            prior = self.latent.prior()
+        q = self.posterior(x)
         log_sum = None
         for start in range(0, k, self.hparams.iw_chunk):
-            with self._float32():
+            with self.float32():
                 z = q.sample((min(self.hparams.iw_chunk, k - start),))
-            logits = self.decoder(self.latent.decoder_input(z))
-            with self._float32():
-                log_w = prior.log_prob(z) - q.log_prob(z) - self.likelihood.nll(logits.float(), x)
-                chunk_sum = torch.logsumexp(log_w, dim=0)
-                log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
+            chunk_sum = torch.logsumexp(self.log_weights(x, q, z), dim=0)
+            log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
         return math.log(k) - log_sum
+
+    def pixel_means(self, z: Tensor) -> Tensor:
+        """``E[x|z]`` for samples ``z``, the likelihood in float32."""
+        params = self.likelihood_params(z)
+        with self.float32():
+            return self.likelihood.mean(params)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean."""
-        q = self.latent.posterior(self.encoder(x).float())
-        return self.likelihood.mean(self.decoder(self.latent.decoder_input(q.mean)).float())
+        return self.pixel_means(self.posterior(x).mean)
 
     @torch.no_grad()
     def generate(self, n: int) -> Tensor:
-        """Pixel means decoded from ``n`` prior samples."""
-        z = self.latent.prior().sample((n,))
-        return self.likelihood.mean(self.decoder(self.latent.decoder_input(z)).float())
-
-    def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/elbo"}}
+        """Pixel means decoded from ``n`` prior samples (drawn in float32)."""
+        with self.float32():
+            z = self.latent.prior().sample((n,))
+        return self.pixel_means(z)

@@ -1,0 +1,139 @@
+"""One conformance test over every component: each latent x estimator x objective x likelihood in the
+config groups either trains (two steps on real MNIST, finite loss, finite gradients, and a gradient that
+reaches the encoder) or is refused at start-up with one line, as the components' stated capabilities
+predict. A new component's ``.yaml`` puts it in the grid without a new test.
+
+A refusal is also checked to be necessary, independently of the pairing code: with the check bypassed,
+an estimator refused for a missing requirement cannot draw a sample from that posterior, and one
+refused for an objective that evaluates ``log q(z)`` draws samples outside the posterior's support.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from tests.conftest import build_model
+from vae_zoo.config_groups import options
+from vae_zoo.data import MNISTDataModule
+from vae_zoo.data.tensor_batches import TensorBatches
+from vae_zoo.errors import ConfigError
+from vae_zoo.models import VAE
+
+GROUPS = ("latent", "estimator", "objective", "likelihood")
+COMBINATIONS = list(itertools.product(*(options(group) for group in GROUPS)))
+
+
+def stated_problem(latent: str, estimator: str, objective: str) -> str | None:
+    """What the components' own declarations say about the pairing: ``requirement``, ``exactness``, None."""
+    family = instantiate(options("latent")[latent], in_features=4)
+    sampler, loss = instantiate(options("estimator")[estimator]), instantiate(options("objective")[objective])
+    if not sampler.requires.met_by(family.probe_posterior()):
+        return "requirement"
+    if loss.needs_exact_samples and not sampler.exact_samples:
+        return "exactness"
+    return None
+
+
+@pytest.fixture(scope="module")
+def batches(data_dir) -> dict[str, TensorBatches]:
+    """Two batches of 16 real test images, as binary pixels and as 8-bit grey levels."""
+    dm = MNISTDataModule(data_dir, binarize="none")
+    dm.setup()
+    grey = dm.splits["test"][:32].float() / 255
+    binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))
+    return {
+        pixels: TensorBatches(images, 16, lambda t, g: t)
+        for pixels, images in (("binary", binary), ("8bit", grey))
+    }
+
+
+class CheckSteps(pl.Callback):
+    """Before each optimizer step: the loss and every gradient finite, and the encoder's gradient nonzero."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        assert torch.isfinite(pl_module.step_output.loss)
+        assert all(torch.isfinite(v) for v in pl_module.step_output.terms.values())
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        encoder_grad = sum(p.grad.abs().sum() for p in pl_module.encoder.parameters())
+        assert encoder_grad > 0, "no gradient reached the encoder through the estimator"
+        self.steps += 1
+
+
+@pytest.mark.parametrize(
+    ("latent", "estimator", "objective", "likelihood"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS]
+)
+def test_every_combination_trains_or_is_refused_as_its_capabilities_predict(
+    latent, estimator, objective, likelihood, batches
+):
+    torch.manual_seed(0)
+    problem = stated_problem(latent, estimator, objective)
+    if problem is not None:
+        with pytest.raises(ConfigError) as refusal:
+            build_model(latent, estimator, objective, likelihood)
+        message = str(refusal.value)
+        assert "\n" not in message and message.startswith(f"estimator={estimator} does not pair with ")
+        named = {"requirement": f"latent={latent}", "exactness": f"objective={objective}"}[problem]
+        assert f"does not pair with {named}" in message
+        valid = message.split("choose one of: ")[1].split(", ")
+        assert valid and f"estimator={estimator}" not in valid
+        assert all(stated_problem(latent, v.removeprefix("estimator="), objective) is None for v in valid)
+        return
+
+    model = build_model(latent, estimator, objective, likelihood)
+    pixels = next(kind for kind in ("binary", "8bit") if kind in model.likelihood.fits)
+    check = CheckSteps()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[check],
+    )
+    trainer.fit(model, train_dataloaders=batches[pixels])
+    assert check.steps == 2
+
+
+def _bypassing_the_check(latent: str, estimator: str, objective: str) -> VAE:
+    """The model built with its pairing check switched off, to try what the check refuses."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("vae_zoo.models.vae.check_pairing", lambda *args: None)
+        return build_model(latent, estimator, objective)
+
+
+REFUSED = sorted({c[:3] for c in COMBINATIONS if stated_problem(*c[:3]) is not None})
+
+
+@pytest.mark.parametrize(("latent", "estimator", "objective"), REFUSED, ids=["-".join(c) for c in REFUSED])
+def test_every_refusal_is_necessary(latent, estimator, objective):
+    model = _bypassing_the_check(latent, estimator, objective)
+    q = model.posterior(torch.rand(4, 1, 28, 28).bernoulli())
+    if stated_problem(latent, estimator, objective) == "requirement":
+        with pytest.raises((NotImplementedError, AttributeError)):
+            model.estimator.sample(q)
+    else:  # the objective would evaluate log q(z) at samples outside q's support
+        z = model.estimator.sample(q)
+        assert not q.support.check(z).all()
+
+
+def test_the_grid_is_what_the_config_groups_hold():
+    counts = {group: len(options(group)) for group in GROUPS}
+    assert len(COMBINATIONS) == math.prod(counts.values())
+    trained = [c for c in COMBINATIONS if stated_problem(*c[:3]) is None]
+    # every latent trains with some estimator under every objective, and every estimator with some latent
+    for latent, objective in itertools.product(options("latent"), options("objective")):
+        assert any(c[0] == latent and c[2] == objective for c in trained), (latent, objective)
+    for estimator in options("estimator"):
+        assert any(c[1] == estimator for c in trained), estimator

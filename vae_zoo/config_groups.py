@@ -1,0 +1,31 @@
+"""The options of a config group, read from its folder under ``vae_zoo/conf``: no name lists to extend.
+
+A component is one ``.py`` and one ``conf/<group>/<option>.yaml`` whose ``_target_`` names it; code that
+needs the valid choices of a group (a refused pairing's message, the conformance test) reads them here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def options(group: str) -> dict[str, dict[str, Any]]:
+    """``{option name: its YAML as a dict}`` for every file of ``conf/<group>/``, in name order."""
+    return {
+        path.stem: OmegaConf.to_container(OmegaConf.load(path))
+        for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
+    }
+
+
+def option_name(group: str, component: object) -> str:
+    """``group=option`` for the option whose ``_target_`` builds ``component``'s class, else its class name."""
+    cls = type(component)
+    for name, config in options(group).items():
+        if config.get("_target_", "").rsplit(".", 1)[-1] == cls.__name__:
+            return f"{group}={name}"
+    return cls.__name__

@@ -1,0 +1,69 @@
+"""What an estimator needs of the posterior, read from the distribution itself (as Pyro and torch do).
+
+An estimator names one ``Requirement``; the model checks it on its latent family's posterior at start-up
+and refuses a pairing that cannot work. The facts about torch's own classes that torch does not state as
+data are kept here, in one place:
+
+- ``has_rsample`` is torch's flag for a sample that carries the pathwise gradient.
+- A CDF differentiable in the parameters: a distribution class says so with ``has_differentiable_cdf =
+  True`` (``vae_zoo.latents.gamma_cdf.DifferentiableCDFGamma``); of torch's classes, ``Normal``'s
+  ``erf``-based CDF is. torch's ``Gamma``, ``Beta`` and ``Dirichlet`` have no such CDF, but their
+  ``rsample`` already differentiates the sample implicitly (``-dF/dalpha / q`` in a fused kernel), so
+  they meet the implicit rule's requirement too (``IMPLICIT_RSAMPLE``).
+- Categorical logits: a ``OneHotCategorical`` per coordinate.
+- A log-density: every distribution has ``log_prob``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch.distributions import (
+    Beta,
+    Dirichlet,
+    Distribution,
+    Gamma,
+    Independent,
+    Normal,
+    OneHotCategorical,
+)
+
+#: torch classes whose CDF is differentiable in their parameters, beside classes that declare it
+DIFFERENTIABLE_CDF = (Normal,)
+#: torch classes whose ``rsample`` is the implicit reparameterization gradient
+IMPLICIT_RSAMPLE = (Gamma, Beta, Dirichlet)
+
+
+def coordinates(q: Distribution) -> Distribution:
+    """The per-coordinate distribution inside any ``Independent`` wrappers."""
+    while isinstance(q, Independent):
+        q = q.base_dist
+    return q
+
+
+def has_differentiable_cdf(q: Distribution) -> bool:
+    base = coordinates(q)
+    return bool(getattr(base, "has_differentiable_cdf", False)) or isinstance(base, DIFFERENTIABLE_CDF)
+
+
+def has_implicit_rsample(q: Distribution) -> bool:
+    return isinstance(coordinates(q), IMPLICIT_RSAMPLE)
+
+
+class Requirement(NamedTuple):
+    """What an estimator needs of ``q``, in words for messages, and the test of it."""
+
+    needs: str
+    met_by: Callable[[Distribution], bool]
+
+
+RSAMPLE = Requirement("a reparameterized sample (rsample)", lambda q: q.has_rsample)
+IMPLICIT = Requirement(
+    "a CDF differentiable in its parameters (or torch's implicit rsample)",
+    lambda q: has_differentiable_cdf(q) or has_implicit_rsample(q),
+)
+CATEGORICAL_LOGITS = Requirement(
+    "categorical logits", lambda q: isinstance(coordinates(q), OneHotCategorical)
+)
+LOG_PROB = Requirement("a log-density", lambda q: True)

@@ -1,0 +1,49 @@
+"""The likelihood contract: ``p(x|z)`` on the decoder's output, and the pixels it is a density of."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from vae_zoo.errors import ConfigError
+
+#: what a data module's pixels can be (``TensorDataModule.pixels``): 0/1, or grey levels k/255 in [0, 1]
+PIXELS = ("binary", "8bit")
+
+
+class Likelihood(ABC, nn.Module):
+    """``p(x|z)`` for images ``(C, H, W)``, parameterized by the decoder's output ``params``.
+
+    The decoder is built to emit ``param_shape(input_shape)`` per image; ``params`` may carry leading
+    sample dims over the batch of ``x``. Densities are per image (summed over pixels), in nats. A
+    module, so a likelihood may hold parameters (a learned scale) that are trained and checkpointed.
+    """
+
+    #: the kinds of pixels (see ``PIXELS``) this is a normalized density of
+    fits: tuple[str, ...]
+
+    def param_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """The decoder's output shape per image; one parameter per pixel unless overridden."""
+        return tuple(input_shape)
+
+    @abstractmethod
+    def nll(self, params: Tensor, x: Tensor) -> Tensor:
+        """``-log p(x|z)`` per image (and per leading sample dim of ``params``)."""
+
+    @abstractmethod
+    def mean(self, params: Tensor) -> Tensor:
+        """``E[x|z]``, shaped like the images (for reconstructions and samples)."""
+
+    @abstractmethod
+    def sample(self, params: Tensor) -> Tensor:
+        """``x ~ p(x|z)``, shaped like the images."""
+
+    def check_data(self, pixels: str) -> None:
+        """Stop with one line when the data's pixels are not what this is a density of."""
+        if pixels not in self.fits:
+            raise ConfigError(
+                f"{type(self).__name__} is a density of {' or '.join(self.fits)} pixels, but the data serves "
+                f"{pixels} pixels -- choose a likelihood for them, or binarize the data (data.binarize=dynamic)"
+            )

@@ -1,0 +1,63 @@
+"""Whether a latent family, an estimator and an objective can train together, from what each states.
+
+The estimator states what it needs of the posterior (``requires``) and whether its sample lies in the
+posterior's support (``exact_samples``); the objective states whether it evaluates ``log q(z)`` at the
+training sample (``needs_exact_samples``); the posterior is asked what it can do. A pairing that cannot
+work stops at start-up with one line listing the estimators that would, read from ``conf/estimator/``.
+"""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from torch.distributions import Distribution
+
+from vae_zoo.config_groups import option_name, options
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.requirements import coordinates
+from vae_zoo.latents.family import LatentFamily
+from vae_zoo.objectives.objective import Objective
+
+
+def family_name(q: Distribution) -> str:
+    """The torch.distributions class a posterior's coordinates are (e.g. ``Gamma`` for our CDF subclass)."""
+    return next(
+        c.__name__ for c in type(coordinates(q)).__mro__ if c.__module__.startswith("torch.distributions")
+    )
+
+
+def pairing_problem(
+    q: Distribution, estimator: Estimator, objective: Objective, latent: LatentFamily
+) -> str | None:
+    """Why ``estimator`` cannot train ``latent`` (posterior ``q``) on ``objective``; None if it can."""
+    if not estimator.requires.met_by(q):
+        return (
+            f"does not pair with {option_name('latent', latent)}: it needs {estimator.requires.needs}, "
+            f"which {family_name(q)} posteriors lack"
+        )
+    if objective.needs_exact_samples and not estimator.exact_samples:
+        settings = f" ({objective.extra_repr()})" if objective.extra_repr() else ""
+        return (
+            f"does not pair with {option_name('objective', objective)}{settings}: the objective evaluates "
+            "log q(z) at the training sample, and this estimator's relaxed samples lie outside the "
+            "posterior's support"
+        )
+    return None
+
+
+def valid_estimators(latent: LatentFamily, objective: Objective) -> list[str]:
+    """The options of ``conf/estimator/`` that can train ``latent`` on ``objective``."""
+    q = latent.probe_posterior()
+    return [
+        name
+        for name, config in options("estimator").items()
+        if pairing_problem(q, instantiate(config), objective, latent) is None
+    ]
+
+
+def check_pairing(latent: LatentFamily, estimator: Estimator, objective: Objective) -> None:
+    """Stop with one line if the three cannot train together, naming the estimators that can."""
+    problem = pairing_problem(latent.probe_posterior(), estimator, objective, latent)
+    if problem is not None:
+        choices = ", ".join(f"estimator={name}" for name in valid_estimators(latent, objective))
+        raise ConfigError(f"{option_name('estimator', estimator)} {problem}; choose one of: {choices}")

@@ -1,0 +1,53 @@
+"""The objective contract: the training loss and its named terms, computed from the model's pieces."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, NamedTuple
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from vae_zoo.models.vae import VAE
+
+
+class ObjectiveOutput(NamedTuple):
+    """``loss`` to minimise (a scalar with gradient) and named per-batch means (detached), e.g.
+    ``{"elbo": ..., "recon": ..., "kl": ...}``. Logging (``train/<name>``), the epoch means, the
+    non-finite guard and the progress bar read ``terms``; nothing downstream assumes which ones."""
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+
+
+def estimator_term(surrogate: Tensor | None) -> Tensor | float:
+    """An estimator's surrogate as a loss term with its gradient and a value of exactly 0, so ``loss``
+    keeps the value of the objective it estimates (``s - stop(s)``, DiCE's "magic box")."""
+    if surrogate is None:
+        return 0.0
+    surrogate = surrogate.mean()
+    return surrogate - surrogate.detach()
+
+
+class Objective(ABC, nn.Module):
+    """A training loss for the VAE, built from ``conf/objective/<name>.yaml``.
+
+    ``forward(model, x)`` draws what it needs through the model's shared forward path
+    (``model.posterior``, ``model.sample``, ``model.nll``, ``model.log_weights``, ``model.surrogate``).
+    ``bound_name``, if not None, names the objective's own evaluation bound, which validation and test
+    report as ``val/<bound_name>`` beside ``val/elbo``; ``bound(model, x)`` computes it per image with
+    exact posterior samples.
+    """
+
+    #: the objective evaluates ``log q(z)`` at the training sample, so the estimator's sample must lie in
+    #: q's support (``Estimator.exact_samples``)
+    needs_exact_samples: bool = False
+    bound_name: str | None = None
+
+    @abstractmethod
+    def forward(self, model: VAE, x: Tensor) -> ObjectiveOutput:
+        """The loss on batch ``x`` and its named terms."""
+
+    def bound(self, model: VAE, x: Tensor) -> Tensor:
+        """The objective's own negative bound per image, with exact samples (only if ``bound_name``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no bound beside the ELBO")
