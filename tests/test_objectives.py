@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import build_model
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators import PathwiseEstimator
 from vae_zoo.objectives.iwae import negative_log_mean_exp
 
 
@@ -114,3 +116,31 @@ def test_a_score_function_surrogate_adds_gradient_but_no_value_to_the_loss(objec
     torch.testing.assert_close(losses["score_function"], losses["pathwise"])  # same samples, same value
     grads = _gradients(model, losses["score_function"])
     assert model.latent.head.weight.grad.abs().sum() > 0 and all(torch.isfinite(g).all() for g in grads)
+
+
+class RecordingPathwise(PathwiseEstimator):
+    """Pathwise sampling that keeps the cost each objective hands to the surrogate."""
+
+    def surrogate(self, q, z, cost):
+        self.seen = (z, cost)
+
+
+@pytest.mark.parametrize(
+    ("objective", "settings"), [("elbo", {}), ("elbo", {"kl": "mc"}), ("iwae", {"k": 4})]
+)
+def test_the_cost_function_an_objective_hands_the_estimator_reproduces_its_value_at_the_sample(
+    objective, settings
+):
+    model = build_model(objective=objective, objective_settings=settings, latent_settings={"dim": 4})
+    model.estimator = RecordingPathwise()
+    torch.manual_seed(8)
+    model.objective(model, _batch())
+    z, cost = model.estimator.seen
+    torch.testing.assert_close(cost.at(z), cost.value)
+    assert cost.value.shape == (12,)  # per image; IWAE's is a joint function of the 4 samples
+
+
+def test_a_one_sample_kl_refuses_relaxed_samples():
+    with pytest.raises(ConfigError, match=r"does not pair with objective=elbo \(beta=1.0, kl=mc\)"):
+        build_model("categorical", "gumbel_softmax", objective_settings={"kl": "mc"})
+    build_model("categorical", "straight_through", objective_settings={"kl": "mc"})  # exactly one-hot

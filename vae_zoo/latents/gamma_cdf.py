@@ -5,7 +5,8 @@ computes it but has no gradient in ``a``. Here
     dP/dx = x^(a-1) e^(-x) / Gamma(a)                      (the standard Gamma density)
     dP/da = -(dx/da) * x^(a-1) e^(-x) / Gamma(a)
 where ``dx/da`` is the implicit derivative of a standard-Gamma sample ``x`` in its shape, which torch
-computes for ``Gamma.rsample`` (``torch._standard_gamma_grad``, Figurnov et al. 2018's approximations).
+computes for ``Gamma.rsample`` (``torch._standard_gamma_grad``, with torch's own approximations: a
+Taylor series for small x, a Rice saddle-point expansion for large a, a bivariate rational fit elsewhere).
 ``scripts/gamma_cdf_accuracy.py`` measures dP/da against float64 finite differences of P.
 """
 
