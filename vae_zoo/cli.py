@@ -230,7 +230,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _user_error(error: BaseException | None) -> VaeZooError | None:
+def user_error(error: BaseException | None) -> VaeZooError | None:
     """The VaeZooError behind ``error``, if any (Hydra's instantiate wraps constructor errors)."""
     while error is not None and not isinstance(error, VaeZooError):
         error = error.__cause__ or error.__context__
@@ -241,10 +241,10 @@ def _report_user_errors(fn, cfg: DictConfig) -> Any:
     try:
         return fn(cfg)
     except Exception as error:
-        user_error = _user_error(error)
-        if user_error is None:
+        cause = user_error(error)
+        if cause is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 

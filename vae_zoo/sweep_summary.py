@@ -12,7 +12,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-FIRST = ("job", "overrides", "model", "estimator", "data", "seed", "val/elbo", "test/elbo", "test/nll_iw")
+FIRST = (
+    "job",
+    "overrides",
+    "model",
+    "latent",
+    "estimator",
+    "objective",
+    "data",
+    "seed",
+    "val/elbo",
+    "test/elbo",
+    "test/nll_iw",
+)
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
