@@ -73,15 +73,21 @@ def build_model(
     )
 
 
-def run_script(script: str, *overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python <script> <overrides>`` in a subprocess, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_command(
+    command: Sequence[str], cwd: Path = ROOT, pythonpath: Path = ROOT
+) -> subprocess.CompletedProcess:
+    """``command`` in a subprocess with ``pythonpath`` first on the import path, output captured."""
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *overrides],
+        list(command),
         check=False,
         cwd=cwd,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(pythonpath)},
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def run_script(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    """``python <script> <overrides>`` from the repository root, as a user runs it."""
+    return run_command([sys.executable, str(ROOT / script), *overrides])

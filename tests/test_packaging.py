@@ -4,12 +4,11 @@ any directory."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, run_command
 
 
 def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_path, data_dir):
@@ -36,30 +35,15 @@ def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run(
-        [sys.executable, "-c", "import vae_zoo; print(vae_zoo.__file__)"],
-        check=True,
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    where = run_command([sys.executable, "-c", "import vae_zoo; print(vae_zoo.__file__)"], elsewhere, site)
     assert where.stdout.startswith(str(site))  # the installed copy, not this checkout
-    result = subprocess.run(
-        [
-            str(site / "bin" / "vae-zoo-train"),
-            "debug=fdr",
-            *FAST,
-            f"paths.data_dir={data_dir}",
-            "hydra.run.dir=run",
-        ],
-        check=False,
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = [
+        str(site / "bin" / "vae-zoo-train"),
+        "debug=fdr",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        "hydra.run.dir=run",
+    ]
+    result = run_command(command, elsewhere, site)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((elsewhere / "run" / "metrics.json").read_text())["model"] == "gaussian_vae"
