@@ -4,6 +4,7 @@ from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.image_grids import ImageGrids
 from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.latent_maps import LatentMaps
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
@@ -13,6 +14,7 @@ __all__ = [
     "ExactResume",
     "ImageGrids",
     "KLWarmup",
+    "LatentMaps",
     "NonFiniteGuard",
     "Preemption",
     "TemperatureAnnealing",

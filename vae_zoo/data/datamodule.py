@@ -66,6 +66,10 @@ class TensorDataModule(pl.LightningDataModule):
     def load_splits(self) -> dict[str, np.ndarray]:
         """uint8 arrays ``(N, C, H, W)`` for ``train``, ``val`` and ``test``."""
 
+    def test_labels(self) -> np.ndarray | None:
+        """The test images' class labels, where the dataset has them (for latent-space figures)."""
+        return None
+
     @property
     def pixels(self) -> str:
         """What the batches' pixels are: ``binary`` (0/1) or ``8bit`` (grey levels k/255)."""

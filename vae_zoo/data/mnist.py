@@ -16,6 +16,7 @@ from vae_zoo.data.files import find_file, read_idx
 from vae_zoo.errors import ConfigError
 
 IMAGE_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+TEST_LABELS = "t10k-labels-idx1-ubyte"
 
 
 class MNISTDataModule(TensorDataModule):
@@ -51,6 +52,10 @@ class MNISTDataModule(TensorDataModule):
         train_path, test_path = self._image_paths()
         train, test = read_idx(train_path)[:, None], read_idx(test_path)[:, None]
         return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}
+
+    def test_labels(self) -> np.ndarray | None:
+        path = find_file(self.raw_dir, TEST_LABELS)
+        return read_idx(path) if path is not None else None
 
 
 class FashionMNISTDataModule(MNISTDataModule):

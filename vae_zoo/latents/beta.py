@@ -10,16 +10,16 @@ from torch.distributions import Beta, Independent
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
 
-_EDGE = torch.finfo(torch.float32).eps / 2
-
 
 class OpenIntervalBeta(Beta):
-    """torch's ``Beta`` with samples kept inside (0, 1): in float32 a draw for a small concentration
-    rounds to exactly 0 or 1, where ``log_prob`` is infinite. The clamp moves such a draw by less than
-    one float32 step and has zero gradient there."""
+    """torch's ``Beta`` with samples kept inside (0, 1): a draw for a small ``concentration0`` rounds to
+    exactly 1 (in float32 anything above ``1 - 6e-8``), where ``log_prob`` is infinite. The clamp moves
+    such a draw by at most one floating-point step below 1 and has zero gradient there; draws near 0 are
+    already at least the smallest normal number."""
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        return super().rsample(sample_shape).clamp(_EDGE, 1 - _EDGE)
+        z = super().rsample(sample_shape)
+        return z.clamp(max=1 - torch.finfo(z.dtype).eps / 2)
 
 
 class BetaLatent(LatentFamily):

@@ -38,6 +38,10 @@ class LatentFamily(nn.Module):
         """A sample (any leading sample dims) as the decoder reads it: ``(..., sample_features)``."""
         return z
 
+    def location(self, q: Distribution) -> Tensor:
+        """Where ``q`` sits in the latent space, for plots: its mean (circular families: the mean angle)."""
+        return q.mean
+
     def kl(self, q: Distribution) -> Tensor:
         """``KL(q || p)`` per image in closed form (torch's registry; families override with faster forms)."""
         return kl_divergence(q, self.prior())

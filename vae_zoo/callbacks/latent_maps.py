@@ -1,0 +1,79 @@
+"""The two classic pictures of a two-dimensional latent space (Kingma & Welling 2014, fig. 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+PRIOR_DRAWS = 100_000
+
+
+@torch.no_grad()
+def prior_quantile_grid(prior, steps: int) -> Tensor:
+    """``(steps * steps, 2)`` latent points at the prior's quantiles ``0.05 ... 0.95`` per coordinate,
+    read from sorted prior draws (any family, no inverse CDF needed); row-major, the first coordinate
+    varying along rows. Drawn with seed 0 in a forked RNG, leaving the run's random state alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        draws = prior.sample((PRIOR_DRAWS,)).float().cpu()
+    levels = torch.linspace(0.05, 0.95, steps)
+    axes = [torch.quantile(draws[:, d], levels) for d in range(2)]
+    second, first = torch.meshgrid(axes[1].flip(0), axes[0], indexing="ij")
+    return torch.stack([first, second], dim=-1).reshape(-1, 2)
+
+
+class LatentMaps(pl.Callback):
+    """After testing, for a latent of two scalar coordinates: ``latent/posterior_locations`` (the first
+    ``num_points`` test images' posterior locations, coloured by label where the data has labels) and
+    ``latent/manifold`` (images decoded on a ``grid`` x ``grid`` lattice of prior quantiles), to every
+    logger that takes figures or images and as PNG files in ``dirpath``. Other latents: nothing."""
+
+    def __init__(self, dirpath: str, num_points: int = 5000, grid: int = 20) -> None:
+        self.dirpath = Path(dirpath)
+        self.num_points = num_points
+        self.grid = grid
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        latent = pl_module.latent
+        if tuple(latent.prior().event_shape) != (2,) or not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        datamodule = trainer.datamodule
+        x = datamodule.sample_images("test", self.num_points).to(pl_module.device)
+        with torch.no_grad(), pl_module.float32():
+            points = torch.cat([latent.location(pl_module.posterior(b)) for b in x.split(500)]).cpu()
+        labels = datamodule.test_labels()
+        labels = None if labels is None else torch.as_tensor(labels[: len(points)])
+        z = prior_quantile_grid(latent.prior(), self.grid).to(pl_module.device)
+        with torch.no_grad():
+            manifold = make_grid(pl_module.pixel_means(z).float().cpu(), nrow=self.grid, padding=0)
+        pl_module.train(was_training)
+        figure = self.scatter(points, labels, type(latent).__name__)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        FigureCanvasAgg(figure).print_png(self.dirpath / "latent_posterior_locations.png")
+        save_image(manifold, self.dirpath / "latent_manifold.png")
+        for logger in trainer.loggers:
+            writer = logger.experiment
+            if hasattr(writer, "add_figure"):
+                writer.add_figure("latent/posterior_locations", figure, global_step=trainer.global_step)
+            if hasattr(writer, "add_image"):
+                writer.add_image("latent/manifold", manifold, global_step=trainer.global_step)
+
+    @staticmethod
+    def scatter(points: Tensor, labels: Tensor | None, title: str) -> Figure:
+        figure = Figure(figsize=(6, 5.5), dpi=120)
+        axes = figure.add_subplot()
+        if labels is None:
+            axes.scatter(points[:, 0], points[:, 1], s=2, color="tab:blue")
+        else:
+            dots = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+            figure.colorbar(dots, ax=axes, ticks=range(10), label="label")
+        axes.set(xlabel="z1", ylabel="z2", title=f"{title}: posterior locations of {len(points)} test images")
+        return figure
