@@ -1,4 +1,4 @@
-"""Beta, Dirichlet and von Mises latents: implicit gradients against closed forms, the von Mises CDF against
+"""Beta, Dirichlet, von Mises and truncated Normal latents: implicit gradients against closed forms, the von Mises CDF against
 numerical integration, each sampler against its CDF, closed-form KLs, and finiteness at extreme parameters."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from tests.conftest import build_model
 from vae_zoo.estimators import ImplicitEstimator
 from vae_zoo.latents.beta import BetaLatent, OpenIntervalBeta
 from vae_zoo.latents.dirichlet import DirichletLatent
+from vae_zoo.latents.truncated_normal import TruncatedNormal, TruncatedNormalLatent
 from vae_zoo.latents.von_mises import VonMisesLatent
 from vae_zoo.latents.von_mises_cdf import DifferentiableCDFVonMises, von_mises_cdf
 
@@ -24,6 +25,16 @@ F64 = torch.float64
 def bessel_ratio(kappa: torch.Tensor) -> torch.Tensor:
     """``A(kappa) = I1(kappa) / I0(kappa)``, differentiable."""
     return torch.special.i1e(kappa) / torch.special.i0e(kappa)
+
+
+def truncated_normal_moments(mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[z] and E[z^2] of N(mu, sigma^2) truncated to [-2, 2] (Johnson, Kotz & Balakrishnan)."""
+    a, b = (-2 - mu) / sigma, (2 - mu) / sigma
+    pdf = lambda t: torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    mass = torch.special.ndtr(b) - torch.special.ndtr(a)
+    mean = mu + sigma * (pdf(a) - pdf(b)) / mass
+    variance = sigma**2 * (1 + (a * pdf(a) - b * pdf(b)) / mass - ((pdf(a) - pdf(b)) / mass) ** 2)
+    return mean, variance + mean**2
 
 
 # family: (distribution from leaf parameters, {name: (f(z), E[f(z)] in closed form of the parameters)})
@@ -49,6 +60,13 @@ FAMILIES = {
             "sin z": (torch.sin, lambda mu, kappa: bessel_ratio(kappa) * torch.sin(mu)),
         },
     ),
+    "truncated_normal": (
+        lambda mu, sigma: TruncatedNormal(mu, sigma, -2.0, 2.0),
+        {
+            "z": (lambda z: z, lambda mu, sigma: truncated_normal_moments(mu, sigma)[0]),
+            "z^2": (lambda z: z**2, lambda mu, sigma: truncated_normal_moments(mu, sigma)[1]),
+        },
+    ),
 }
 # (first, second) parameters: Beta (a, b) and Dirichlet (a, b) with concentrations 0.1, 1, 10 in each
 # slot; von Mises (mu, kappa) with kappa 0.1, 1, 10, 100
@@ -56,6 +74,7 @@ POINTS = {
     "beta": [(c, 1.5) for c in (0.1, 1.0, 10.0)] + [(1.5, c) for c in (0.1, 1.0, 10.0)],
     "dirichlet": [(c, 1.5) for c in (0.1, 1.0, 10.0)] + [(1.5, c) for c in (0.1, 1.0, 10.0)],
     "von_mises": [(0.7, kappa) for kappa in (0.1, 1.0, 10.0, 100.0)],
+    "truncated_normal": [(0.5, sigma) for sigma in (0.1, 1.0, 10.0)] + [(-1.9, 0.5)],
 }
 CASES = [
     (family, moment, point)
@@ -158,6 +177,20 @@ SAMPLERS = {  # name: (draw n samples given a scale of the true parameters, edge
         torch.linspace(0, 1, 21, dtype=F64),
         lambda edges: beta_cdf(0.5, 2.0, edges),
     ),
+    "truncated_normal": (
+        lambda n, s: TruncatedNormal(torch.tensor(0.5), torch.tensor(0.8 * s), -2.0, 2.0).sample((n,)),
+        torch.linspace(-2, 2, 21, dtype=F64),
+        lambda edges: (
+            (
+                torch.special.ndtr((edges - 0.5) / 0.8)
+                - torch.special.ndtr(torch.tensor(-2.5 / 0.8, dtype=F64))
+            )
+            / (
+                torch.special.ndtr(torch.tensor(1.5 / 0.8, dtype=F64))
+                - torch.special.ndtr(torch.tensor(-2.5 / 0.8, dtype=F64))
+            )
+        ),
+    ),
 }
 
 
@@ -173,8 +206,9 @@ def test_each_sampler_fits_its_cdf_and_a_wrong_sampler_is_rejected(name):
 def posterior_of(latent, *parameters: torch.Tensor):
     """A posterior of the family's own class with the given parameters (float64), wrapped as the family
     wraps it."""
-    base = type(latent.posterior(torch.zeros(1, latent.in_features)).base_dist)
-    return Independent(base(*parameters), 1)
+    base = latent.posterior(torch.zeros(1, latent.in_features)).base_dist
+    bounds = (base.low, base.high) if isinstance(base, TruncatedNormal) else ()
+    return Independent(type(base)(*parameters, *bounds), 1)
 
 
 def test_closed_form_kls_match_monte_carlo_in_float64():
@@ -191,6 +225,10 @@ def test_closed_form_kls_match_monte_carlo_in_float64():
         (
             VonMisesLatent(4, dim=3),
             (torch.tensor([0.1, -2.0, 3.0], dtype=F64), torch.tensor([0.05, 1.0, 30.0], dtype=F64)),
+        ),
+        (
+            TruncatedNormalLatent(4, dim=3),
+            (torch.tensor([0.3, -1.5, 1.9], dtype=F64), torch.tensor([0.5, 2.0, 0.05], dtype=F64)),
         ),
     ]
     for latent, parameters in cases:
@@ -229,8 +267,12 @@ EXTREMES = {
         {"dim": 25, "floor": 1e-5},
         lambda v: torch.cat([torch.linspace(-3, 3, 25), inverse_softplus(v)]),
     ),
+    "truncated_normal": (
+        {"dim": 25, "floor": 1e-5},
+        lambda v: torch.cat([torch.linspace(-20, 20, 25), inverse_softplus(v)]),
+    ),
 }
-RANGES = {"beta": (-3, 3), "dirichlet": (-3, 3), "von_mises": (-3, 4)}
+RANGES = {"beta": (-3, 3), "dirichlet": (-3, 3), "von_mises": (-3, 4), "truncated_normal": (-3, 3)}
 
 
 @pytest.mark.parametrize("autocast", [None, torch.bfloat16])
