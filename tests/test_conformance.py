@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from tests.conftest import build_model
 from vae_zoo.config_groups import options
 from vae_zoo.data import MNISTDataModule
+from vae_zoo.data.datamodule import dequantize_uniform
 from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
 from vae_zoo.models import VAE
@@ -42,14 +43,16 @@ def stated_problem(latent: str, estimator: str, objective: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def batches(data_dir) -> dict[str, TensorBatches]:
-    """Two batches of 16 real test images, as binary pixels and as 8-bit grey levels."""
+    """Two batches of 16 real test images, as binary pixels, 8-bit grey levels and dequantized levels."""
     dm = MNISTDataModule(data_dir, binarize="none")
     dm.setup()
-    grey = dm.splits["test"][:32].float() / 255
+    levels = dm.splits["test"][:32]
+    grey = levels.float() / 255
     binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))
+    dequantized = dequantize_uniform(levels, torch.Generator().manual_seed(0))
     return {
         pixels: TensorBatches(images, 16, lambda t, g: t)
-        for pixels, images in (("binary", binary), ("8bit", grey))
+        for pixels, images in (("binary", binary), ("8bit", grey), ("dequantized", dequantized))
     }
 
 
@@ -90,7 +93,7 @@ def test_every_combination_trains_or_is_refused_as_its_capabilities_predict(
         return
 
     model = build_model(latent, estimator, objective, likelihood)
-    pixels = next(kind for kind in ("binary", "8bit") if kind in model.likelihood.fits)
+    pixels = model.likelihood.fits[0]
     check = CheckSteps()
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -126,3 +126,31 @@ def test_missing_files_offline_fail_in_one_line_after_trying_to_download(tmp_pat
     with pytest.raises(DataNotFoundError, match="downloading them failed") as error:
         MNISTDataModule(str(tmp_path)).setup()
     assert "\n" not in str(error.value)
+
+
+def test_dequantized_pixels_are_uniform_within_their_level_fresh_in_training_and_fixed_in_evaluation(
+    data_dir,
+):
+    dm = MNISTDataModule(data_dir, binarize="none", dequantize=True, batch_size=64, eval_batch_size=64)
+    assert dm.pixels == "dequantized"
+    dm.setup()
+    levels = dm.splits["train"]
+    epoch = {"e": 0}
+    train = TensorBatches(levels[:64], 64, dm.train_transform, seed=0, epoch=lambda: epoch["e"])
+    first = next(iter(train))
+    epoch["e"] = 1
+    second = next(iter(train))
+    k = levels[:64].float()
+    assert torch.all(first >= k / 256) and torch.all(first < (k + 1) / 256)  # (k + u) / 256, u in [0, 1)
+    assert not torch.equal(first, second)  # fresh noise each epoch
+    u = (first * 256 - k).flatten()
+    assert abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.01  # U(0, 1)
+    val = [next(iter(dm.val_dataloader())) for _ in range(2)]
+    assert torch.equal(val[0], val[1])  # the same evaluation noise every time
+
+
+def test_dequantization_needs_grey_levels(data_dir):
+    with pytest.raises(ConfigError, match="data.dequantize=true needs 8-bit pixels"):
+        MNISTDataModule(data_dir, binarize="dynamic", dequantize=True)
+    with pytest.raises(ConfigError, match="data.dequantize=true needs 8-bit pixels"):
+        BinarizedMNISTDataModule(data_dir, binarize="none", dequantize=True)

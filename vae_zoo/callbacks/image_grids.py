@@ -10,7 +10,7 @@ from torchvision.utils import make_grid
 class ImageGrids(pl.Callback):
     """Every ``every_n_epochs`` validation epochs: ``images/reconstructions`` (rows of ``per_row``
     validation inputs, each followed by the row of their reconstructions) and ``images/samples``
-    (decoded draws from the prior)."""
+    (decoded draws from the prior), clamped to [0, 1] (a Gaussian's mean may leave it)."""
 
     def __init__(self, every_n_epochs: int = 1, num_images: int = 32, per_row: int = 8) -> None:
         self.every_n_epochs = every_n_epochs
@@ -34,4 +34,4 @@ class ImageGrids(pl.Callback):
         }
         for writer in writers:
             for tag, grid in grids.items():
-                writer.add_image(tag, grid.float().cpu(), global_step=trainer.global_step)
+                writer.add_image(tag, grid.float().clamp(0, 1).cpu(), global_step=trainer.global_step)

@@ -15,11 +15,19 @@ from vae_zoo.errors import ConfigError
 
 BINARIZATIONS = ("dynamic", "none")
 EVAL_BINARIZATION_SEED = 1234  # fixed, so val/test images are the same for every run and seed
+EVAL_NOISE_SEED = 4321  # the same for the dequantization noise of val/test batches
 
 
 def scale(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """uint8 pixels in [0, 255] to floats in [0, 1]."""
     return images.float().div_(255.0)
+
+
+def dequantize_uniform(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """8-bit levels k to ``(k + u) / 256`` with ``u ~ U(0, 1)`` per pixel: continuous pixels in [0, 1), on
+    which a density p bounds the discrete likelihood, ``log P(k) >= E_u log p((k + u) / 256) - D ln 256``."""
+    noise = torch.rand(images.shape, generator=generator, device=images.device)
+    return (images.float() + noise).div_(256.0)
 
 
 def binarize_dynamic(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -31,9 +39,11 @@ class TensorDataModule(pl.LightningDataModule):
     """Images as uint8 tensors ``(N, C, H, W)`` on the training device, split into train/val/test.
 
     ``binarize``: ``dynamic`` redraws binary training images every batch and binarizes val/test once with
-    a fixed seed; ``none`` serves the stored pixels scaled to [0, 1]. ``pixels`` tells the model what the
-    served pixels are (``binary`` or ``8bit`` grey levels k/255), so that a likelihood that is no density
-    of them is refused. Subclasses implement ``load_splits``; statically binarized sets store pixels as
+    a fixed seed; ``none`` serves the stored pixels scaled to [0, 1]. ``dequantize`` (with ``binarize:
+    none``) serves ``(k + u) / 256`` instead, with fresh noise per training batch and fixed noise (seeded
+    by ``EVAL_NOISE_SEED`` and the batch) for val/test. ``pixels`` tells the model what the served pixels
+    are (``binary``, ``8bit`` grey levels k/255, or ``dequantized``), so that a likelihood that is no
+    density of them is refused. Subclasses implement ``load_splits``; statically binarized sets store pixels as
     0/255 and set ``stored_pixels = "binary"``.
     """
 
@@ -46,6 +56,7 @@ class TensorDataModule(pl.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 500,
         binarize: str = "dynamic",
+        dequantize: bool = False,
         download: bool = True,
         seed: int = 0,
     ) -> None:
@@ -57,7 +68,12 @@ class TensorDataModule(pl.LightningDataModule):
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        if dequantize and (binarize != "none" or self.stored_pixels != "8bit"):
+            raise ConfigError(
+                "data.dequantize=true needs 8-bit pixels: set data.binarize=none, on a grey-level dataset"
+            )
         self.binarize = binarize
+        self.dequantize = dequantize
         self.download = download
         self.seed = seed
         self.splits: dict[str, Tensor] | None = None
@@ -73,11 +89,19 @@ class TensorDataModule(pl.LightningDataModule):
     @property
     def pixels(self) -> str:
         """What the batches' pixels are: ``binary`` (0/1) or ``8bit`` (grey levels k/255)."""
-        return "binary" if self.binarize == "dynamic" else self.stored_pixels
+        if self.binarize == "dynamic":
+            return "binary"
+        return "dequantized" if self.dequantize else self.stored_pixels
 
     @property
     def train_transform(self):
-        return binarize_dynamic if self.binarize == "dynamic" else scale
+        if self.binarize == "dynamic":
+            return binarize_dynamic
+        return dequantize_uniform if self.dequantize else scale
+
+    @property
+    def eval_transform(self):
+        return dequantize_uniform if self.dequantize else scale
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -95,16 +119,19 @@ class TensorDataModule(pl.LightningDataModule):
         self.splits = {name: images.to(device) for name, images in arrays.items()}
 
     def _batches(self, split: str, batch_size: int, shuffle: bool, transform) -> TensorBatches:
+        """Training batches draw their noise from (data.seed, epoch, batch); evaluation batches from
+        (EVAL_NOISE_SEED, batch), the same in every epoch and run."""
         if self.splits is None:
             self.setup()
         trainer = self.trainer
+        training = split == "train"
         return TensorBatches(
             self.splits[split],
             batch_size,
             transform,
             shuffle=shuffle,
-            seed=self.seed,
-            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            seed=self.seed if training else EVAL_NOISE_SEED,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None and training else (lambda: 0),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
@@ -113,10 +140,10 @@ class TensorDataModule(pl.LightningDataModule):
         return self._batches("train", self.batch_size, True, self.train_transform)
 
     def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", self.eval_batch_size, False, scale)
+        return self._batches("val", self.eval_batch_size, False, self.eval_transform)
 
     def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", self.eval_batch_size, False, scale)
+        return self._batches("test", self.eval_batch_size, False, self.eval_transform)
 
     def sample_images(self, split: str, n: int) -> Tensor:
         """The first ``n`` images of a split as the model sees them in evaluation (for image grids)."""

@@ -18,10 +18,11 @@ class BernoulliLikelihood(Likelihood):
     log-likelihoods; ``allow_grey_levels: true`` permits it explicitly.
     """
 
+    fits = ("binary",)
+
     def __init__(self, allow_grey_levels: bool = False) -> None:
         super().__init__()
         self.allow_grey_levels = allow_grey_levels
-        self.fits = ("binary", "8bit") if allow_grey_levels else ("binary",)
 
     def nll(self, params: Tensor, x: Tensor) -> Tensor:
         target = x.expand_as(params)
@@ -34,10 +35,12 @@ class BernoulliLikelihood(Likelihood):
         return torch.bernoulli(torch.sigmoid(params))
 
     def check_data(self, pixels: str) -> None:
-        if pixels == "8bit" and not self.allow_grey_levels:
+        if pixels == "binary":
+            return
+        if not self.allow_grey_levels:
             raise ConfigError(
-                "likelihood=bernoulli is a density of binary pixels, but the data serves 8-bit grey levels "
+                f"likelihood=bernoulli is a density of binary pixels, but the data serves "
+                f"{'8-bit' if pixels == '8bit' else pixels} grey levels "
                 "(data.binarize=none) -- set data.binarize=dynamic, or model.likelihood.allow_grey_levels=true "
                 "to train on the (unnormalized) Bernoulli cross-entropy anyway"
             )
-        super().check_data(pixels)

@@ -9,8 +9,15 @@ from torch import Tensor, nn
 
 from vae_zoo.errors import ConfigError
 
-#: what a data module's pixels can be (``TensorDataModule.pixels``): 0/1, or grey levels k/255 in [0, 1]
-PIXELS = ("binary", "8bit")
+#: what a data module's pixels can be (``TensorDataModule.pixels``): 0/1, grey levels k/255 in [0, 1], or
+#: grey levels uniformly dequantized to (k + u) / 256, u ~ U(0, 1) (continuous, for densities on [0, 1])
+PIXELS = ("binary", "8bit", "dequantized")
+#: how to make the data serve each kind of pixels
+FIXES = {
+    "binary": "binarize the data (data.binarize=dynamic)",
+    "8bit": "serve the stored 8-bit levels (data.binarize=none data.dequantize=false)",
+    "dequantized": "dequantize the 8-bit levels (data.binarize=none data.dequantize=true)",
+}
 
 
 class Likelihood(ABC, nn.Module):
@@ -45,5 +52,5 @@ class Likelihood(ABC, nn.Module):
         if pixels not in self.fits:
             raise ConfigError(
                 f"{type(self).__name__} is a density of {' or '.join(self.fits)} pixels, but the data serves "
-                f"{pixels} pixels -- choose a likelihood for them, or binarize the data (data.binarize=dynamic)"
+                f"{pixels} pixels -- {FIXES[self.fits[0]]}"
             )

@@ -213,7 +213,25 @@ class VAE(pl.LightningModule):
             metrics[f"{stage}/{self.objective.bound_name}"] = self.objective.bound(self, x).mean()
         if stage == "test":
             metrics["test/nll_iw"] = self.importance_weighted_nll(x).mean()
+        if self.pixel_levels:
+            metrics[f"{stage}/elbo_bpd"] = self.bits_per_dim(metrics[f"{stage}/elbo"])
+            if stage == "test":
+                metrics["test/bpd"] = self.bits_per_dim(metrics["test/nll_iw"])
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(x), sync_dist=True)
+
+    @property
+    def pixel_levels(self) -> bool:
+        """Whether the likelihood is a distribution of the data's 8-bit levels (a pmf of them, or a density of
+        their dequantization), so that its bounds convert to bits per dimension."""
+        pixels = self.hparams.pixels
+        return pixels in ("8bit", "dequantized") and pixels in self.likelihood.fits
+
+    def bits_per_dim(self, nats: Tensor) -> Tensor:
+        """Nats per image to bits per dimension, ``(nats + D ln 256 [dequantized]) / (D ln 2)``: a density
+        on ``(k + u) / 256`` pays ``ln 256`` per dimension for the bin width 1/256 (Theis et al. 2016)."""
+        dims = math.prod(self.hparams.input_shape)
+        offset = dims * math.log(256) if self.hparams.pixels == "dequantized" else 0.0
+        return (nats + offset) / (dims * math.log(2))
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
         self._evaluate(x, "val")
