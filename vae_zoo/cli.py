@@ -25,6 +25,7 @@ from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.resolvers import register_resolvers
+from vae_zoo.sampling import write_grids
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 register_resolvers()
@@ -203,8 +204,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Recompute the test metrics of ``cfg.ckpt_path`` with the config saved in its run directory."""
+def load_run(cfg: DictConfig, script: str) -> tuple[DictConfig, DictConfig, Path]:
+    """The saved config of the run ``cfg.ckpt_path`` came from, and that config with this invocation's
+    ``paths``, ``trainer``, ``eval`` and ``seed`` (the run decides model and data; this invocation decides
+    where data lives, the device and the bound)."""
     checkpoint = Path(cfg.ckpt_path)
     if not checkpoint.is_file():
         raise VaeZooError(
@@ -213,21 +216,41 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_config = checkpoint.resolve().parent.parent / ".hydra" / "config.yaml"
     if not run_config.is_file():
         raise VaeZooError(
-            f"no run config at {run_config}: eval.py needs the run directory the checkpoint came from"
+            f"no run config at {run_config}: {script} needs the run directory the checkpoint came from"
         )
     run_cfg = OmegaConf.load(run_config)
-    # The run decides model and data; this invocation decides where data lives, the device and the bound.
-    merged = OmegaConf.merge(run_cfg, {key: cfg[key] for key in ("paths", "trainer", "eval", "seed")})
+    keys = [key for key in ("paths", "trainer", "eval", "seed") if key in cfg]
+    return run_cfg, OmegaConf.merge(run_cfg, {key: cfg[key] for key in keys}), run_config
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Recompute the test metrics of ``cfg.ckpt_path`` with the config saved in its run directory."""
+    run_cfg, merged, run_config = load_run(cfg, "eval.py")
     print_config_tree(merged, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
     datamodule, model = build_datamodule_and_model(merged)
     trainer = build_trainer(merged, logging=False)
     _reseed(merged)
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(str(checkpoint), model))
+    checkpoint = str(cfg.ckpt_path)
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(checkpoint, model))
     run_choices = OmegaConf.load(run_config.with_name("hydra.yaml")).hydra.runtime.choices
-    metrics = {**run_identity(run_cfg, run_choices), "checkpoint": str(checkpoint), **_float_metrics(test)}
+    metrics = {**run_identity(run_cfg, run_choices), "checkpoint": checkpoint, **_float_metrics(test)}
     metrics["iw_samples"] = cfg.eval.iw_samples
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
+
+
+def sample(cfg: DictConfig) -> list[Path]:
+    """PNG grids of ``cfg.ckpt_path``'s model (``vae_zoo.sampling``), written to this job's directory."""
+    _, merged, _ = load_run(cfg, "sample.py")
+    datamodule, model = build_datamodule_and_model(merged)
+    checked_checkpoint(str(cfg.ckpt_path), model)
+    state = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)
+    options = OmegaConf.to_container(cfg.grids, resolve=True)
+    paths = write_grids(model, datamodule, Path(cfg.paths.output_dir), seed=cfg.seed, **options)
+    for path in paths:
+        print(f"wrote {path}")
+    return paths
 
 
 def user_error(error: BaseException | None) -> VaeZooError | None:
@@ -258,3 +281,8 @@ def train_main(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def eval_main(cfg: DictConfig) -> None:
     _report_user_errors(evaluate, cfg)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
+def sample_main(cfg: DictConfig) -> None:
+    _report_user_errors(sample, cfg)

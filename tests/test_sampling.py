@@ -1,0 +1,91 @@
+"""``python sample.py``: the four grids for a trained run, the same pictures for the same seed, every kind
+of latent (Normal, a quantile-space family, angles, a simplex), and the empirical prior quantiles."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from torch.distributions import Independent, Normal
+
+from tests.conftest import FAST, run_script
+from tests.test_training import SHORT
+from vae_zoo.cli import sample, train
+from vae_zoo.sampling import PriorQuantiles
+
+
+def test_prior_quantiles_invert_the_normal_cdf():
+    quantiles = PriorQuantiles(Independent(Normal(torch.zeros(3), torch.ones(3)), 1))
+    levels = torch.tensor([[0.05, 0.5, 0.95]])
+    z = quantiles.quantile(levels)
+    torch.testing.assert_close(z, Normal(0.0, 1.0).icdf(levels), atol=0.02, rtol=0)  # 100k draws
+    torch.testing.assert_close(quantiles.cdf(z), levels, atol=1e-3, rtol=0)
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+GRIDS = ("grids.n=16", "grids.pairs=3", "grids.steps=5")
+ALL = {"samples", "reconstructions", "interpolations", "traversals"}
+
+
+@pytest.mark.parametrize(
+    ("latent", "estimator", "size", "expected"),
+    [
+        ("normal", "pathwise", "model.latent.dim=4", ALL),
+        ("beta", "implicit", "model.latent.dim=4", ALL),
+        ("von_mises", "implicit", "model.latent.dim=4", ALL),
+        ("dirichlet", "pathwise", "model.latent.n=3", ALL - {"traversals"}),
+    ],
+)
+def test_sample_writes_its_grids_deterministically_for_a_seed(
+    latent, estimator, size, expected, tmp_path, make_cfg
+):
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(
+        f"latent={latent}", f"estimator={estimator}", size, *SHORT, *FAST, "logger=[]", output_dir=run_dir
+    )
+    train(cfg)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra saves for a command-line run
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    temperature = "grids.temperature=0.8" if latent != "dirichlet" else "grids.temperature=1.0"
+    digests = []
+    for attempt in range(2):
+        out = tmp_path / f"sample{attempt}"
+        sample(make_cfg(f"ckpt_path={checkpoint}", *GRIDS, temperature, output_dir=out, config_name="sample"))
+        assert {p.stem for p in out.glob("*.png")} == expected
+        digests.append({p.name: digest(p) for p in out.glob("*.png")})
+    assert digests[0] == digests[1]
+    assert Image.open(out / "interpolations.png").size == (
+        2 + 7 * 30,
+        2 + 3 * 30,
+    )  # 3 x (2 ends + 5), 28 px + pad
+    if "traversals" in expected:
+        assert Image.open(out / "traversals.png").size == (2 + 5 * 30, 2 + 4 * 30)  # 4 coordinates x 5 steps
+
+
+def test_the_sample_command_runs_from_a_run_directory(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    trained = run_script("train.py", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *SHORT, *FAST)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    out = tmp_path / "pictures"
+    result = run_script(
+        "sample.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={out}",
+        *GRIDS,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {p.stem for p in out.glob("*.png")} == ALL
+
+
+def test_sample_without_a_checkpoint_is_one_line(tmp_path):
+    result = run_script("sample.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "does not exist" in result.stderr
