@@ -11,11 +11,15 @@ from vae_zoo.errors import DataNotFoundError
 
 
 def fetch_or_explain(
-    directory: Path, expected: Sequence[str], fetch: Callable[[], object], download: bool
+    directory: Path,
+    expected: Sequence[str],
+    fetch: Callable[[], object],
+    download: bool,
+    forms: str = "each plain or .gz",
 ) -> None:
     """Run ``fetch`` (quietly); on failure, or with ``download`` off, raise DataNotFoundError naming the files."""
     hint = (
-        f"dataset files not found in {directory} (expected {', '.join(expected)}, each plain or .gz)"
+        f"dataset files not found in {directory} (expected {', '.join(expected)}{', ' + forms if forms else ''})"
         " -- point VAE_ZOO_DATA_DIR or paths.data_dir at a directory that has them"
     )
     if not download:
