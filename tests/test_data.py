@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vae_zoo.data import BinarizedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
+from vae_zoo.data.datamodule import binarize_dynamic
 from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError, DataNotFoundError
 
@@ -154,3 +155,54 @@ def test_dequantization_needs_grey_levels(data_dir):
         MNISTDataModule(data_dir, binarize="dynamic", dequantize=True)
     with pytest.raises(ConfigError, match="data.dequantize=true needs 8-bit pixels"):
         BinarizedMNISTDataModule(data_dir, binarize="none", dequantize=True)
+
+
+def test_placement_auto_streams_from_the_host_when_the_splits_do_not_fit_the_device(monkeypatch, capsys):
+    """The decision, without a GPU: a CUDA device with too little free memory keeps the splits on the host
+    and says so in one line; enough memory, or placement=device, puts them on the device."""
+    dm = MNISTDataModule("unused", placement="auto")
+    monkeypatch.setattr(dm, "_device", lambda: torch.device("cuda", 0))
+    arrays = {"train": torch.zeros(1000, 1, 28, 28, dtype=torch.uint8)}  # 784 kB
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000_000, 80_000_000_000))
+    assert dm._storage_device(arrays) == torch.device("cpu")
+    message = capsys.readouterr().out.strip()
+    assert "\n" not in message and "streaming batches from pinned host memory" in message
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000_000, 80_000_000_000))
+    assert dm._storage_device(arrays) == torch.device("cuda", 0)
+    dm.placement = "device"
+    monkeypatch.setattr(
+        torch.cuda, "mem_get_info", lambda device: pytest.fail("placement=device measures nothing")
+    )
+    assert dm._storage_device(arrays) == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")),
+    ],
+)
+def test_streamed_batches_equal_resident_batches_and_resume_exactly(device, data_dir):
+    """Host-resident images copied batch by batch to ``device`` give the resident path's batches, including
+    the dynamic binarization noise, and the same batches after a mid-epoch resume."""
+    images = MNISTDataModule(data_dir).load_splits()["test"][:700]
+    host = torch.tensor(images)
+    kwargs = {
+        "batch_size": 128,
+        "transform": binarize_dynamic,
+        "shuffle": True,
+        "seed": 5,
+        "device": torch.device(device),
+    }
+    resident = list(TensorBatches(host.to(device), **kwargs))
+    streamed_batches = TensorBatches(host, **kwargs)
+    streamed = list(streamed_batches)
+    assert all(torch.equal(a, b) for a, b in zip(resident, streamed, strict=True))
+    assert streamed[0].device.type == device
+    partial = TensorBatches(host, **kwargs)
+    iterator = iter(partial)
+    next(iterator), next(iterator)
+    resumed = TensorBatches(host, **kwargs)
+    resumed.load_state_dict(partial.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(list(resumed), streamed[2:], strict=True))

@@ -14,6 +14,10 @@ from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
 
 BINARIZATIONS = ("dynamic", "none")
+PLACEMENTS = ("auto", "device", "host")
+DEVICE_MEMORY_SHARE = (
+    0.5  # auto: splits go to the accelerator when they take at most this share of its free memory
+)
 EVAL_BINARIZATION_SEED = 1234  # fixed, so val/test images are the same for every run and seed
 EVAL_NOISE_SEED = 4321  # the same for the dequantization noise of val/test batches
 
@@ -57,6 +61,7 @@ class TensorDataModule(pl.LightningDataModule):
         eval_batch_size: int = 500,
         binarize: str = "dynamic",
         dequantize: bool = False,
+        placement: str = "auto",
         download: bool = True,
         seed: int = 0,
     ) -> None:
@@ -72,8 +77,11 @@ class TensorDataModule(pl.LightningDataModule):
             raise ConfigError(
                 "data.dequantize=true needs 8-bit pixels: set data.binarize=none, on a grey-level dataset"
             )
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"data.placement={placement!r} is not one of {', '.join(PLACEMENTS)}")
         self.binarize = binarize
         self.dequantize = dequantize
+        self.placement = placement
         self.download = download
         self.seed = seed
         self.splits: dict[str, Tensor] | None = None
@@ -115,8 +123,25 @@ class TensorDataModule(pl.LightningDataModule):
             for name in ("val", "test"):
                 probs = scale(arrays[name])
                 arrays[name] = (torch.bernoulli(probs, generator=generator) * 255).to(torch.uint8)
+        self.splits = {name: images.to(self._storage_device(arrays)) for name, images in arrays.items()}
+
+    def _storage_device(self, arrays: dict[str, Tensor]) -> torch.device:
+        """The training device when the splits fit there (``placement: auto``: half its free memory), else
+        the host, saying so in one line; ``placement: host`` or ``device`` decides without measuring."""
         device = self._device()
-        self.splits = {name: images.to(device) for name, images in arrays.items()}
+        if device.type == "cpu" or self.placement == "device":
+            return device if self.placement != "host" else torch.device("cpu")
+        if self.placement == "host":
+            return torch.device("cpu")
+        needed = sum(a.numel() * a.element_size() for a in arrays.values())
+        free, _ = torch.cuda.mem_get_info(device)
+        if needed <= DEVICE_MEMORY_SHARE * free:
+            return device
+        print(
+            f"data: the splits need {needed / 2**30:.1f} GiB, more than half the {free / 2**30:.1f} GiB free on "
+            f"{device}: streaming batches from pinned host memory (data.placement=device forces the device)"
+        )
+        return torch.device("cpu")
 
     def _batches(self, split: str, batch_size: int, shuffle: bool, transform) -> TensorBatches:
         """Training batches draw their noise from (data.seed, epoch, batch); evaluation batches from
@@ -134,6 +159,7 @@ class TensorDataModule(pl.LightningDataModule):
             epoch=(lambda: trainer.current_epoch) if trainer is not None and training else (lambda: 0),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            device=self._device(),
         )
 
     def train_dataloader(self) -> TensorBatches:

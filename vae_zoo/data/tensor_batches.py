@@ -1,7 +1,9 @@
 """Mini-batches sliced from image tensors that already live on the training device.
 
 Replaces a DataLoader over per-sample ``__getitem__`` calls: one permutation per epoch, one index per
-batch, and the per-batch transform (e.g. dynamic binarization) runs on the device. Under DDP each rank
+batch, and the per-batch transform (e.g. dynamic binarization) runs on the device. Images too large
+for the device stay in host memory and each batch is gathered there and copied (pinned) to the device
+before the same transform, with the same generator: the batches equal the resident path's. Under DDP each rank
 takes every ``world_size``-th index of the shared permutation, padded by wrap-around as
 ``DistributedSampler`` does, so the ranks' shards are disjoint and together cover the data each epoch.
 
@@ -37,8 +39,10 @@ class TensorBatches:
         epoch: Callable[[], int] = lambda: 0,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | None = None,
     ) -> None:
         self.images = images
+        self.device = device or images.device  # host-resident images stream to it batch by batch
         self.batch_size = batch_size
         self.transform = transform
         self.shuffle = shuffle
@@ -60,14 +64,14 @@ class TensorBatches:
         if self.world_size > 1:
             padded = math.ceil(n / self.world_size) * self.world_size
             order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
-        return order.to(self.images.device)
+        return order.to(self.images.device)  # indices live with the images
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.images) / self.world_size) / self.batch_size)
 
     def _generator(self, epoch: int, batch: int) -> torch.Generator:
         seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 8191 + self.rank
-        return torch.Generator(device=self.images.device).manual_seed(seed % 2**63)
+        return torch.Generator(device=self.device).manual_seed(seed % 2**63)
 
     def __iter__(self) -> Iterator[Tensor]:
         epoch = self.epoch()
@@ -77,7 +81,11 @@ class TensorBatches:
             if index < skip:
                 continue
             self._yielded = index + 1
-            yield self.transform(self.images[batch], self._generator(epoch, index))
+            images = self.images[batch]
+            if images.device != self.device:  # streaming: gather on the host, copy, transform on the device
+                pinned = images.pin_memory() if self.device.type == "cuda" else images
+                images = pinned.to(self.device, non_blocking=True)
+            yield self.transform(images, self._generator(epoch, index))
 
     def state_dict(self) -> dict[str, int]:
         """Position in the epoch, saved in Lightning checkpoints. For a sized iterable Lightning fetches a
