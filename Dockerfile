@@ -9,7 +9,7 @@ RUN apt-get update \
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
-COPY pyproject.toml README.md train.py eval.py ./
+COPY pyproject.toml README.md train.py eval.py sample.py ./
 COPY vae_zoo ./vae_zoo
 RUN pip install --upgrade pip && pip install .
 
