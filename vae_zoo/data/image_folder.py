@@ -4,7 +4,8 @@ Images are found recursively. Splits: the ``train/``, ``val/`` and ``test/`` sub
 ``train/`` (a missing ``val/`` or ``test/`` takes its fraction of ``train/``, seeded), else seeded
 fractions of all images. Each image is converted to grey (``channels: 1``) or RGB (``channels: 3``),
 its shorter side resized to ``image_size`` and centre-cropped to a square (no resizing when
-``image_size`` is unset and all images have one size). The decoded arrays are written to
+``image_size`` is unset and all images have one size), after an optional centre crop to ``crop``
+pixels (CelebA's usual 148). The decoded arrays are written to
 ``<cache_dir>/image_folder-<key>.npz``, keyed by the folder, every file's name, size and mtime, and
 the settings, so a second run loads them in seconds and a changed folder is decoded again.
 """
@@ -34,10 +35,15 @@ def find_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
 
 
-def decode(path: Path, channels: int, image_size: int | None) -> np.ndarray:
-    """One image as uint8 ``(C, H, W)``: converted, shorter side resized to ``image_size``, centre-cropped."""
+def decode(path: Path, channels: int, image_size: int | None, crop: int | None = None) -> np.ndarray:
+    """One image as uint8 ``(C, H, W)``: converted, centre-cropped to ``crop`` x ``crop`` (if set), shorter
+    side resized to ``image_size``, centre-cropped to a square."""
     with Image.open(path) as image:
         image = image.convert("L" if channels == 1 else "RGB")
+        if crop is not None:
+            side = min(crop, *image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
         if image_size is not None:
             scale = image_size / min(image.size)
             if scale != 1:
@@ -61,6 +67,7 @@ class ImageFolderDataModule(TensorDataModule):
         path: str,
         image_size: int | None = None,
         channels: int | None = None,
+        crop: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         cache_dir: str = "outputs/cache",
@@ -72,8 +79,8 @@ class ImageFolderDataModule(TensorDataModule):
         super().__init__(path, **kwargs)
         if channels not in (None, 1, 3):
             raise ConfigError(f"data.channels={channels} must be 1 (grey) or 3 (RGB)")
-        if image_size is not None and image_size < 1:
-            raise ConfigError(f"data.image_size={image_size} must be >= 1")
+        if image_size is not None and image_size < 1 or crop is not None and crop < 1:
+            raise ConfigError(f"data.image_size={image_size} and data.crop={crop} must be >= 1 (or null)")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ConfigError(
                 f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must be in [0, 1) "
@@ -83,7 +90,7 @@ class ImageFolderDataModule(TensorDataModule):
             raise ConfigError(
                 f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(BAD_IMAGE_POLICIES)}"
             )
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.crop = image_size, channels, crop
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.cache_dir = Path(cache_dir)
         self.on_bad_image = on_bad_image
@@ -159,7 +166,7 @@ class ImageFolderDataModule(TensorDataModule):
                 continue  # reported when decoding
         if channels is None:
             channels = 1 if modes <= GREY_MODES else 3
-        image_size = self.image_size
+        image_size = self.image_size if self.image_size is not None else self.crop
         if image_size is None and len(sizes) > 1:
             examples = ", ".join(f"{path.name} {w}x{h}" for (w, h), path in list(sizes.items())[:2])
             raise ConfigError(
@@ -176,7 +183,7 @@ class ImageFolderDataModule(TensorDataModule):
 
         def attempt(path: Path) -> np.ndarray | None:
             try:
-                return decode(path, channels, image_size)
+                return decode(path, channels, image_size, self.crop)
             except (OSError, UnidentifiedImageError, ValueError) as error:
                 if self.on_bad_image == "error":
                     raise ConfigError(
