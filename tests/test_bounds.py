@@ -57,3 +57,16 @@ def test_importance_weighted_bound_is_independent_of_the_chunk_size(data_dir):
         results.append(model.importance_weighted_nll(x, 64))
     # the samples differ with the chunking, so agreement is statistical: within 0.5 nats per image mean
     assert max(r.mean().item() for r in results) - min(r.mean().item() for r in results) < 0.5
+
+
+def test_the_iw_bound_draws_fewer_samples_per_chunk_where_the_likelihood_has_many_maps(monkeypatch):
+    """A mixture likelihood emits 15 maps per pixel: the chunk shrinks so the decoder's output for it stays
+    under IW_CHUNK_ELEMENTS, and every one of the k samples is still used."""
+    model = build_model(likelihood="discretized_logistic", iw_chunk=100)
+    monkeypatch.setattr("vae_zoo.models.vae.IW_CHUNK_ELEMENTS", 8 * 15 * 784 * 7)
+    chunks = []
+    log_weights = model.log_weights
+    monkeypatch.setattr(model, "log_weights", lambda x, q, z: chunks.append(len(z)) or log_weights(x, q, z))
+    x = torch.randint(0, 256, (8, 1, 28, 28)).float() / 255
+    assert torch.isfinite(model.importance_weighted_nll(x, 30)).all()
+    assert max(chunks) == 7 and sum(chunks) == 30

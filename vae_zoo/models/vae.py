@@ -50,6 +50,10 @@ class StepOutput(NamedTuple):
     images: int
 
 
+#: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB)
+IW_CHUNK_ELEMENTS = 2**26
+
+
 class VAE(pl.LightningModule):
     """Encoder -> latent family -> estimator -> decoder -> likelihood, trained on an objective; every part
     built from its config dict (``_target_`` plus settings).
@@ -243,15 +247,18 @@ class VAE(pl.LightningModule):
     def importance_weighted_nll(self, x: Tensor, k: int | None = None) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image, ``log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)``.
 
-        Exact samples are drawn ``iw_chunk`` at a time and folded in with ``logaddexp``, so memory does
-        not grow with ``k``; with ``k = 1`` this is a one-sample negative ELBO estimate.
+        Exact samples are drawn ``iw_chunk`` at a time (fewer where the decoder's output for the chunk would
+        pass ``IW_CHUNK_ELEMENTS``, e.g. a mixture likelihood's many maps per pixel) and folded in with
+        ``logaddexp``, so memory does not grow with ``k``; with ``k = 1`` this is a one-sample negative ELBO estimate.
         """
         k = k or self.hparams.iw_samples
         q = self.posterior(x)
         log_sum = None
-        for start in range(0, k, self.hparams.iw_chunk):
+        per_sample = len(x) * math.prod(self.likelihood.param_shape(self.hparams.input_shape))
+        chunk = max(1, min(self.hparams.iw_chunk, IW_CHUNK_ELEMENTS // per_sample))
+        for start in range(0, k, chunk):
             with self.float32():
-                z = q.sample((min(self.hparams.iw_chunk, k - start),))
+                z = q.sample((min(chunk, k - start),))
             chunk_sum = torch.logsumexp(self.log_weights(x, q, z), dim=0)
             log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
         return math.log(k) - log_sum
