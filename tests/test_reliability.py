@@ -195,7 +195,7 @@ BAD_INPUTS = {
     "unknown estimator": (["estimator=reinforce"], "Could not find 'estimator/reinforce'"),
     "unknown key": (["model.latent.size=3"], "Could not override 'model.latent.size'"),
     "unknown objective": (["objective=vimco"], "Could not find 'objective/vimco'"),
-    "unknown latent": (["latent=beta"], "Could not find 'latent/beta'"),
+    "unknown latent": (["latent=cauchy"], "Could not find 'latent/cauchy'"),
     "wrong pairing": (
         ["model=gamma_vae", "estimator=gumbel_softmax"],
         (
