@@ -6,26 +6,19 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-PRIOR_DRAWS = 100_000
+from vae_zoo.sampling import PriorQuantiles
 
 
-@torch.no_grad()
 def prior_quantile_grid(prior, steps: int) -> Tensor:
-    """``(steps * steps, 2)`` latent points at the prior's quantiles ``0.05 ... 0.95`` per coordinate,
-    read from sorted prior draws (any family, no inverse CDF needed); row-major, the first coordinate
-    varying along rows. Drawn with seed 0 in a forked RNG, leaving the run's random state alone."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        draws = prior.sample((PRIOR_DRAWS,)).float().cpu()
+    """``(steps * steps, 2)`` latent points at the prior's quantile levels ``0.05 ... 0.95`` per
+    coordinate (``PriorQuantiles``: any family, no inverse CDF needed); row-major, the first coordinate
+    varying along rows, the second decreasing down the columns."""
     levels = torch.linspace(0.05, 0.95, steps)
-    axes = [torch.quantile(draws[:, d], levels) for d in range(2)]
-    second, first = torch.meshgrid(axes[1].flip(0), axes[0], indexing="ij")
-    return torch.stack([first, second], dim=-1).reshape(-1, 2)
+    second, first = torch.meshgrid(levels.flip(0), levels, indexing="ij")
+    return PriorQuantiles(prior).quantile(torch.stack([first, second], dim=-1).reshape(-1, 2))
 
 
 class LatentMaps(pl.Callback):
@@ -57,7 +50,7 @@ class LatentMaps(pl.Callback):
         pl_module.train(was_training)
         figure = self.scatter(points, labels, type(latent).__name__)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        FigureCanvasAgg(figure).print_png(self.dirpath / "latent_posterior_locations.png")
+        figure.canvas.print_png(self.dirpath / "latent_posterior_locations.png")
         save_image(manifold, self.dirpath / "latent_manifold.png")
         for logger in trainer.loggers:
             writer = logger.experiment
@@ -67,8 +60,13 @@ class LatentMaps(pl.Callback):
                 writer.add_image("latent/manifold", manifold, global_step=trainer.global_step)
 
     @staticmethod
-    def scatter(points: Tensor, labels: Tensor | None, title: str) -> Figure:
+    def scatter(points: Tensor, labels: Tensor | None, title: str):
+        """A matplotlib figure (imported here: only 2-d latents draw one)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
         figure = Figure(figsize=(6, 5.5), dpi=120)
+        FigureCanvasAgg(figure)
         axes = figure.add_subplot()
         if labels is None:
             axes.scatter(points[:, 0], points[:, 1], s=2, color="tab:blue")

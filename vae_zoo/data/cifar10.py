@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torchvision
 
-from vae_zoo.data.datamodule import TensorDataModule
+from vae_zoo.data.datamodule import HeldOutValidationDataModule
 from vae_zoo.data.download import fetch_or_explain
-from vae_zoo.errors import ConfigError, DataNotFoundError
+from vae_zoo.errors import DataNotFoundError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -33,17 +33,15 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ) from None
 
 
-class CIFAR10DataModule(TensorDataModule):
+class CIFAR10DataModule(HeldOutValidationDataModule):
     """Ten classes of small colour photographs; labels kept for the test split."""
 
     input_shape = (3, 32, 32)
+    train_images, default_val_size = 50_000, 5_000
 
-    def __init__(self, data_dir: str, val_size: int = 5_000, **kwargs) -> None:
+    def __init__(self, data_dir: str, **kwargs) -> None:
         kwargs.setdefault("binarize", "none")
         super().__init__(data_dir, **kwargs)
-        if not 0 < val_size < 50_000:
-            raise ConfigError(f"data.val_size={val_size} must be between 1 and 49999")
-        self.val_size = val_size
 
     @property
     def folder(self) -> Path:
@@ -59,11 +57,10 @@ class CIFAR10DataModule(TensorDataModule):
                 forms="",
             )
 
-    def load_splits(self) -> dict[str, np.ndarray]:
+    def load_train_test(self) -> tuple[np.ndarray, np.ndarray]:
         self.prepare_data()
         train = np.concatenate([read_batch(self.folder / name)[0] for name in TRAIN_FILES])
-        test = read_batch(self.folder / TEST_FILE)[0]
-        return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}
+        return train, read_batch(self.folder / TEST_FILE)[0]
 
     def test_labels(self) -> np.ndarray | None:
         return read_batch(self.folder / TEST_FILE)[1]

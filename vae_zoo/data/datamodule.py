@@ -129,10 +129,10 @@ class TensorDataModule(pl.LightningDataModule):
         """The training device when the splits fit there (``placement: auto``: half its free memory), else
         the host, saying so in one line; ``placement: host`` or ``device`` decides without measuring."""
         device = self._device()
-        if device.type == "cpu" or self.placement == "device":
-            return device if self.placement != "host" else torch.device("cpu")
         if self.placement == "host":
             return torch.device("cpu")
+        if device.type == "cpu" or self.placement == "device":
+            return device
         needed = sum(a.numel() * a.element_size() for a in arrays.values())
         free, _ = torch.cuda.mem_get_info(device)
         if needed <= DEVICE_MEMORY_SHARE * free:
@@ -176,3 +176,27 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits is None:
             self.setup()
         return scale(self.splits[split][:n])
+
+
+class HeldOutValidationDataModule(TensorDataModule):
+    """A dataset shipped as a training and a test file: the last ``val_size`` training images validate
+    (``default_val_size`` when unset). Subclasses implement ``load_train_test``."""
+
+    #: images in the training file, and how many of them validate by default
+    train_images: int
+    default_val_size: int
+
+    def __init__(self, data_dir: str, val_size: int | None = None, **kwargs) -> None:
+        super().__init__(data_dir, **kwargs)
+        val_size = self.default_val_size if val_size is None else val_size
+        if not 0 < val_size < self.train_images:
+            raise ConfigError(f"data.val_size={val_size} must be between 1 and {self.train_images - 1}")
+        self.val_size = val_size
+
+    @abstractmethod
+    def load_train_test(self) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 arrays ``(N, C, H, W)`` of the training and the test file."""
+
+    def load_splits(self) -> dict[str, np.ndarray]:
+        train, test = self.load_train_test()
+        return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}

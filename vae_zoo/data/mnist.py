@@ -10,26 +10,20 @@ from pathlib import Path
 import numpy as np
 import torchvision
 
-from vae_zoo.data.datamodule import TensorDataModule
+from vae_zoo.data.datamodule import HeldOutValidationDataModule
 from vae_zoo.data.download import fetch_or_explain
 from vae_zoo.data.files import find_file, read_idx
-from vae_zoo.errors import ConfigError
 
 IMAGE_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
 TEST_LABELS = "t10k-labels-idx1-ubyte"
 
 
-class MNISTDataModule(TensorDataModule):
+class MNISTDataModule(HeldOutValidationDataModule):
     """Handwritten digits, 28x28 grey levels."""
 
     input_shape = (1, 28, 28)
+    train_images, default_val_size = 60_000, 10_000
     dataset_class = torchvision.datasets.MNIST
-
-    def __init__(self, data_dir: str, val_size: int = 10_000, **kwargs) -> None:
-        super().__init__(data_dir, **kwargs)
-        if not 0 < val_size < 60_000:
-            raise ConfigError(f"data.val_size={val_size} must be between 1 and 59999")
-        self.val_size = val_size
 
     @property
     def raw_dir(self) -> Path:
@@ -47,11 +41,10 @@ class MNISTDataModule(TensorDataModule):
                 self.download,
             )
 
-    def load_splits(self) -> dict[str, np.ndarray]:
+    def load_train_test(self) -> tuple[np.ndarray, np.ndarray]:
         self.prepare_data()
         train_path, test_path = self._image_paths()
-        train, test = read_idx(train_path)[:, None], read_idx(test_path)[:, None]
-        return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}
+        return read_idx(train_path)[:, None], read_idx(test_path)[:, None]
 
     def test_labels(self) -> np.ndarray | None:
         path = find_file(self.raw_dir, TEST_LABELS)

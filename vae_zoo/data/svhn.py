@@ -11,9 +11,9 @@ import numpy as np
 import scipy.io
 import torchvision
 
-from vae_zoo.data.datamodule import TensorDataModule
+from vae_zoo.data.datamodule import HeldOutValidationDataModule
 from vae_zoo.data.download import fetch_or_explain
-from vae_zoo.errors import ConfigError, DataNotFoundError
+from vae_zoo.errors import DataNotFoundError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
@@ -31,17 +31,15 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-class SVHNDataModule(TensorDataModule):
+class SVHNDataModule(HeldOutValidationDataModule):
     """Street-view digits in colour; labels kept for the test split."""
 
     input_shape = (3, 32, 32)
+    train_images, default_val_size = 73_257, 5_000
 
-    def __init__(self, data_dir: str, val_size: int = 5_000, **kwargs) -> None:
+    def __init__(self, data_dir: str, **kwargs) -> None:
         kwargs.setdefault("binarize", "none")
         super().__init__(data_dir, **kwargs)
-        if not 0 < val_size < 73_257:
-            raise ConfigError(f"data.val_size={val_size} must be between 1 and 73256")
-        self.val_size = val_size
 
     @property
     def folder(self) -> Path:
@@ -60,11 +58,9 @@ class SVHNDataModule(TensorDataModule):
                     forms="",
                 )
 
-    def load_splits(self) -> dict[str, np.ndarray]:
+    def load_train_test(self) -> tuple[np.ndarray, np.ndarray]:
         self.prepare_data()
-        train, _ = read_mat(self.folder / FILES["train"])
-        test, _ = read_mat(self.folder / FILES["test"])
-        return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}
+        return read_mat(self.folder / FILES["train"])[0], read_mat(self.folder / FILES["test"])[0]
 
     def test_labels(self) -> np.ndarray | None:
         return read_mat(self.folder / FILES["test"])[1]
