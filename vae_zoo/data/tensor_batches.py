@@ -42,7 +42,8 @@ class TensorBatches:
         device: torch.device | None = None,
     ) -> None:
         self.images = images
-        self.device = device or images.device  # host-resident images stream to it batch by batch
+        # host-resident images stream to it batch by batch; "cuda" is resolved to its index ("cuda:0")
+        self.device = torch.empty(0, device=device).device if device is not None else images.device
         self.batch_size = batch_size
         self.transform = transform
         self.shuffle = shuffle
