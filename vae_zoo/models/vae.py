@@ -29,6 +29,7 @@ from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.models.pairing import check_pairing
+from vae_zoo.optimizers import build_optimizer
 
 DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
 
@@ -187,7 +188,7 @@ class VAE(pl.LightningModule):
         return [callback for callback in self.model_callbacks if callback not in attached]
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.device)
         if not self.hparams.scheduler:
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)

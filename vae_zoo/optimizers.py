@@ -1,0 +1,77 @@
+"""The optimizer from ``model.optimizer``, with the fastest implementation its device has.
+
+torch ships three implementations of Adam, AdamW, SGD and Adagrad that compute the same update:
+``fused`` (one kernel for all parameters; CPU and CUDA in current torch), ``foreach`` (a few kernels over
+lists of tensors; CUDA), and ``for_loop`` (a few kernels per tensor). Left to itself torch picks
+``for_loop`` on the CPU and ``foreach`` on CUDA; ``impl=auto`` picks ``fused`` wherever the optimizer
+class and the parameters' device allow it, else ``foreach``, else ``for_loop``. The state (step, moments)
+has the same layout in all three, so a checkpoint of one resumes under another: the configured
+implementation wins over the one recorded in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch.utils._foreach_utils import (
+    _get_foreach_kernels_supported_devices,
+    _get_fused_kernels_supported_devices,
+)
+
+from vae_zoo.errors import ConfigError
+
+IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
+
+
+def available(optimizer_class: type, device: torch.device) -> list[str]:
+    """The implementations ``optimizer_class`` has on ``device``, fastest first."""
+    accepts = inspect.signature(optimizer_class).parameters
+    found = []
+    if "fused" in accepts and device.type in _get_fused_kernels_supported_devices():
+        found.append("fused")
+    if "foreach" in accepts and device.type in _get_foreach_kernels_supported_devices():
+        found.append("foreach")
+    return [*found, "for_loop"]
+
+
+def implementation_flags(impl: str, optimizer_class: type, device: torch.device) -> dict[str, bool]:
+    """``fused``/``foreach`` keyword arguments for ``impl`` (``auto``: the fastest available)."""
+    if impl not in IMPLEMENTATIONS:
+        raise ConfigError(f"model.optimizer.impl={impl!r} is not one of {', '.join(IMPLEMENTATIONS)}")
+    options = available(optimizer_class, device)
+    chosen = options[0] if impl == "auto" else impl
+    if chosen not in options:
+        raise ConfigError(
+            f"model.optimizer.impl={impl} is not available for {optimizer_class.__name__} on {device.type} "
+            f"(available: {', '.join(options)}) -- use model.optimizer.impl=auto"
+        )
+    accepts = inspect.signature(optimizer_class).parameters
+    flags = {"fused": chosen == "fused", "foreach": chosen == "foreach"}
+    return {name: value for name, value in flags.items() if name in accepts}
+
+
+def build_optimizer(
+    config: dict[str, Any], params: Iterable[torch.nn.Parameter], device: torch.device
+) -> torch.optim.Optimizer:
+    """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``."""
+    config = dict(config)
+    impl = config.pop("impl", "auto")
+    factory = instantiate(config)
+    flags = implementation_flags(impl, factory.func, device)
+    optimizer = factory(params=params, **flags)
+    optimizer.register_load_state_dict_pre_hook(_keep_implementation)
+    return optimizer
+
+
+def _keep_implementation(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Loading a state dict replaces the param groups' settings with the saved ones; keep this optimizer's
+    ``fused``/``foreach`` instead (torch then places the step counts as this implementation wants them)."""
+    groups = [
+        {**saved, **{key: group[key] for key in ("fused", "foreach") if key in group}}
+        for saved, group in zip(state_dict["param_groups"], optimizer.param_groups)
+    ]
+    return {**state_dict, "param_groups": groups}
