@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -137,30 +138,40 @@ class PoisonBatch(pl.Callback):
 POISON = ("+callbacks.poison._target_=tests.test_reliability.PoisonBatch", "+callbacks.poison.step=23")
 
 
+# Read every step (the CPU's default), or deferred: a device flag masks the fused update, read every 5 steps.
+EVERY = {1: "epoch 1, batch 3", 5: "seen at step 25; the guard reads every 5 steps"}
+
+
+@pytest.mark.parametrize("every", EVERY)
 @pytest.mark.parametrize(("where", "term"), [("batch", "elbo, recon and kl"), ("gradient", "gradient")])
 def test_a_non_finite_loss_or_gradient_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(
-    where, term, make_cfg, tmp_path
+    where, term, every, make_cfg, tmp_path
 ):
-    cfg = make_cfg(*RUN, *FAST, *POISON, f"+callbacks.poison.where={where}")
+    cfg = make_cfg(
+        *RUN, *FAST, *POISON, f"+callbacks.poison.where={where}", f"model.nonfinite_check_every={every}"
+    )
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     with pytest.raises(NonFiniteLossError) as error:
         train(cfg)
     assert str(error.value).startswith(
-        f"non-finite {term} at step 23 (epoch 1, batch 3); the last good checkpoint is {last}"
+        f"non-finite {term} at step 23 ({EVERY[every]}); the last good checkpoint is {last}"
     )
     assert "model.nonfinite=skip" in str(error.value)
     assert torch.load(last, weights_only=True)["global_step"] == 20  # the end of epoch 0, not overwritten
 
 
-def test_finite_gradients_whose_sum_overflows_are_not_taken_for_non_finite(make_cfg):
-    metrics = train(make_cfg(*RUN, *FAST, *POISON, "+callbacks.poison.where=huge"))
+@pytest.mark.parametrize("every", EVERY)
+def test_finite_gradients_whose_sum_overflows_are_not_taken_for_non_finite(every, make_cfg):
+    overrides = (*POISON, "+callbacks.poison.where=huge", f"model.nonfinite_check_every={every}")
+    metrics = train(make_cfg(*RUN, *FAST, *overrides))
     assert (
         metrics["global_step"] == 40
     )  # the guard's one-sum probe overflowed at step 23; the exact check passed
 
 
+@pytest.mark.parametrize("every", EVERY)
 @pytest.mark.parametrize("where", ["batch", "gradient"])
-def test_skip_mode_skips_the_batch_counts_it_and_trains_on(where, make_cfg, tmp_path):
+def test_skip_mode_skips_the_batch_counts_it_and_trains_on(where, every, make_cfg, tmp_path):
     metrics = train(
         make_cfg(
             *RUN,
@@ -168,6 +179,7 @@ def test_skip_mode_skips_the_batch_counts_it_and_trains_on(where, make_cfg, tmp_
             *POISON,
             f"+callbacks.poison.where={where}",
             "model.nonfinite=skip",
+            f"model.nonfinite_check_every={every}",
             "logger=csv",
             "trainer.log_every_n_steps=1",
         )
@@ -180,6 +192,29 @@ def test_skip_mode_skips_the_batch_counts_it_and_trains_on(where, make_cfg, tmp_
             if r.get("train/skipped_batches")
         ]
     assert skipped and set(skipped) == {1.0}  # one batch skipped; the count is logged from then on
+
+
+@pytest.mark.parametrize("where", ["batch", "gradient"])
+def test_a_deferred_skip_trains_the_same_weights_as_a_skip_read_every_step(where, make_cfg, tmp_path):
+    """The device flag makes the fused update of the bad step a no-op (weights, moments, step counts), as
+    the per-step guard's dropped gradients do; the epoch means leave the step out alike."""
+    runs = {}
+    for every in EVERY:
+        out = tmp_path / str(every)
+        overrides = (*POISON, f"+callbacks.poison.where={where}", "model.nonfinite=skip", "logger=csv")
+        metrics = train(
+            make_cfg(*RUN, *FAST, *overrides, f"model.nonfinite_check_every={every}", output_dir=out)
+        )
+        weights = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        with open(out / "csv" / "metrics.csv") as handle:
+            losses = [
+                float(r["train/loss_epoch"]) for r in csv.DictReader(handle) if r.get("train/loss_epoch")
+            ]
+        runs[every] = metrics, weights, losses
+    (metrics_1, weights_1, losses_1), (metrics_5, weights_5, losses_5) = runs.values()
+    assert all(torch.equal(weights_1[name], weights_5[name]) for name in weights_1)
+    assert losses_5 == pytest.approx(losses_1, rel=1e-6) and all(map(math.isfinite, losses_5))
+    assert metrics_5["val/elbo"] == metrics_1["val/elbo"]
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:

@@ -11,7 +11,8 @@ import torch
 class EpochMeans(pl.Callback):
     """Image-weighted means over an epoch's trained batches of ``loss`` and each of the objective's terms,
     logged as ``train/<name>_epoch`` at the epoch's end. The sums stay on the device (one ``add_`` per
-    step, no host synchronization); a batch the non-finite guard skipped is left out. The sums are
+    step, no host synchronization); a batch the non-finite guard skipped is left out (its step output
+    cleared, or, deferred, weighted by a device-side count of 0). The sums are
     checkpointed, so a run resumed mid-epoch reports the uninterrupted run's epoch means. The model
     adds this callback.
     """
@@ -40,11 +41,13 @@ class EpochMeans(pl.Callback):
         step = pl_module.step_output
         if step is None:
             return
-        values = torch.stack([step.loss, *step.terms.values()])
+        values = (
+            torch.stack([step.loss, *step.terms.values()]) * step.images
+        )  # images: int, or a device count
         if self.sums is None:
-            self.names, self.sums = ["loss", *step.terms], values * step.images
+            self.names, self.sums = ["loss", *step.terms], values
         else:
-            self.sums.add_(values, alpha=step.images)
+            self.sums.add_(values)
         self.images += step.images
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -57,7 +60,7 @@ class EpochMeans(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         sums = self.sums.cpu() if self.sums is not None else None
-        return {"epoch": self.epoch, "names": self.names, "sums": sums, "images": self.images}
+        return {"epoch": self.epoch, "names": self.names, "sums": sums, "images": int(self.images)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict

@@ -48,7 +48,7 @@ class StepOutput(NamedTuple):
 
     loss: Tensor  # detached
     terms: dict[str, Tensor]
-    images: int
+    images: int | Tensor  # a device-side count where the deferred non-finite guard weights the step
 
 
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB)
@@ -81,6 +81,7 @@ class VAE(pl.LightningModule):
         iw_chunk: int = 100,
         compile: bool = False,
         nonfinite: str = "stop",
+        nonfinite_check_every: int | None = None,
         monitor: str = "val/elbo",
     ) -> None:
         super().__init__()
@@ -93,7 +94,7 @@ class VAE(pl.LightningModule):
         self.model_callbacks = [
             EpochMeans(),
             ExactResume(),
-            *([NonFiniteGuard(nonfinite)] if nonfinite != "off" else []),
+            *([NonFiniteGuard(nonfinite, nonfinite_check_every)] if nonfinite != "off" else []),
         ]
         self.step_output: StepOutput | None = None
         self.encoder = instantiate(encoder, input_shape=input_shape)
