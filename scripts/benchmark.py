@@ -1,18 +1,25 @@
 """Training throughput of vae_zoo against a bare PyTorch loop of the same model, in one process.
 
 Our path is the real one: `conf/train.yaml` composed by Hydra (default callbacks, progress bar and
-TensorBoard logger), fitted by Lightning. The bare loop is hand-written PyTorch: the same encoder,
+TensorBoard logger), fitted by Lightning. A bare loop is hand-written PyTorch: the same encoder,
 decoder and parameter head, the same device-resident data, permutation and dynamic binarization, the
-same batch size and Adam, with each model's negative ELBO written out by hand (Normal: mu + sigma*eps;
-categorical: Gumbel-Softmax with the same annealed temperature; Gamma: torch's implicit `rsample`).
-Steps are interleaved: after each of our training steps a callback runs one bare step (on its own
-copy of the model), so that the machine's drifts, which reach +-10% within minutes on a shared CPU, hit
-both paths alike. Per epoch, bare time is the sum of its steps and our time is the epoch's wall time
-(first batch to the end of the last training batch; validation is not part of either) less the bare
-steps inside it, so ours includes all Lightning does between batches. After one warm-up epoch,
-`--epochs` epochs are timed and the ratio is the median of the per-epoch ratios ours / bare. Also
-reported: importance-weighted evaluation throughput (`test/nll_iw` with k = 1000), and with
-`--compile` the same with `model.compile=true`.
+same batch size and learning rate, with each model's negative ELBO written out by hand (Normal:
+mu + sigma*eps; categorical: Gumbel-Softmax with the same annealed temperature; Gamma: torch's implicit
+`rsample`). Two bare loops run beside ours:
+
+    user   the loop a user writes: `torch.optim.Adam(model.parameters(), lr)`, torch's default
+           implementation (the per-tensor loop on the CPU, foreach on CUDA)
+    same   the same optimizer implementation as ours (`model.optimizer.impl`, fused by default), so the
+           ratio is the framework's own overhead
+
+Steps are interleaved: after each of our training steps a callback runs one step of each bare loop (on
+its own copy of the model), so that the machine's drifts, which reach +-10% within minutes on a shared
+CPU, hit all paths alike. Per epoch, a bare loop's time is the sum of its steps and our time is the
+epoch's wall time (first batch to the end of the last training batch; validation is not part of either)
+less the bare steps inside it, so ours includes all Lightning does between batches. After one warm-up
+epoch, `--epochs` epochs are timed and each ratio is the median of the per-epoch ratios ours / bare. Also
+reported: importance-weighted evaluation throughput (`test/nll_iw` with k = 1000), and with `--compile`
+the same with `model.compile=true`.
 
     python scripts/benchmark.py                                   # three models, device auto
     python scripts/benchmark.py --models gaussian_vae --epochs 5 --compile --out outputs/benchmark.md
@@ -31,11 +38,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from vae_zoo.cli import build_datamodule_and_model, build_trainer
 from vae_zoo.compose import compose_config
 from vae_zoo.latents.normal import MIN_SCALE
+from vae_zoo.optimizers import build_optimizer, implementation_flags
 
 MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
 
@@ -75,15 +83,22 @@ def bare_negative_elbo(model_name: str, model, x: torch.Tensor, tau: float) -> t
 
 
 class BareLoop:
-    """The same model and data as our path, trained by a hand-written loop, one step per call."""
+    """The same model and data as our path, trained by a hand-written loop, one step per call; ``optimizer``
+    is ``user`` (plain ``torch.optim.Adam``) or ``same`` (our configured implementation)."""
 
-    def __init__(self, cfg, model_name: str, device: torch.device) -> None:
+    def __init__(self, cfg, model_name: str, device: torch.device, optimizer: str = "same") -> None:
         pl.seed_everything(cfg.seed, verbose=False)
         datamodule, self.model = build_datamodule_and_model(cfg)
         datamodule.setup()
         self.images = datamodule.splits["train"].to(device)
         self.model.to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.optimizer.lr)
+        if optimizer == "user":
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.optimizer.lr)
+        else:
+            self.optimizer = build_optimizer(cfg.model.optimizer, self.model.parameters(), device)
+        precision = str(cfg.trainer.precision)  # mixed precision as a user writes it: autocast (+ scaler)
+        self.autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
         self.model_name, self.device, self.batch_size = model_name, device, cfg.data.batch_size
         annealing = (cfg.get("callbacks") or {}).get("temperature")
         self.temperature = instantiate(annealing).temperature if annealing else lambda step: 1.0
@@ -106,41 +121,52 @@ class BareLoop:
             self.batches = self.epoch()
             idx = next(self.batches)
         x = torch.bernoulli(self.images[idx].float() / 255)
-        loss = self.loss(x)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            loss = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step_count += 1
         synchronize(self.device)
         return time.perf_counter() - start
 
 
 class InterleavedSteps(pl.Callback):
-    """After each of our training steps, one bare step, so that the machine's drifts hit both alike.
+    """After each of our training steps, one step of each bare loop, so that the machine's drifts hit all
+    alike.
 
-    Per epoch: bare seconds = the sum of the bare steps; our seconds = the wall time from the start of
+    Per epoch: a bare loop's seconds = the sum of its steps; our seconds = the wall time from the start of
     the epoch to the end of its last training batch, less the bare steps run inside it. Our time thus
     includes everything Lightning does between batches (data, hooks, callbacks, logging).
     """
 
-    def __init__(self, bare: BareLoop) -> None:
+    def __init__(self, bare: dict[str, BareLoop]) -> None:
         self.bare = bare
         self.ours: list[float] = []
-        self.bare_seconds: list[float] = []
+        self.bare_seconds: dict[str, list[float]] = {name: [] for name in bare}
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         synchronize(pl_module.device)
-        self._bare = 0.0
+        self._bare = dict.fromkeys(self.bare, 0.0)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._bare += self.bare.step()
+        for name, loop in self.bare.items():
+            self._bare[name] += loop.step()
         if batch_idx == trainer.num_training_batches - 1:
-            self.ours.append(time.perf_counter() - self._start - self._bare)
-            self.bare_seconds.append(self._bare)
+            self.ours.append(time.perf_counter() - self._start - sum(self._bare.values()))
+            for name, seconds in self._bare.items():
+                self.bare_seconds[name].append(seconds)
 
 
-def measure(model_name: str, epochs: int, compile: bool, extra: list[str], tmp: Path) -> dict:
+def measure(model_name: str, epochs: int, compile: bool | str, extra: list[str], tmp: Path) -> dict:
+    """Our steps and both bare loops' on ``model_name``, interleaved; ``compile`` as ``model.compile``
+    (the bare loops are built from the same config, so they are compiled alike)."""
     overrides = [
         f"model={model_name}",
         f"trainer.max_epochs={epochs + 1}",
@@ -153,10 +179,12 @@ def measure(model_name: str, epochs: int, compile: bool, extra: list[str], tmp: 
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule, model = build_datamodule_and_model(cfg)
     trainer = build_trainer(cfg)
-    timer = InterleavedSteps(BareLoop(cfg, model_name, trainer.strategy.root_device))
+    device = trainer.strategy.root_device
+    timer = InterleavedSteps({name: BareLoop(cfg, model_name, device, name) for name in ("user", "same")})
     trainer.callbacks.append(timer)
     trainer.fit(model, datamodule=datamodule)
-    ours_s, bare_s = timer.ours[1:], timer.bare_seconds[1:]  # the first epoch warms up
+    ours_s = timer.ours[1:]  # the first epoch warms up
+    bare_s = {name: seconds[1:] for name, seconds in timer.bare_seconds.items()}
 
     x = datamodule.splits["test"][:500].float().div(255).to(model.device)
     model.eval()
@@ -165,15 +193,27 @@ def measure(model_name: str, epochs: int, compile: bool, extra: list[str], tmp: 
     start = time.perf_counter()
     model.importance_weighted_nll(x, 1000)
     synchronize(model.device)
-    images = len(datamodule.splits["train"])
-    return {
-        "model": model_name + (" (compiled)" if compile else ""),
+    images = min(len(datamodule.splits["train"]), trainer.num_training_batches * cfg.data.batch_size)
+    iw = len(x) / (time.perf_counter() - start)
+    row = {
+        "model": model_name + ("" if not compile else " (compiled)" if compile is True else f" ({compile})"),
         "ours": images / statistics.median(ours_s),
-        "bare": images / statistics.median(bare_s),
-        "ratio": statistics.median(o / b for o, b in zip(ours_s, bare_s)),
-        "iw": len(x) / (time.perf_counter() - start),
-        "epochs": f"{', '.join(f'{s:.2f}' for s in ours_s)} / {', '.join(f'{s:.2f}' for s in bare_s)}",
     }
+    for name, seconds in bare_s.items():
+        row[name] = images / statistics.median(seconds)
+        row[f"ratio_{name}"] = statistics.median(o / b for o, b in zip(ours_s, seconds))
+        row[f"spread_{name}"] = (
+            min(o / b for o, b in zip(ours_s, seconds)),
+            max(o / b for o, b in zip(ours_s, seconds)),
+        )
+    return {**row, "iw": iw, "impl": optimizer_implementation(cfg, device)}
+
+
+def optimizer_implementation(cfg, device: torch.device) -> str:
+    """The implementation ``model.optimizer.impl`` resolves to on ``device``."""
+    optimizer = cfg.model.optimizer
+    flags = implementation_flags(optimizer.get("impl", "auto"), get_class(optimizer._target_), device)
+    return "fused" if flags.get("fused") else "foreach" if flags.get("foreach") else "for_loop"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,29 +232,38 @@ def main(argv: list[str] | None = None) -> None:
         for model_name in args.models:
             for compile in (False, True) if args.compile else (False,):
                 rows.append(measure(model_name, args.epochs, compile, args.overrides, Path(tmp)))
+    header = f"{' '.join(args.overrides) or 'defaults'}; {args.epochs} timed epochs per path"
+    text = table(rows, header)
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+
+
+def table(rows: list[dict], setup: str) -> str:
+    """The rows of ``measure`` as a markdown table under a line naming the device and ``setup``."""
     device = (
         torch.cuda.get_device_name()
         if torch.cuda.is_available()
         else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     )
     lines = [
-        (
-            f"Device: {device}; torch {torch.__version__}, pytorch-lightning {pl.__version__}; MNIST, batch "
-            f"128 unless overridden ({' '.join(args.overrides) or 'defaults'}); {args.epochs} timed epochs per path."
-        ),
+        f"Device: {device}; torch {torch.__version__}, pytorch-lightning {pl.__version__}; MNIST; {setup}.",
         "",
-        "| model | vae_zoo samples/s | bare PyTorch samples/s | ratio (median of epoch time ratios) | IW eval images/s (k=1000) | epoch s: ours / bare |",
-        "|---|---|---|---|---|---|",
+        (
+            "| model | optimizer (ours, same) | vae_zoo samples/s | user loop samples/s | same-optimizer loop "
+            "samples/s | **ratio to the user loop** (min–max) | ratio to the same-optimizer loop (min–max) "
+            "| IW eval images/s (k=1000) |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['ours']:.0f} | {r['bare']:.0f} | **{r['ratio']:.3f}** | {r['iw']:.1f} | {r['epochs']} |"
+        f"| {r['model']} | {r['impl']} | {r['ours']:.0f} | {r['user']:.0f} | {r['same']:.0f} "
+        f"| **{r['ratio_user']:.3f}** ({r['spread_user'][0]:.3f}–{r['spread_user'][1]:.3f}) "
+        f"| {r['ratio_same']:.3f} ({r['spread_same'][0]:.3f}–{r['spread_same'][1]:.3f}) | {r['iw']:.1f} |"
         for r in rows
     ]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

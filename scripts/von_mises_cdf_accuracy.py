@@ -54,8 +54,10 @@ def main() -> None:
             derivative = (integrated_cdf(x, kappa + h) - integrated_cdf(x, kappa - h)) / (2 * h)
             rows.append((kappa, x, float(integrated_cdf(x, kappa)), float(derivative)))
     kappa, x, cdf, d_kappa = (torch.tensor(column, dtype=torch.float64) for column in zip(*rows))
-    print("| kappa in | points | float64: max abs error of F / max rel error of dF/dkappa "
-          "| float32: max abs error of F / max rel error of dF/dkappa |")
+    print(
+        "| kappa in | points | float64: max abs error of F / max rel error of dF/dkappa "
+        "| float32: max abs error of F / max rel error of dF/dkappa |"
+    )
     print("|---|---|---|---|")
     worst = {torch.float64: [0.0, 0.0], torch.float32: [0.0, 0.0]}
     for low in range(-3, 4):
@@ -73,7 +75,9 @@ def main() -> None:
         upper = "1e4]" if low == 3 else f"1e{low + 1})"
         print(f"| [1e{low}, {upper} | {int(selected.sum())} | {cells[0]} | {cells[1]} |")
     for dtype, (error, relative) in worst.items():
-        print(f"{dtype}: largest |F - F_integrated| {error:.1e}, largest relative dF/dkappa error {relative:.1e}")
+        print(
+            f"{dtype}: largest |F - F_integrated| {error:.1e}, largest relative dF/dkappa error {relative:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,3 +57,12 @@ def test_gpu_mixed_precision_trains_every_model(model, precision, make_cfg, tmp_
         )
     )
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("val/", "test/")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("model", MODELS)
+def test_cuda_graphs_train_every_model(model, make_cfg):
+    """``model.compile=reduce-overhead``: encoder and decoder replayed as CUDA graphs, forward and backward."""
+    overrides = ("trainer=gpu", "model.compile=reduce-overhead", "debug=fdr", "eval.iw_samples=8")
+    metrics = train(make_cfg(f"model={model}", *overrides))
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("val/", "test/")))

@@ -247,6 +247,20 @@ BAD_INPUTS = {
         ["data.binarize=none"],
         "error: likelihood=bernoulli is a density of binary pixels, but the data serves 8-bit grey levels",
     ),
+    "unknown compile mode": (
+        ["model.compile=fastest"],
+        (
+            "error: model.compile=fastest is not one of true, false, default, reduce-overhead, max-autotune, "
+            "max-autotune-no-cudagraphs"
+        ),
+    ),
+    "optimizer implementation missing on the device": (
+        ["model.optimizer.impl=foreach"],
+        (
+            "error: model.optimizer.impl=foreach is not available for Adam on cpu (available: fused, for_loop) "
+            "-- use model.optimizer.impl=auto"
+        ),
+    ),
     "monitored metric not validated": (
         ["optimized_metric=val/iwae_5"],
         (

@@ -51,6 +51,9 @@ class StepOutput(NamedTuple):
     images: int | Tensor  # a device-side count where the deferred non-finite guard weights the step
 
 
+#: torch.compile modes for ``model.compile`` (None: ``true``); reduce-overhead records CUDA graphs on a GPU
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB)
 IW_CHUNK_ELEMENTS = 2**26
 
@@ -79,7 +82,7 @@ class VAE(pl.LightningModule):
         pixels: str | None = None,
         iw_samples: int = 1000,
         iw_chunk: int = 100,
-        compile: bool = False,
+        compile: bool | str = False,
         nonfinite: str = "stop",
         nonfinite_check_every: int | None = None,
         monitor: str = "val/elbo",
@@ -108,8 +111,13 @@ class VAE(pl.LightningModule):
             output_shape=self.likelihood.param_shape(input_shape),
         )
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
-            self.encoder.compile()
-            self.decoder.compile()
+            mode = None if compile is True else compile
+            if mode not in COMPILE_MODES:
+                raise ConfigError(
+                    f"model.compile={compile} is not one of true, false, {', '.join(COMPILE_MODES[1:])}"
+                )
+            self.encoder.compile(mode=mode)
+            self.decoder.compile(mode=mode)
         self.estimator = instantiate(estimator)
         self.objective = instantiate(objective or DEFAULT_OBJECTIVE)
         check_pairing(self.latent, self.estimator, self.objective)

@@ -1,0 +1,37 @@
+"""The speed scripts run: the benchmark prints both ratios, the GPU report says in one line when there is no GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import run_script
+
+
+def test_benchmark_prints_the_ratio_to_the_user_loop_and_to_the_same_optimizer_loop(data_dir, tmp_path):
+    out = tmp_path / "benchmark.md"
+    result = run_script(
+        "scripts/benchmark.py",
+        "--models=gaussian_vae",
+        "--epochs=1",
+        f"--out={out}",
+        "--overrides",
+        f"paths.data_dir={data_dir}",
+        "trainer.accelerator=cpu",
+        "trainer.limit_train_batches=4",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = out.read_text()
+    assert "ratio to the user loop" in table and "ratio to the same-optimizer loop" in table
+    row = next(line for line in table.splitlines() if line.startswith("| gaussian_vae"))
+    assert "| fused |" in row  # the default implementation on the CPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the report measures (minutes)")
+def test_gpu_report_without_a_gpu_says_so_in_one_line_and_exits_0():
+    result = run_script("scripts/gpu_report.py")
+    assert result.returncode == 0
+    assert (
+        result.stdout.strip()
+        == "gpu_report: no CUDA device here, nothing to measure -- run it on a machine with a GPU"
+    )
