@@ -2,14 +2,15 @@
 
 Our path is the real one: `conf/train.yaml` composed by Hydra (default callbacks, progress bar and
 TensorBoard logger), fitted by Lightning. A bare loop is hand-written PyTorch: the same encoder,
-decoder and parameter head, the same device-resident data, permutation and dynamic binarization, the
-same batch size and learning rate, with each model's negative ELBO written out by hand (Normal:
+decoder and parameter head, the same device-resident data and permutation, the same batch size and learning rate, with each model's negative ELBO written out by hand (Normal:
 mu + sigma*eps; categorical: Gumbel-Softmax with the same annealed temperature; Gamma: torch's implicit
 `rsample`). Two bare loops run beside ours:
 
     user   the loop a user writes: `torch.optim.Adam(model.parameters(), lr)`, torch's default
-           implementation (the per-tensor loop on the CPU, foreach on CUDA)
-    same   the same optimizer implementation as ours (`model.optimizer.impl`, fused by default), so the
+           implementation (the per-tensor loop on the CPU, foreach on CUDA), and dynamic binarization
+           by `torch.bernoulli(images / 255)`
+    same   our components without the framework: the same optimizer implementation as ours
+           (`model.optimizer.impl`, fused by default) and our binarization (`binarize_dynamic`), so the
            ratio is the framework's own overhead
 
 Steps are interleaved: after each of our training steps a callback runs one step of each bare loop (on
@@ -42,6 +43,7 @@ from hydra.utils import get_class, instantiate
 
 from vae_zoo.cli import build_datamodule_and_model, build_trainer
 from vae_zoo.compose import compose_config
+from vae_zoo.data.datamodule import binarize_dynamic
 from vae_zoo.latents.normal import MIN_SCALE
 from vae_zoo.optimizers import build_optimizer, implementation_flags
 
@@ -84,7 +86,7 @@ def bare_negative_elbo(model_name: str, model, x: torch.Tensor, tau: float) -> t
 
 class BareLoop:
     """The same model and data as our path, trained by a hand-written loop, one step per call; ``optimizer``
-    is ``user`` (plain ``torch.optim.Adam``) or ``same`` (our configured implementation)."""
+    is ``user`` (plain ``torch.optim.Adam``, ``torch.bernoulli``) or ``same`` (our optimizer and binarization)."""
 
     def __init__(self, cfg, model_name: str, device: torch.device, optimizer: str = "same") -> None:
         pl.seed_everything(cfg.seed, verbose=False)
@@ -94,8 +96,10 @@ class BareLoop:
         self.model.to(device)
         if optimizer == "user":
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.model.optimizer.lr)
+            self.binarize = lambda images: torch.bernoulli(images.float() / 255)
         else:
             self.optimizer = build_optimizer(cfg.model.optimizer, self.model.parameters(), device)
+            self.binarize = binarize_dynamic
         precision = str(cfg.trainer.precision)  # mixed precision as a user writes it: autocast (+ scaler)
         self.autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
@@ -120,7 +124,7 @@ class BareLoop:
         if idx is None:
             self.batches = self.epoch()
             idx = next(self.batches)
-        x = torch.bernoulli(self.images[idx].float() / 255)
+        x = self.binarize(self.images[idx])
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             loss = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)

@@ -26,7 +26,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from benchmark import MODELS, BareLoop, bare_negative_elbo, synchronize
 
 from vae_zoo.callbacks import NonFiniteGuard
@@ -51,7 +50,7 @@ def timed_bare_step(bare: BareLoop) -> dict[str, float]:
     if idx is None:
         bare.batches = bare.epoch()
         idx = next(bare.batches)
-    x = torch.bernoulli(bare.images[idx].float() / 255)
+    x = bare.binarize(bare.images[idx])
     marks.append(time.perf_counter())
     loss = bare.loss(x)
     marks.append(time.perf_counter())

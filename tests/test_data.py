@@ -50,6 +50,23 @@ def test_dynamic_binarization_redraws_training_pixels_but_fixes_eval_images(data
     assert torch.equal(dm.splits["test"], again.splits["test"])
 
 
+def test_binarization_frequencies_match_every_grey_level_and_a_wrong_probability_is_caught():
+    """All 256 levels, 20000 draws each: the chi-square of the frequencies against k / 255 is within 5 of
+    its standard deviations of its mean (256); against k / 256 (off by at most 1/255) it is far above."""
+    draws = 20_000
+    levels = torch.arange(256, dtype=torch.uint8).repeat_interleave(draws).view(256, 1, draws, 1)
+    ones = binarize_dynamic(levels, torch.Generator().manual_seed(0)).view(256, draws).sum(1).double()
+
+    def chi_square(p):
+        inner = (p > 0) & (p < 1)
+        return ((ones - draws * p)[inner] ** 2 / (draws * p * (1 - p))[inner]).sum().item()
+
+    k = torch.arange(256, dtype=torch.float64)
+    bound = 254 + 5 * (2 * 254) ** 0.5  # 254 levels strictly inside (0, 1)
+    assert ones[0] == 0 and ones[255] == draws
+    assert chi_square(k / 255) < bound < chi_square(k / 256)
+
+
 def test_binarize_none_serves_grey_levels(data_dir):
     dm = MNISTDataModule(data_dir, binarize="none")
     batch = next(iter(dm.train_dataloader()))
