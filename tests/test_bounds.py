@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import vae_zoo.models.vae as vae_module
 from tests.conftest import build_model
 from vae_zoo.data import MNISTDataModule
 
@@ -63,10 +64,18 @@ def test_the_iw_bound_draws_fewer_samples_per_chunk_where_the_likelihood_has_man
     """A mixture likelihood emits 15 maps per pixel: the chunk shrinks so the decoder's output for it stays
     under IW_CHUNK_ELEMENTS, and every one of the k samples is still used."""
     model = build_model(likelihood="discretized_logistic", iw_chunk=100)
-    monkeypatch.setattr("vae_zoo.models.vae.IW_CHUNK_ELEMENTS", 8 * 15 * 784 * 7)
+    monkeypatch.setitem(vae_module.IW_CHUNK_ELEMENTS, "cpu", 8 * 15 * 784 * 7)
     chunks = []
     log_weights = model.log_weights
     monkeypatch.setattr(model, "log_weights", lambda x, q, z: chunks.append(len(z)) or log_weights(x, q, z))
     x = torch.randint(0, 256, (8, 1, 28, 28)).float() / 255
     assert torch.isfinite(model.importance_weighted_nll(x, 30)).all()
     assert max(chunks) == 7 and sum(chunks) == 30
+
+
+def test_on_the_cpu_a_chunk_of_the_iw_bound_stays_cache_sized():
+    """500 MNIST images with a Bernoulli decoder: 392,000 outputs per sample, so 5 samples per chunk on the
+    CPU (2^21 elements) rather than iw_chunk = 100 (2^26 elsewhere)."""
+    model = build_model(iw_chunk=100)
+    assert model.iw_chunk_size(torch.zeros(500, 1, 28, 28)) == 5
+    assert model.iw_chunk_size(torch.zeros(50, 1, 28, 28)) == 53
