@@ -35,3 +35,22 @@ def test_gpu_report_without_a_gpu_says_so_in_one_line_and_exits_0():
         result.stdout.strip()
         == "gpu_report: no CUDA device here, nothing to measure -- run it on a machine with a GPU"
     )
+
+
+def test_iw_eval_flops_counts_two_flops_per_multiply_add_of_the_decoder(data_dir):
+    """Latent 10, decoder 10-16-32-784: 2 * (10*16 + 16*32 + 32*784) = 51520 FLOP per sample decoded."""
+    result = run_script(
+        "scripts/iw_eval_flops.py",
+        "--k=6",
+        "--images=10",
+        "--repeats=1",
+        "--peak-size=64",
+        "--overrides",
+        f"paths.data_dir={data_dir}",
+        "model.latent.dim=10",
+        "model.decoder.hidden=[16,32]",
+        "eval.iw_chunk=3",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "decoder: 51520 FLOP per sample" in result.stdout
+    assert "images/s" in result.stdout and "of the peak" in result.stdout
