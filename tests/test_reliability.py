@@ -254,6 +254,10 @@ BAD_INPUTS = {
             "max-autotune-no-cudagraphs"
         ),
     ),
+    "unknown compile scope": (
+        ["model.compile=true", "model.compile_scope=all"],
+        "error: model.compile_scope=all is not one of modules, loss",
+    ),
     "optimizer implementation missing on the device": (
         ["model.optimizer.impl=foreach"],
         (

@@ -29,6 +29,7 @@ from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.models.pairing import check_pairing
+from vae_zoo.objectives.objective import ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer
 
 DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
@@ -53,6 +54,9 @@ class StepOutput(NamedTuple):
 
 #: torch.compile modes for ``model.compile`` (None: ``true``); reduce-overhead records CUDA graphs on a GPU
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: what ``model.compile`` compiles: encoder and decoder, or the whole training loss (objective, forward and
+#: backward, through every component) as one graph
+COMPILE_SCOPES = ("modules", "loss")
 
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
 #: (8 MB), which keeps a chunk's activations in cache: 1.7 times the images/s of 2^26 at k = 1000
@@ -84,6 +88,7 @@ class VAE(pl.LightningModule):
         iw_samples: int = 1000,
         iw_chunk: int = 100,
         compile: bool | str = False,
+        compile_scope: str = "modules",
         nonfinite: str = "stop",
         nonfinite_check_every: int | None = None,
         monitor: str = "val/elbo",
@@ -111,17 +116,22 @@ class VAE(pl.LightningModule):
             in_features=self.latent.sample_features,
             output_shape=self.likelihood.param_shape(input_shape),
         )
+        self.estimator = instantiate(estimator)
+        self.objective = instantiate(objective or DEFAULT_OBJECTIVE)
+        check_pairing(self.latent, self.estimator, self.objective)
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
             mode = None if compile is True else compile
             if mode not in COMPILE_MODES:
                 raise ConfigError(
                     f"model.compile={compile} is not one of true, false, {', '.join(COMPILE_MODES[1:])}"
                 )
-            self.encoder.compile(mode=mode)
-            self.decoder.compile(mode=mode)
-        self.estimator = instantiate(estimator)
-        self.objective = instantiate(objective or DEFAULT_OBJECTIVE)
-        check_pairing(self.latent, self.estimator, self.objective)
+            if compile_scope not in COMPILE_SCOPES:
+                raise ConfigError(
+                    f"model.compile_scope={compile_scope} is not one of {', '.join(COMPILE_SCOPES)}"
+                )
+            for module in (self.objective,) if compile_scope == "loss" else (self.encoder, self.decoder):
+                module.compile(mode=mode)
+        self.compiled_loss = bool(compile) and compile_scope == "loss"
 
     # -- the shared forward path -------------------------------------------------------------------
 
@@ -182,9 +192,17 @@ class VAE(pl.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------
 
+    def training_loss(self, x: Tensor) -> ObjectiveOutput:
+        """The objective on a training batch. With ``compile_scope=loss`` each batch size gets its own
+        graph: with a symbolic batch size the Gamma's sampler leaves the graph (an epoch's last, smaller
+        batch split it into 10 pieces and took the speed-up away)."""
+        if self.compiled_loss:
+            torch._dynamo.mark_static(x, 0)
+        return self.objective(self, x)
+
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         """The objective's loss; its terms go to the loggers (``train/<name>``), the guard and the epoch means."""
-        loss, terms = self.objective(self, x)
+        loss, terms = self.training_loss(x)
         self.step_output = StepOutput(loss.detach(), terms, len(x))
         if is_logging_step(self.trainer):
             self.log("train/loss", loss.detach(), prog_bar=True)
