@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
@@ -40,6 +42,33 @@ def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_di
     assert all(float(r["val/elbo"]) > 0 and float(r["test/nll_iw"]) > 0 for r in rows)
     assert "model=gumbel_vae" in rows[1]["overrides"]
     assert (sweep / "summary.md").read_text().count("\n") == 2 + len(rows)
+
+
+def test_jobs_that_differ_only_in_seed_are_aggregated_to_mean_and_standard_deviation(tmp_path, data_dir):
+    sweep = tmp_path / "seeds"
+    result = run_script(
+        "train.py",
+        "-m",
+        "model=gaussian_vae,gamma_vae",
+        "seed=0,1,2",
+        "debug=fdr",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _summary(sweep)
+    jobs, aggregated = rows[:6], rows[6:]
+    assert [r["job"] for r in aggregated] == ["mean of seeds 0,1,2", "std of seeds 0,1,2"] * 2
+    for mean, std in zip(aggregated[0::2], aggregated[1::2]):
+        model = next(o for o in mean["overrides"].split() if o.startswith("model=")).split("=")[1]
+        assert "seed=" not in mean["overrides"]
+        group = [float(r["test/elbo"]) for r in jobs if r["model"] == model]
+        assert len(group) == 3 == int(mean["n"]) and len(set(group)) == 3  # three seeds, three results
+        assert float(mean["test/elbo"]) == pytest.approx(statistics.mean(group))
+        assert float(std["test/elbo"]) == pytest.approx(statistics.stdev(group))
+    text = (sweep / "summary.md").read_text()
+    assert "Seeds aggregated" in text and text.count(" | 3 | ") == 2 and " ± " in text
 
 
 def test_a_two_trial_optuna_sweep_minimises_val_elbo(tmp_path, data_dir):

@@ -1,10 +1,12 @@
-"""A multirun's summary: every job's overrides and final metrics, as CSV and markdown in the sweep dir."""
+"""A multirun's summary: every job's overrides and final metrics, as CSV and markdown in the sweep dir, and
+the jobs that differ only in ``seed`` aggregated: mean and sample standard deviation over the seeds."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,40 @@ FIRST = (
     "test/elbo",
     "test/nll_iw",
 )
+NOT_AGGREGATED = {"seed", "iw_samples", "epochs", "global_step"}  # they describe a run, not measure it
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Jobs with metrics grouped by their overrides less ``seed=``; only groups of two or more seeds."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if "status" in row:
+            continue
+        key = " ".join(o for o in row["overrides"].split() if not o.startswith("seed="))
+        groups.setdefault(key, []).append(row)
+    return {key: jobs for key, jobs in groups.items() if len({job.get("seed") for job in jobs}) > 1}
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed group, a ``mean`` and a ``std`` row (sample standard deviation, n - 1) of every metric."""
+    summary = []
+    for key, jobs in seed_groups(rows).items():
+        seeds = ",".join(str(job.get("seed")) for job in jobs)
+        metrics = sorted(
+            {
+                m
+                for job in jobs
+                for m, v in job.items()
+                if isinstance(v, int | float) and m not in NOT_AGGREGATED
+            }
+        )
+        for statistic in ("mean", "std"):
+            row: dict[str, Any] = {"job": f"{statistic} of seeds {seeds}", "overrides": key, "n": len(jobs)}
+            for metric in metrics:
+                values = [float(job[metric]) for job in jobs if metric in job]
+                row[metric] = statistics.mean(values) if statistic == "mean" else statistics.stdev(values)
+            summary.append(row)
+    return summary
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -44,18 +80,30 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_summary(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """``summary.csv``: the job rows, then the seed groups' mean and std rows; ``summary.md``: the jobs'
+    table and, where seeds repeat, a table of ``mean ± std (n)`` per group."""
+    aggregated = aggregate(rows)
     columns = [c for c in FIRST if any(c in r for r in rows)]
-    columns += sorted({c for r in rows for c in r} - set(columns) - {"checkpoint"})
+    columns += sorted({c for r in rows + aggregated for c in r} - set(columns) - {"checkpoint"})
     with open(sweep_dir / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rows + aggregated)
 
     def cell(value: Any) -> str:
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    job_columns = [c for c in columns if any(c in r for r in rows)]
+    lines = ["| " + " | ".join(job_columns) + " |", "|" + "---|" * len(job_columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in job_columns) + " |" for r in rows]
+    if aggregated:
+        means, stds = aggregated[0::2], aggregated[1::2]
+        metrics = [c for c in columns if c in means[0] and c not in ("job", "overrides", "n")]
+        lines += ["", "Seeds aggregated: mean ± sample standard deviation over n seeds.", ""]
+        lines += ["| overrides | n | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+        for mean, std in zip(means, stds):
+            cells = [f"{mean[m]:.2f} ± {std[m]:.2f}" if m in mean else "" for m in metrics]
+            lines.append(f"| {mean['overrides'] or '(defaults)'} | {mean['n']} | " + " | ".join(cells) + " |")
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
 
 
