@@ -21,19 +21,24 @@ def _summary(sweep_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_dir):
-    sweep = tmp_path / "sweep"
+def _multirun(sweep_dir: Path, data_dir: str, *sweeps: str) -> list[dict[str, str]]:
+    """``train.py -m <sweeps>`` with one fast_dev_run batch per job; the rows of its summary.csv."""
     result = run_script(
         "train.py",
         "-m",
-        "model=gaussian_vae,gumbel_vae,gamma_vae",
+        *sweeps,
         "debug=fdr",
         *FAST,
         f"paths.data_dir={data_dir}",
-        f"hydra.sweep.dir={sweep}",
+        f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = _summary(sweep)
+    return _summary(sweep_dir)
+
+
+def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    rows = _multirun(sweep, data_dir, "model=gaussian_vae,gumbel_vae,gamma_vae")
     assert [(r["job"], r["model"], r["estimator"]) for r in rows] == [
         ("0", "gaussian_vae", "pathwise"),
         ("1", "gumbel_vae", "gumbel_softmax"),
@@ -46,18 +51,7 @@ def test_a_three_model_multirun_writes_one_summary_row_per_job(tmp_path, data_di
 
 def test_jobs_that_differ_only_in_seed_are_aggregated_to_mean_and_standard_deviation(tmp_path, data_dir):
     sweep = tmp_path / "seeds"
-    result = run_script(
-        "train.py",
-        "-m",
-        "model=gaussian_vae,gamma_vae",
-        "seed=0,1,2",
-        "debug=fdr",
-        *FAST,
-        f"paths.data_dir={data_dir}",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = _summary(sweep)
+    rows = _multirun(sweep, data_dir, "model=gaussian_vae,gamma_vae", "seed=0,1,2")
     jobs, aggregated = rows[:6], rows[6:]
     assert [r["job"] for r in aggregated] == ["mean of seeds 0,1,2", "std of seeds 0,1,2"] * 2
     for mean, std in zip(aggregated[0::2], aggregated[1::2]):

@@ -59,7 +59,7 @@ COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotu
 COMPILE_SCOPES = ("modules", "loss")
 
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
-#: (8 MB), which keeps a chunk's activations in cache: 1.7 times the images/s of 2^26 at k = 1000
+#: (8 MB), which keeps a chunk's activations in cache: 1.6 times the images/s of 2^26 at k = 1000
 IW_CHUNK_ELEMENTS = {"cpu": 2**21, "other": 2**26}
 
 
