@@ -159,7 +159,12 @@ def test_eval_cli_reproduces_the_test_metrics_from_the_checkpoint(cli_run, data_
 def test_tensorboard_gets_scalars_image_grids_and_hyperparameters(cli_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(cli_run / "tensorboard")).Reload()
+    (run,) = (cli_run / "tensorboard").iterdir()  # one TensorBoard run, named by what trained
+    assert (
+        run.name
+        == "gaussian_vae,normal,pathwise,elbo,bernoulli,mnist,max_epochs=1,log_every_n_steps=1,eval_batch_size=100"
+    )
+    events = EventAccumulator(str(run)).Reload()
     tags = events.Tags()
     assert {
         "train/loss",
@@ -172,7 +177,7 @@ def test_tensorboard_gets_scalars_image_grids_and_hyperparameters(cli_run):
     } <= set(tags["scalars"])
     assert len(events.Scalars("train/loss")) == 5  # log_every_n_steps=1: one point per step
     assert {"images/reconstructions", "images/samples"} <= set(tags["images"])
-    hparams = (cli_run / "tensorboard" / "hparams.yaml").read_text()
+    hparams = (run / "hparams.yaml").read_text()
     assert "model" in hparams and "data" in hparams and "seed" in hparams
 
 

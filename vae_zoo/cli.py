@@ -13,7 +13,6 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
@@ -25,7 +24,9 @@ from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.resolvers import register_resolvers
+from vae_zoo.run_identity import run_identity
 from vae_zoo.sampling import write_grids
+from vae_zoo.trackers import build_loggers, log_hparams_row
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 register_resolvers()
@@ -66,43 +67,15 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
     Lightning adds a checkpoint callback and a progress bar of its own unless told not to; here the
     configured callbacks decide (``callbacks=none``: neither)."""
     skip_nvml_probe_without_cuda_devices()
-    groups = ("callbacks", "logger") if logging else ()
-    built = {
-        group: [instantiate(node) for node in (cfg.get(group) or {}).values() if node and "_target_" in node]
-        for group in groups
-    }
-    callbacks = built.get("callbacks", [])
+    nodes = (cfg.get("callbacks") or {}).values() if logging else ()
+    callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
-        logger=built.get("logger") or False,
+        logger=(build_loggers(cfg) if logging else []) or False,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
-
-
-RUN_GROUPS = {
-    "model": "model",
-    "latent": "model.latent",
-    "estimator": "model.estimator",
-    "objective": "objective",
-    "likelihood": "model.likelihood",
-    "data": "data",
-}
-
-
-def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Which model preset, latent, estimator, objective, likelihood and data a run used, by their
-    config-group option names (a class name where the run predates the group)."""
-    if choices is None:
-        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-
-    def chosen(group: str, node: str) -> str:
-        target = OmegaConf.select(cfg, f"{node}._target_", default="")
-        return choices.get(group) or target.rsplit(".", 1)[-1]
-
-    identity = {group: chosen(group, node) for group, node in RUN_GROUPS.items()}
-    return {**identity, "seed": cfg.get("seed"), "iw_samples": cfg.eval.iw_samples}
 
 
 def check_optimized_metric(cfg: DictConfig, model: pl.LightningModule) -> None:
@@ -201,6 +174,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **_float_metrics(val + test),
     }
     write_metrics(output_dir / "metrics.json", metrics)
+    log_hparams_row(trainer.loggers, cfg, _float_metrics(val + test), step=trainer.global_step)
     return metrics
 
 

@@ -1,9 +1,13 @@
-"""OmegaConf resolvers used by the configs: the precision a device supports."""
+"""OmegaConf resolvers used by the configs: the precision a device supports, a run's name, absolute paths."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from omegaconf import OmegaConf
+
+from vae_zoo.run_identity import run_name
 
 
 def gpu_precision() -> str:
@@ -16,6 +20,17 @@ def auto_precision() -> str:
     return gpu_precision() if torch.cuda.is_available() else "32-true"
 
 
+def absolute_path(path: str) -> str:
+    """``path`` made absolute against the working directory of the start (MLflow stores such paths)."""
+    return str(Path(path).resolve())
+
+
 def register_resolvers() -> None:
-    for name, fn in {"gpu_precision": gpu_precision, "auto_precision": auto_precision}.items():
+    resolvers = {
+        "gpu_precision": gpu_precision,
+        "auto_precision": auto_precision,
+        "run_name": run_name,
+        "absolute_path": absolute_path,
+    }
+    for name, fn in resolvers.items():
         OmegaConf.register_new_resolver(f"vae_zoo.{name}", fn, replace=True)

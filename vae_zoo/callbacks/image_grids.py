@@ -1,10 +1,12 @@
-"""Reconstruction and prior-sample image grids, written to every logger that takes images."""
+"""Reconstruction and prior-sample image grids, written to every tracker that takes images."""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid
+
+from vae_zoo.trackers import log_image
 
 
 class ImageGrids(pl.Callback):
@@ -18,8 +20,7 @@ class ImageGrids(pl.Callback):
         self.per_row = per_row
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writers = [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_image")]
-        if trainer.sanity_checking or not writers or trainer.current_epoch % self.every_n_epochs:
+        if trainer.sanity_checking or not trainer.loggers or trainer.current_epoch % self.every_n_epochs:
             return
         x = trainer.datamodule.sample_images("val", self.num_images).to(pl_module.device)
         reconstructions = pl_module.reconstruct(x)
@@ -32,6 +33,6 @@ class ImageGrids(pl.Callback):
                 pl_module.generate(self.num_images), nrow=self.per_row, pad_value=1.0
             ),
         }
-        for writer in writers:
+        for logger in trainer.loggers:
             for tag, grid in grids.items():
-                writer.add_image(tag, grid.float().clamp(0, 1).cpu(), global_step=trainer.global_step)
+                log_image(logger, tag, grid.float().clamp(0, 1).cpu(), trainer.global_step)

@@ -10,6 +10,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from vae_zoo.sampling import PriorQuantiles
+from vae_zoo.trackers import figure_pixels, log_image
 
 
 def prior_quantile_grid(prior, steps: int) -> Tensor:
@@ -25,7 +26,7 @@ class LatentMaps(pl.Callback):
     """After testing, for a latent of two scalar coordinates: ``latent/posterior_locations`` (the first
     ``num_points`` test images' posterior locations, coloured by label where the data has labels) and
     ``latent/manifold`` (images decoded on a ``grid`` x ``grid`` lattice of prior quantiles), to every
-    logger that takes figures or images and as PNG files in ``dirpath``. Other latents: nothing."""
+    tracker that takes images and as PNG files in ``dirpath``. Other latents: nothing."""
 
     def __init__(self, dirpath: str, num_points: int = 5000, grid: int = 20) -> None:
         self.dirpath = Path(dirpath)
@@ -52,12 +53,10 @@ class LatentMaps(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         figure.canvas.print_png(self.dirpath / "latent_posterior_locations.png")
         save_image(manifold, self.dirpath / "latent_manifold.png")
+        locations = figure_pixels(figure)
         for logger in trainer.loggers:
-            writer = logger.experiment
-            if hasattr(writer, "add_figure"):
-                writer.add_figure("latent/posterior_locations", figure, global_step=trainer.global_step)
-            if hasattr(writer, "add_image"):
-                writer.add_image("latent/manifold", manifold, global_step=trainer.global_step)
+            log_image(logger, "latent/posterior_locations", locations, trainer.global_step)
+            log_image(logger, "latent/manifold", manifold, trainer.global_step)
 
     @staticmethod
     def scatter(points: Tensor, labels: Tensor | None, title: str):
