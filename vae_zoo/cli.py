@@ -22,6 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
+from vae_zoo.console import route_lightning_logs_through_hydra, start_line
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.resolvers import register_resolvers
 from vae_zoo.run_identity import run_identity
@@ -148,17 +149,22 @@ def _reseed(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; write ``metrics.json`` in the run directory."""
     output_dir = Path(cfg.paths.output_dir)
-    rank_zero_only(print_config_tree)(cfg, save_to=output_dir / "config_tree.log")
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     _reseed(cfg)
-    datamodule, model = build_datamodule_and_model(cfg)
+    # Everything that can be wrong with the input fails here, before the config tree is printed:
+    datamodule, model = build_datamodule_and_model(cfg)  # pairings, sizes, the likelihood's pixels
     check_optimized_metric(cfg, model)
-    trainer = build_trainer(cfg)
+    if rank_zero_only.rank == 0:
+        datamodule.prepare_data()  # the data files (downloaded where allowed)
+    ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model)
+    trainer = build_trainer(cfg)  # the trackers' packages
+    rank_zero_only(print_config_tree)(cfg, save_to=output_dir / "config_tree.log")
+    rank_zero_only(print)(start_line(cfg, trainer, str(output_dir)), flush=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=checked_checkpoint(cfg.get("ckpt_path"), model))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         _stopped_by_signal(trainer)
 
@@ -205,7 +211,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(merged, logging=False)
     _reseed(merged)
     checkpoint = str(cfg.ckpt_path)
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(checkpoint, model))
+    with warnings.catch_warnings():  # it only tests: the callbacks that trained the checkpoint do not matter
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
+        test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(checkpoint, model))
     run_choices = OmegaConf.load(run_config.with_name("hydra.yaml")).hydra.runtime.choices
     metrics = {**run_identity(run_cfg, run_choices), "checkpoint": checkpoint, **_float_metrics(test)}
     metrics["iw_samples"] = cfg.eval.iw_samples
@@ -235,6 +243,7 @@ def user_error(error: BaseException | None) -> VaeZooError | None:
 
 
 def _report_user_errors(fn, cfg: DictConfig) -> Any:
+    route_lightning_logs_through_hydra()
     try:
         return fn(cfg)
     except Exception as error:

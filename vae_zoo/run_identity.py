@@ -18,7 +18,15 @@ RUN_GROUPS = {
     "data": "data",
 }
 # where and how long a run goes, not what it trains
-NOT_DESCRIPTIVE = ("hydra.", "paths.", "logger", "ckpt_path", "trainer.limit_", "trainer.accelerator", "eval.")
+NOT_DESCRIPTIVE = (
+    "hydra.",
+    "paths.",
+    "logger",
+    "ckpt_path",
+    "trainer.limit_",
+    "trainer.accelerator",
+    "eval.",
+)
 NAME_LENGTH = 200  # a directory name (TensorBoard's run) must stay under the file systems' 255 bytes
 
 

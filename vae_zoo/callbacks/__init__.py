@@ -7,6 +7,7 @@ from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.latent_maps import LatentMaps
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.callbacks.preemption import Preemption
+from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "LatentMaps",
     "NonFiniteGuard",
     "Preemption",
+    "ProgressBar",
     "TemperatureAnnealing",
 ]
