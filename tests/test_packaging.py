@@ -47,3 +47,39 @@ def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_
     result = run_command(command, elsewhere, site)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((elsewhere / "run" / "metrics.json").read_text())["model"] == "gaussian_vae"
+
+
+def test_the_dockerfile_copies_existing_paths_and_installs_the_tested_versions():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    sources = [source for sources in copies for source in sources]
+    assert "constraints.txt" in sources and "vae_zoo" in sources
+    missing = [source for source in sources if not (ROOT / source).exists()]
+    assert not missing, f"the Dockerfile copies paths that do not exist: {missing}"
+    (install,) = [line for line in lines if line.startswith("RUN ") and "pip install" in line]
+    assert "-c constraints.txt" in install
+
+
+def test_the_installed_direct_dependencies_are_the_versions_in_constraints_txt():
+    """CI installs with constraints.txt: each direct dependency (and extra) of vae_zoo must be pinned there,
+    at the version this environment has (a dependency added to pyproject.toml without refreshing the
+    constraints fails here)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, pinned = line.split("==")
+            pins[name.lower().replace("_", "-")] = pinned
+    direct = {Requirement(r).name.lower().replace("_", "-") for r in requires("vae_zoo")} - {"vae-zoo"}
+    unpinned = sorted(direct - pins.keys())
+    assert not unpinned, (
+        f"not in constraints.txt: {unpinned} -- run python scripts/newest_versions.py --write"
+    )
+    for name in sorted(direct):
+        try:
+            assert version(name) == pins[name], name
+        except PackageNotFoundError:
+            pass  # an extra this environment did not install
