@@ -20,12 +20,14 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.preemption import Preemption
+from vae_zoo.checkpoint_io import DurableCheckpointIO, remove_partial_checkpoints
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.console import route_lightning_logs_through_hydra, start_line
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.resolvers import register_resolvers
 from vae_zoo.run_identity import run_identity
+from vae_zoo.run_lock import run_directory_lock
 from vae_zoo.sampling import write_grids
 from vae_zoo.trackers import build_loggers, log_hparams_row
 
@@ -72,6 +74,7 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
     callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
     return instantiate(
         cfg.trainer,
+        plugins=[DurableCheckpointIO()],
         callbacks=callbacks,
         logger=(build_loggers(cfg) if logging else []) or False,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
@@ -158,6 +161,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank_zero_only.rank == 0:
         datamodule.prepare_data()  # the data files (downloaded where allowed)
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model)
+    with run_directory_lock(output_dir, take=rank_zero_only.rank == 0):  # one process writes a run dir
+        if rank_zero_only.rank == 0:
+            remove_partial_checkpoints(output_dir / "checkpoints")  # a killed writer's, now nobody's
+        return _fit_and_test(cfg, datamodule, model, ckpt_path)
+
+
+def _fit_and_test(
+    cfg: DictConfig, datamodule: pl.LightningDataModule, model: pl.LightningModule, ckpt_path: str | None
+) -> dict[str, Any]:
+    output_dir = Path(cfg.paths.output_dir)
     trainer = build_trainer(cfg)  # the trackers' packages
     rank_zero_only(print_config_tree)(cfg, save_to=output_dir / "config_tree.log")
     rank_zero_only(print)(start_line(cfg, trainer, str(output_dir)), flush=True)

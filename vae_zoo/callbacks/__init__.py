@@ -6,6 +6,7 @@ from vae_zoo.callbacks.image_grids import ImageGrids
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.latent_maps import LatentMaps
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
+from vae_zoo.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
@@ -17,6 +18,7 @@ __all__ = [
     "KLWarmup",
     "LatentMaps",
     "NonFiniteGuard",
+    "PeriodicCheckpoint",
     "Preemption",
     "ProgressBar",
     "TemperatureAnnealing",

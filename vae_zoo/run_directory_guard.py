@@ -1,0 +1,35 @@
+"""Before Hydra writes into ``hydra.run.dir``: refuse a finished run's directory and one in use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from vae_zoo.run_lock import RunDirectoryLocked, hold_run_directory
+
+
+class RunDirectoryGuard(Callback):
+    """Hydra callback, run before Hydra saves ``.hydra/`` or opens the log: stop with one line if the
+    directory already has a ``metrics.json`` (a finished run; an unfinished, preempted or killed run has
+    none, so resuming it in place with ``ckpt_path=last`` stays possible), or if another live process
+    holds its lock; else take the lock for the rest of this process."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        if (run_dir / "metrics.json").is_file():
+            self._refuse(
+                f"{run_dir} already holds a finished run (metrics.json) -- choose another hydra.run.dir"
+            )
+        try:
+            hold_run_directory(run_dir)
+        except RunDirectoryLocked as error:
+            self._refuse(str(error))
+
+    @staticmethod
+    def _refuse(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
