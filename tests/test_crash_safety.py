@@ -1,6 +1,7 @@
 """A crash at any instant costs at most the time between checkpoints and loses no file: a mid-epoch save
 resumes exactly, kill -9 at 20 seeded instants (some mid-write) never leaves a checkpoint the resume
-cannot use, a full disk or an I/O error keeps the previous checkpoint, one process per run directory."""
+cannot use, a full disk or an I/O error keeps the previous checkpoint, one process per run directory, and
+a SLURM job requeued at its time limit resumes."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ import time
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from tests.conftest import FAST, ROOT, run_script
 from vae_zoo import checkpoint_io
 from vae_zoo.checkpoint_io import CheckpointWriteError
 from vae_zoo.cli import train
+from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.run_lock import RunDirectoryLocked, run_directory_lock
+from vae_zoo.slurm_launcher import ResumingSlurmLauncher
 
 SMALL = (
     "model.encoder.hidden=[64]",
@@ -204,3 +209,38 @@ def test_a_killed_holders_lock_passes_to_its_successor(tmp_path):
     holder.wait()
     with run_directory_lock(tmp_path):  # the lock file is still there; the kernel dropped the dead one's lock
         assert (tmp_path / ".lock").read_text().startswith(f"process {os.getpid()}")
+
+
+def test_a_slurm_requeue_saves_on_the_signal_hands_it_to_submitit_and_resumes_exactly(make_cfg, tmp_path):
+    """The requeue's logic without a cluster: SIGUSR2 (submitit's notice) stops the run at a batch boundary
+    with ``last.ckpt``, the handler installed before (submitit's, here a recorder) gets the signal, the
+    launcher resubmits the job's overrides with ``ckpt_path=last``, and that resume equals the run that was
+    never stopped."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        launcher_cfg = compose(
+            "train", overrides=["hydra/launcher=slurm"], return_hydra_config=True
+        ).hydra.launcher
+    launcher = instantiate(launcher_cfg)
+    assert isinstance(launcher, ResumingSlurmLauncher)
+    delayed = launcher.checkpoint(
+        ["model=gamma_vae", "ckpt_path=old.ckpt", "seed=1"], "hydra.sweep.dir", 3, "7", {}
+    )
+    assert delayed.function is launcher and delayed.args[0] == ["model=gamma_vae", "seed=1", "ckpt_path=last"]
+
+    run = (*SMALL, "trainer.max_epochs=2", "trainer.limit_train_batches=12")
+    uninterrupted = train(make_cfg(*run, output_dir=tmp_path / "uninterrupted"))
+    notice = ("+callbacks.notice._target_=tests.test_reliability.SignalAtStep", "+callbacks.notice.step=7")
+    received = []
+    submitit_handler = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train(
+                make_cfg(*run, *notice, "+callbacks.notice.signal_name=SIGUSR2", output_dir=tmp_path / "job")
+            )
+    finally:
+        signal.signal(signal.SIGUSR2, submitit_handler)
+    assert stopped.value.code == 128 + signal.SIGUSR2 and received == [signal.SIGUSR2]
+    last = tmp_path / "job" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 7
+    requeued = train(make_cfg(*run, *delayed.args[0][-1:], output_dir=tmp_path / "job"))  # ckpt_path=last
+    assert final_numbers(requeued) == final_numbers(uninterrupted)

@@ -131,7 +131,8 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule) -> str | Non
 
 
 def _stopped_by_signal(trainer: pl.Trainer) -> None:
-    """After Lightning stopped on SIGTERM/SIGINT: one line naming the saved checkpoint, exit 128 + signal."""
+    """After Lightning stopped on SIGTERM/SIGINT/SIGUSR2: one line naming the saved checkpoint, the signal's
+    earlier handler for a SIGUSR2 (a SLURM requeue), exit 128 + signal."""
     preemption = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
     signum = (preemption.signal_received if preemption else None) or signal.SIGTERM
     if preemption is not None and preemption.saved is not None:
@@ -141,6 +142,8 @@ def _stopped_by_signal(trainer: pl.Trainer) -> None:
     rank_zero_only(print)(
         f"stopped by {signal.Signals(signum).name} at step {trainer.global_step}; {where}", file=sys.stderr
     )
+    if preemption is not None:
+        preemption.hand_over()  # SIGUSR2 under submitit: its handler requeues the job (and exits)
     sys.exit(128 + signum)
 
 
@@ -160,6 +163,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg, model)
     if rank_zero_only.rank == 0:
         datamodule.prepare_data()  # the data files (downloaded where allowed)
+        if hasattr(
+            datamodule, "read_files"
+        ):  # vae_zoo's datamodules; a plain LightningDataModule reads in setup
+            datamodule.read_files()  # and read: a truncated or corrupt one stops the run here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model)
     with run_directory_lock(output_dir, take=rank_zero_only.rank == 0):  # one process writes a run dir
         if rank_zero_only.rank == 0:

@@ -88,6 +88,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.download = download
         self.seed = seed
         self.splits: dict[str, Tensor] | None = None
+        self._read: dict[str, np.ndarray] | None = None
 
     @abstractmethod
     def load_splits(self) -> dict[str, np.ndarray]:
@@ -117,10 +118,17 @@ class TensorDataModule(pl.LightningDataModule):
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
+    def read_files(self) -> None:
+        """Read (and so check) the dataset's files now, before training starts: a damaged file stops the
+        run here with its one-line error; ``setup`` then uses what was read."""
+        if self._read is None and self.splits is None:
+            self._read = self.load_splits()
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        arrays = {name: torch.tensor(array) for name, array in self.load_splits().items()}
+        loaded, self._read = self._read if self._read is not None else self.load_splits(), None
+        arrays = {name: torch.tensor(array) for name, array in loaded.items()}
         if self.binarize == "dynamic":
             generator = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
             for name in ("val", "test"):

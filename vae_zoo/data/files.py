@@ -1,7 +1,9 @@
 """Reading the raw dataset files: idx (MNIST, Fashion-MNIST) and Larochelle's .amat (binarized MNIST).
 
 Both readers accept the plain file or its ``.gz`` and return uint8 numpy arrays, without writing anything
-next to the data (a shared data directory may be read-only).
+next to the data (a shared data directory may be read-only). A file that is truncated or corrupt (a cut
+``.gz``, an idx header that does not match the bytes after it, an ``.amat`` row of the wrong length) stops
+the run with one line naming it, before anything trains on it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,19 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+
+from vae_zoo.errors import VaeZooError
+
+
+class DataFileError(VaeZooError):
+    """A dataset file exists but is truncated or corrupt."""
+
+
+def _corrupt(path: Path, what: str) -> DataFileError:
+    return DataFileError(
+        f"{path} is truncated or corrupt ({what}) -- delete it and fetch it again (data.download=true), "
+        "or restore it from its source"
+    )
 
 
 def find_file(directory: Path, name: str) -> Path | None:
@@ -22,24 +37,34 @@ def find_file(directory: Path, name: str) -> Path | None:
 
 def _read_bytes(path: Path) -> bytes:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        return handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read()
+    except (EOFError, gzip.BadGzipFile, OSError) as error:  # a cut or damaged .gz
+        raise _corrupt(path, str(error) or type(error).__name__) from None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (big-endian dims after a 4-byte magic whose last byte is the rank) as uint8."""
     raw = _read_bytes(path)
-    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an idx file of unsigned bytes")
-    rank = raw[3]
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise _corrupt(path, "no idx header of unsigned bytes")
+    rank, start = raw[3], 4 + 4 * raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+    expected = start + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        shape = " x ".join(map(str, dims))
+        raise _corrupt(path, f"its header says {shape} = {expected} bytes with the header, it has {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=start).reshape(dims)
 
 
 def read_amat(path: Path, width: int = 784) -> np.ndarray:
-    """A whitespace-separated 0/1 text matrix as uint8 rows of ``width`` (fast: no text parsing)."""
-    raw = np.frombuffer(_read_bytes(path), dtype=np.uint8)
-    digits = raw[(raw == ord("0")) | (raw == ord("1"))] - ord("0")
-    if digits.size % width:
-        raise ValueError(f"{path} holds {digits.size} values, not a multiple of {width}")
-    return digits.reshape(-1, width)
+    """A whitespace-separated 0/1 text matrix as uint8 rows of ``width`` (fast: no text parsing); every
+    non-empty line must hold exactly ``width`` values."""
+    text = _read_bytes(path)
+    for number, line in enumerate(text.split(b"\n"), start=1):
+        values = line.count(b"0") + line.count(b"1")
+        if values not in (0, width):
+            raise _corrupt(path, f"line {number} holds {values} values, not {width}")
+    raw = np.frombuffer(text, dtype=np.uint8)
+    return (raw[(raw == ord("0")) | (raw == ord("1"))] - ord("0")).reshape(-1, width)
