@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 
 from vae_zoo.run_lock import RunDirectoryLocked, hold_run_directory
 
@@ -16,9 +17,12 @@ class RunDirectoryGuard(Callback):
     """Hydra callback, run before Hydra saves ``.hydra/`` or opens the log: stop with one line if the
     directory already has a ``metrics.json`` (a finished run; an unfinished, preempted or killed run has
     none, so resuming it in place with ``ckpt_path=last`` stays possible), or if another live process
-    holds its lock; else take the lock for the rest of this process."""
+    holds its lock; else take the lock for the rest of this process (rank 0's: the other ranks of a
+    distributed run share the directory)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if rank_zero_only.rank != 0:
+            return  # a DDP rank started by rank 0 (Lightning re-runs train.py): rank 0 holds the lock
         run_dir = Path(config.hydra.run.dir)
         if (run_dir / "metrics.json").is_file():
             self._refuse(
