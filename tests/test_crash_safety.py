@@ -72,6 +72,11 @@ def test_resuming_from_a_mid_epoch_save_gives_the_uninterrupted_runs_numbers(mak
     resumed = train(make_cfg(*run, every_5, f"ckpt_path={last}", output_dir=tmp_path / "b"))
     assert resumed["global_step"] == uninterrupted["global_step"] == 24
     assert final_numbers(resumed) == final_numbers(uninterrupted)  # to the last digit
+    for run_dir in ("a", "b"):  # ModelCheckpoint's last.ckpt replaces the periodic one instead of versioning
+        assert {p.name for p in (tmp_path / run_dir / "checkpoints").iterdir()} == {
+            "last.ckpt",
+            "epoch_001.ckpt",
+        }
 
 
 def test_every_minutes_saves_mid_epoch_by_the_clock(make_cfg, tmp_path, monkeypatch):
@@ -149,6 +154,10 @@ def test_kill_9_at_20_instants_then_resume_finishes_with_the_uninterrupted_numbe
     assert mid_write >= 3, f"only {mid_write} of the kills hit a write"
     finished = train(make_cfg(*run, "ckpt_path=last", output_dir=directory))
     assert not list(checkpoints.glob(".*.partial-*"))  # the killed writers' leftovers were removed
+    assert {p.name for p in checkpoints.iterdir()} == {
+        "last.ckpt",
+        "epoch_003.ckpt",
+    }  # no last-v1.ckpt copies
     assert final_numbers(finished) == final_numbers(uninterrupted)
     print(f"{kills} kills, {mid_write} during a checkpoint write, {kills} resumes; final numbers equal")
 
