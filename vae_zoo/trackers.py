@@ -9,6 +9,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 from vae_zoo.errors import ConfigError
@@ -66,6 +67,7 @@ def figure_pixels(figure) -> Tensor:
     return from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
 
 
+@rank_zero_only  # the other ranks' loggers hold dummy experiments without a file writer
 def log_hparams_row(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, float], step: int) -> None:
     """TensorBoard's HPARAMS tab: this run as one row of its components, seed and command-line overrides,
     with its final ``metrics`` as columns (logged again, at ``step``, under ``final/...``: the tab shows a tag's
