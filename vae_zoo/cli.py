@@ -24,7 +24,7 @@ from vae_zoo.checkpoint_io import DurableCheckpointIO, remove_partial_checkpoint
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.console import route_lightning_logs_through_hydra, start_line
-from vae_zoo.errors import ConfigError, VaeZooError
+from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
 from vae_zoo.resolvers import register_resolvers
 from vae_zoo.run_identity import run_identity
 from vae_zoo.run_lock import run_directory_lock
@@ -163,10 +163,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_optimized_metric(cfg, model)
     if rank_zero_only.rank == 0:
         datamodule.prepare_data()  # the data files (downloaded where allowed)
-        if hasattr(
-            datamodule, "read_files"
-        ):  # vae_zoo's datamodules; a plain LightningDataModule reads in setup
-            datamodule.read_files()  # and read: a truncated or corrupt one stops the run here
+        # and read: a truncated or corrupt one stops the run here (a plain LightningDataModule reads in setup)
+        if hasattr(datamodule, "read_files"):
+            datamodule.read_files()
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model)
     with run_directory_lock(output_dir, take=rank_zero_only.rank == 0):  # one process writes a run dir
         if rank_zero_only.rank == 0:
@@ -257,9 +256,7 @@ def sample(cfg: DictConfig) -> list[Path]:
 
 def user_error(error: BaseException | None) -> VaeZooError | None:
     """The VaeZooError behind ``error``, if any (Hydra's instantiate wraps constructor errors)."""
-    while error is not None and not isinstance(error, VaeZooError):
-        error = error.__cause__ or error.__context__
-    return error
+    return cause_of_type(error, VaeZooError)
 
 
 def _report_user_errors(fn, cfg: DictConfig) -> Any:

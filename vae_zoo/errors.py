@@ -1,5 +1,19 @@
 """User-facing errors: each carries one line that names the problem and the fix."""
 
+from __future__ import annotations
+
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
+
+def cause_of_type(error: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in ``error``'s chain of causes and contexts (Hydra's instantiate and
+    Lightning wrap the errors raised inside them), else None."""
+    while error is not None and not isinstance(error, kind):
+        error = error.__cause__ or error.__context__
+    return error
+
 
 class VaeZooError(Exception):
     """A problem with the user's input; the CLI prints its message alone and exits non-zero."""

@@ -30,11 +30,16 @@ NOT_DESCRIPTIVE = (
 NAME_LENGTH = 200  # a directory name (TensorBoard's run) must stay under the file systems' 255 bytes
 
 
+def hydra_choices() -> dict[str, Any]:
+    """The config-group options Hydra composed this run from (none outside a Hydra run)."""
+    return HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+
+
 def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict[str, Any]:
     """Which model preset, latent, estimator, objective, likelihood and data a run used, by their
     config-group option names (a class name where the run predates the group)."""
     if choices is None:
-        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        choices = hydra_choices()
 
     def chosen(group: str, node: str) -> str:
         target = OmegaConf.select(cfg, f"{node}._target_", default="")
@@ -62,7 +67,7 @@ def run_name() -> str:
     """``model,latent,estimator,objective,likelihood,data`` then the descriptive overrides by their last
     key, e.g. ``gaussian_vae,normal,pathwise,elbo,bernoulli,mnist,lr=3e-4,seed=1``; characters a file name
     cannot hold become ``_``. The OmegaConf resolver ``${vae_zoo.run_name:}``."""
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    choices = hydra_choices()
     parts = [choices[group] for group in RUN_GROUPS if choices.get(group)]
     parts += [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in descriptive_overrides().items()]
     name = re.sub(r"[^\w.,=+\-]", "_", ",".join(parts) or "run")

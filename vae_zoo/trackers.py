@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
-from torch import Tensor
+from torch import Tensor, from_numpy
 
-from vae_zoo.errors import ConfigError
+from vae_zoo.errors import ConfigError, cause_of_type
 from vae_zoo.run_identity import descriptive_overrides, run_identity
 
 FINAL = "final/"  # the HPARAMS columns: the evaluated checkpoint's val/test metrics, under their own tags
@@ -28,21 +28,13 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         try:
             loggers.append(instantiate(node))
         except Exception as error:
-            if not _missing_module(error):
+            if cause_of_type(error, ModuleNotFoundError) is None:
                 raise
             raise ConfigError(
                 f'logger={name} needs its package, which is not installed: pip install "vae_zoo[{name}]" '
                 f'(in a clone: pip install -e ".[{name}]")'
             ) from None
     return loggers
-
-
-def _missing_module(error: BaseException | None) -> bool:
-    while error is not None:
-        if isinstance(error, ModuleNotFoundError):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def log_image(logger: Logger, tag: str, image: Tensor, step: int) -> None:
@@ -60,8 +52,6 @@ def log_image(logger: Logger, tag: str, image: Tensor, step: int) -> None:
 
 def figure_pixels(figure) -> Tensor:
     """A matplotlib figure drawn to a (3, H, W) image in [0, 1], for ``log_image``."""
-    from torch import from_numpy
-
     figure.canvas.draw()
     rgb = np.asarray(figure.canvas.buffer_rgba())[..., :3]
     return from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
