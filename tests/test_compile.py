@@ -47,6 +47,8 @@ def test_the_compiled_loss_trains_like_eager_mode(case):
             runs.append((losses, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (eager_losses, eager_weights), (compiled_losses, compiled_weights) = runs
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
-    assert torch.allclose(compiled_weights, eager_weights, rtol=1e-4, atol=1e-6)
+    # Adam divides by sqrt(v): float32 rounding in a tiny gradient moves a weight by up to ~1e-5 in six steps
+    # (measured: 1.1e-5 for the gumbel case after the gaussian one), against steps of lr = 1e-2
+    assert torch.allclose(compiled_weights, eager_weights, rtol=1e-4, atol=1e-4)
     assert eager_losses[0] != pytest.approx(eager_losses[-1], rel=1e-3)  # it trained
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 4
