@@ -244,8 +244,12 @@ BAD_INPUTS = {
         "error: estimator=gumbel_softmax does not pair with objective=iwae (k=5): the objective evaluates",
     ),
     "Bernoulli on grey levels": (
-        ["data.binarize=none"],
-        "error: likelihood=bernoulli is a density of binary pixels, but the data serves 8-bit grey levels",
+        ["data.binarize=none", "likelihood=bernoulli"],
+        (
+            "error: likelihood=bernoulli is a density of binary pixels, but the data serves 8bit pixels -- choose "
+            "one of likelihood=discretized_logistic (or leave likelihood= unset: the data's own is chosen), or "
+            "binarize the data (data.binarize=dynamic); or model.likelihood.allow_grey_levels=true"
+        ),
     ),
     "unknown compile mode": (
         ["model.compile=fastest"],

@@ -41,6 +41,7 @@ VARIANTS = {
     "fashion_grey_levels": (
         "data=fashion_mnist",
         "data.binarize=none",
+        "likelihood=bernoulli",
         "model.likelihood.allow_grey_levels=true",
     ),
     "mc_kl_plateau": ("objective.kl=mc", "scheduler=plateau"),

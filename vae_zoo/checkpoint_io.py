@@ -1,8 +1,15 @@
-"""Checkpoint files that survive a crash at any instant and a full disk."""
+"""Checkpoint files that survive a crash at any instant and a full disk, and that are read as data.
+
+Every checkpoint vae_zoo reads (``ckpt_path=``, ``ckpt_path=last``, eval.py, sample.py, the best checkpoint
+after training) goes through ``read_checkpoint``: torch's weights-only unpickler, which builds tensors,
+containers and plain values and refuses any other name before calling it.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +21,43 @@ from vae_zoo.errors import VaeZooError
 
 PARTIAL = ".partial-"  # in the name of a checkpoint being written: `.last.ckpt.partial-<pid>`
 serialize = torch.save  # writes a checkpoint into an open file (the fault tests slow it down or break it)
+
+
+class CheckpointReadError(VaeZooError):
+    """A checkpoint file that is corrupt, not a checkpoint, or holds objects other than tensors and values."""
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint at ``path``, read weights-only; one ``CheckpointReadError`` line when it cannot be (a
+    file that names a function or class, e.g. a pickled ``os.system`` call, is refused before it runs).
+    ``what`` names the file in the message (``ckpt_path`` where the user passed it)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        named = re.search(r"GLOBAL (\S+)", str(error))
+        if named:
+            raise CheckpointReadError(
+                f"{what}={path} is not a plain checkpoint: it names {named.group(1)}, which a checkpoint of "
+                "tensors and settings never holds (checkpoints are read weights-only: nothing it names was "
+                "called) -- use a checkpoint vae_zoo wrote"
+            ) from None
+        raise CheckpointReadError(
+            f"{what}={path} cannot be read as a Lightning checkpoint ({type(error).__name__}): the file is "
+            "corrupt or not a checkpoint -- pass another ckpt_path"
+        ) from None
+
+
+def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``read_checkpoint`` of a file that must be a Lightning checkpoint (a dict with a ``state_dict``)."""
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointReadError(
+            f"ckpt_path={path} is not a Lightning checkpoint (no state_dict) -- pass a .ckpt file from a run's "
+            "checkpoints/ folder"
+        )
+    return checkpoint
 
 
 class CheckpointWriteError(VaeZooError):
@@ -43,7 +87,17 @@ class DurableCheckpointIO(TorchCheckpointIO):
     renamed over the target (atomic on POSIX) and the rename made durable (fsync of the directory). A kill
     at any instant leaves either the old file or the new one under the target name, never a truncated one.
     A failed write (ENOSPC, EIO) deletes its partial file and stops the run with one line naming the
-    directory and its free space. Remote paths (``s3://``, ...) keep Lightning's own writer."""
+    directory and its free space. Remote paths (``s3://``, ...) keep Lightning's own writer. Reading is
+    ``read_checkpoint`` (weights-only, one line for a bad file), remote paths included."""
+
+    def load_checkpoint(
+        self, path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, weights_only=True)
+        if not Path(path).is_file():
+            return super().load_checkpoint(path)  # Lightning's own FileNotFoundError
+        return read_checkpoint(path, map_location or (lambda storage, location: storage), what="checkpoint")
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
         if "://" in str(path):

@@ -20,37 +20,43 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.preemption import Preemption
-from vae_zoo.checkpoint_io import DurableCheckpointIO, remove_partial_checkpoints
+from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
+from vae_zoo.components import build
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.console import route_lightning_logs_through_hydra, start_line
-from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
+from vae_zoo.data.files import DataFileError
+from vae_zoo.errors import ConfigError, DataNotFoundError, VaeZooError, cause_of_type
 from vae_zoo.resolvers import register_resolvers
-from vae_zoo.run_identity import run_identity
+from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
 from vae_zoo.sampling import write_grids
+from vae_zoo.saved_run import RunConfigInCheckpoint, read_saved_run
 from vae_zoo.trackers import build_loggers, log_hparams_row
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 register_resolvers()
 # Lightning's pytree helper trips a torch deprecation on every fit; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+# A run resuming in place (ckpt_path=last) has checkpoints in its folder by design; other runs cannot write
+# into a folder that holds checkpoints (RunDirectoryGuard), so Lightning's warning about one says nothing.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The datamodule, and the model sized to its images and checked against its pixels; components
     (and the top-level ``objective``) reach the model as plain dicts."""
-    datamodule = instantiate(cfg.data)
+    datamodule = build(OmegaConf.to_container(cfg.data, resolve=True), pl.LightningDataModule, "data")
     objective = OmegaConf.to_container(cfg.objective, resolve=True) if "objective" in cfg else None
-    model = instantiate(
+    model = build(
         OmegaConf.to_container(cfg.model, resolve=True),
+        pl.LightningModule,
+        "model",
         input_shape=list(datamodule.input_shape),
         pixels=datamodule.pixels,
         objective=objective,
         iw_samples=cfg.eval.iw_samples,
         iw_chunk=cfg.eval.iw_chunk,
-        _recursive_=False,
-        _convert_="all",
     )
     return datamodule, model
 
@@ -72,6 +78,8 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
     skip_nvml_probe_without_cuda_devices()
     nodes = (cfg.get("callbacks") or {}).values() if logging else ()
     callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
+    if logging:  # a training run: its checkpoints carry its config, for eval.py and sample.py on them alone
+        callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=False), hydra_choices()))
     return instantiate(
         cfg.trainer,
         plugins=[DurableCheckpointIO()],
@@ -102,22 +110,22 @@ def _float_metrics(results: list[dict[str, Any]]) -> dict[str, float]:
     return {name: float(value) for result in results for name, value in result.items()}
 
 
-def checked_checkpoint(path: str | None, model: pl.LightningModule) -> str | None:
+def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: Path) -> str | None:
     """``path`` if it is a readable Lightning checkpoint whose weights fit ``model``; else a one-line error.
-    ``last`` is passed through: Lightning resolves it to the run's ``checkpoints/last.ckpt``."""
-    if path is None or path == "last":
+    ``last`` is passed on for Lightning to resolve to ``<output_dir>/checkpoints/last.ckpt``, checked first
+    where that file exists."""
+    if path is None:
+        return path
+    if path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            checked_checkpoint(str(last), model, output_dir)
         return path
     if not Path(path).is_file():
         raise VaeZooError(
             f"ckpt_path={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # noqa: BLE001 -- truncated, not a zip, not a checkpoint: the same fix
-        raise VaeZooError(
-            f"ckpt_path={path} cannot be read as a Lightning checkpoint ({type(error).__name__}): the file is "
-            "corrupt or not a checkpoint -- pass another ckpt_path"
-        ) from None
+    state = read_lightning_checkpoint(path)["state_dict"]
     expected = model.state_dict()
     problems = sorted(set(expected) ^ set(state)) + [
         k for k in expected if k in state and state[k].shape != expected[k].shape
@@ -166,7 +174,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # and read: a truncated or corrupt one stops the run here (a plain LightningDataModule reads in setup)
         if hasattr(datamodule, "read_files"):
             datamodule.read_files()
-    ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model)
+    ckpt_path = checked_checkpoint(cfg.get("ckpt_path"), model, output_dir)
     with run_directory_lock(output_dir, take=rank_zero_only.rank == 0):  # one process writes a run dir
         if rank_zero_only.rank == 0:
             remove_partial_checkpoints(output_dir / "checkpoints")  # a killed writer's, now nobody's
@@ -203,50 +211,38 @@ def _fit_and_test(
     return metrics
 
 
-def load_run(cfg: DictConfig, script: str) -> tuple[DictConfig, DictConfig, Path]:
-    """The saved config of the run ``cfg.ckpt_path`` came from, and that config with this invocation's
-    ``paths``, ``trainer``, ``eval`` and ``seed`` (the run decides model and data; this invocation decides
-    where data lives, the device and the bound)."""
-    checkpoint = Path(cfg.ckpt_path)
-    if not checkpoint.is_file():
-        raise VaeZooError(
-            f"checkpoint {checkpoint} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt"
-        )
-    run_config = checkpoint.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not run_config.is_file():
-        raise VaeZooError(
-            f"no run config at {run_config}: {script} needs the run directory the checkpoint came from"
-        )
-    run_cfg = OmegaConf.load(run_config)
-    keys = [key for key in ("paths", "trainer", "eval", "seed") if key in cfg]
-    return run_cfg, OmegaConf.merge(run_cfg, {key: cfg[key] for key in keys}), run_config
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Recompute the test metrics of ``cfg.ckpt_path`` with the config saved in its run directory."""
-    run_cfg, merged, run_config = load_run(cfg, "eval.py")
-    print_config_tree(merged, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
-    datamodule, model = build_datamodule_and_model(merged)
-    trainer = build_trainer(merged, logging=False)
-    _reseed(merged)
+    """Recompute the test metrics of ``cfg.ckpt_path``: its model, its run's data (or ``data=``)."""
+    run = read_saved_run(cfg, "eval.py")
+    datamodule = run.datamodule()
+    model = run.model(datamodule)
+    print_config_tree(run.config, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
+    trainer = build_trainer(run.config, logging=False)
+    _reseed(run.config)
     checkpoint = str(cfg.ckpt_path)
     with warnings.catch_warnings():  # it only tests: the callbacks that trained the checkpoint do not matter
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
-        test = trainer.test(model, datamodule=datamodule, ckpt_path=checked_checkpoint(checkpoint, model))
-    run_choices = OmegaConf.load(run_config.with_name("hydra.yaml")).hydra.runtime.choices
-    metrics = {**run_identity(run_cfg, run_choices), "checkpoint": checkpoint, **_float_metrics(test)}
+        test = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)
+    identity = run_identity(run.run_config, run.choices)
+    if "_target_" in (cfg.get("data") or {}):
+        identity["data"] = run_identity(run.config, hydra_choices())["data"]
+    metrics = {**identity, "checkpoint": checkpoint, **_float_metrics(test)}
     metrics["iw_samples"] = cfg.eval.iw_samples
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
 
 
 def sample(cfg: DictConfig) -> list[Path]:
-    """PNG grids of ``cfg.ckpt_path``'s model (``vae_zoo.sampling``), written to this job's directory."""
-    _, merged, _ = load_run(cfg, "sample.py")
-    datamodule, model = build_datamodule_and_model(merged)
-    checked_checkpoint(str(cfg.ckpt_path), model)
-    state = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict(state)
+    """PNG grids of ``cfg.ckpt_path``'s model (``vae_zoo.sampling``), written to this job's directory; the
+    pictures of test images are left out, saying so, where the run's data cannot be read here."""
+    run = read_saved_run(cfg, "sample.py")
+    try:
+        datamodule = run.datamodule()
+        datamodule.sample_images("test", 1)
+    except (DataNotFoundError, DataFileError) as missing:
+        print(f"sample: no test images ({missing}); drawing from the prior only")
+        datamodule = None
+    model = run.model(datamodule)
     options = OmegaConf.to_container(cfg.grids, resolve=True)
     paths = write_grids(model, datamodule, Path(cfg.paths.output_dir), seed=cfg.seed, **options)
     for path in paths:

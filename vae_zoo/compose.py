@@ -10,14 +10,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from vae_zoo.config_groups import CONFIG_DIR
+from vae_zoo.resolvers import register_resolvers
 
 
 def compose_config(overrides: Sequence[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """The composed config with ``paths.output_dir`` set to ``output_dir``.
 
     Hydra's runtime config (choices, output dir) is registered as if Hydra had launched the run, so
-    ``train(cfg)`` and ``evaluate(cfg)`` work unchanged.
+    ``train(cfg)`` and ``evaluate(cfg)`` work unchanged; so are the project's resolvers.
     """
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)

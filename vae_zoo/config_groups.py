@@ -22,10 +22,19 @@ def options(group: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def option_for_target(group: str, target: str) -> str | None:
+    """The one option of ``group`` whose ``_target_`` names the class ``target`` (full path or class name),
+    else None (no option, or several presets of one class)."""
+    name = target.rsplit(".", 1)[-1]
+    found = [
+        option
+        for option, config in options(group).items()
+        if config.get("_target_", "").rsplit(".", 1)[-1] == name
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def option_name(group: str, component: object) -> str:
     """``group=option`` for the option whose ``_target_`` builds ``component``'s class, else its class name."""
-    cls = type(component)
-    for name, config in options(group).items():
-        if config.get("_target_", "").rsplit(".", 1)[-1] == cls.__name__:
-            return f"{group}={name}"
-    return cls.__name__
+    option = option_for_target(group, type(component).__name__)
+    return f"{group}={option}" if option else type(component).__name__

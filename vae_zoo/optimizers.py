@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch.utils._foreach_utils import (
     _get_foreach_kernels_supported_devices,
     _get_fused_kernels_supported_devices,
 )
 
+from vae_zoo.components import build
 from vae_zoo.errors import ConfigError
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
@@ -60,7 +60,7 @@ def build_optimizer(
     """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``."""
     config = dict(config)
     impl = config.pop("impl", "auto")
-    factory = instantiate(config)
+    factory = build(config, torch.optim.Optimizer, "model.optimizer")
     flags = implementation_flags(impl, factory.func, device)
     optimizer = factory(params=params, **flags)
     optimizer.register_load_state_dict_pre_hook(_keep_implementation)

@@ -1,4 +1,5 @@
-"""OmegaConf resolvers used by the configs: the precision a device supports, a run's name, absolute paths."""
+"""OmegaConf resolvers used by the configs: the precision a device supports, a run's name, absolute paths,
+the likelihood made for the data's pixels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from vae_zoo.likelihoods.choice import likelihood_for_data
 from vae_zoo.run_identity import run_name
 
 
@@ -31,6 +33,7 @@ def register_resolvers() -> None:
         "auto_precision": auto_precision,
         "run_name": run_name,
         "absolute_path": absolute_path,
+        "likelihood_for_data": likelihood_for_data,
     }
     for name, fn in resolvers.items():
         OmegaConf.register_new_resolver(f"vae_zoo.{name}", fn, replace=True)

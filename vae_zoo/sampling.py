@@ -11,6 +11,7 @@ combination and have no traversals. Pixels are the likelihood's means.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import torch
@@ -55,6 +56,44 @@ def interpolate(latent, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, 
     return quantiles.quantile((1 - t) * quantiles.cdf(a) + t * quantiles.cdf(b))
 
 
+def labelled_rows(
+    path: Path, rows: Tensor, row_labels: list[str], column_labels: list[list[str]], title: str
+) -> None:
+    """``rows`` of images ``(R, S, C, H, W)`` as one PNG: each row a strip with its label on the left and
+    one label under each image (matplotlib, imported here: only sample.py draws these)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count, steps, channels, height, width = rows.shape
+    scale = max(1, round(56 / height))  # small images drawn at least ~56 px tall
+    strip_width, strip_height = steps * width * scale / 100, height * scale / 100
+    figure_width = max(strip_width + 1.4, 4.0)
+    figure = Figure(
+        figsize=(figure_width, count * (strip_height + 0.35) + 0.6), dpi=100, layout="constrained"
+    )
+    FigureCanvasAgg(figure)
+    figure.suptitle(textwrap.fill(title, int(figure_width * 14)), fontsize=9)
+    for index, (row, name, labels) in enumerate(zip(rows, row_labels, column_labels)):
+        axes = figure.add_subplot(count, 1, index + 1)
+        strip = row.permute(1, 2, 0, 3).reshape(channels, height, steps * width).permute(1, 2, 0).numpy()
+        axes.imshow(
+            strip.squeeze(-1) if channels == 1 else strip,
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
+        axes.set_xticks([width * (i + 0.5) for i in range(steps)], labels, fontsize=7)
+        axes.set_yticks([])
+        axes.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        axes.tick_params(length=0)
+    figure.canvas.print_png(path)
+
+
+def values(row: Tensor) -> list[str]:
+    return [f"{value:.3g}" for value in row.tolist()]
+
+
 @torch.no_grad()
 def write_grids(
     model,
@@ -68,7 +107,10 @@ def write_grids(
     seed: int = 0,
 ) -> list[Path]:
     """``samples.png``, ``reconstructions.png``, ``interpolations.png`` and (scalar latents)
-    ``traversals.png`` in ``out_dir``; the same pictures for the same ``seed``."""
+    ``traversals.png`` in ``out_dir``; the same pictures for the same ``seed``. Traversals label each row
+    with its coordinate and each image with the coordinate's value there; interpolations label their
+    endpoints (the test images' indices) and the mixing level. Without a ``datamodule`` (no test images),
+    the prior samples alone, and traversals around the prior's median."""
     if min(n, pairs, steps, dims) < 1 or not 0 < temperature <= 1:
         raise ConfigError(
             f"grids.n={n}, pairs={pairs}, steps={steps}, dims={dims} must be >= 1 and "
@@ -95,27 +137,43 @@ def write_grids(
     written.append(out_dir / "samples.png")
     save_image(decode(z), written[-1], nrow=per_row, pad_value=1.0)
 
-    x = datamodule.sample_images("test", max(n, 2 * pairs)).cpu()
-    locations = latent.location(model.posterior(x))
-    originals, rebuilt = x[:n], decode(locations[:n])
-    rows = [row for pair in zip(originals.split(per_row), rebuilt.split(per_row)) for row in pair]
-    written.append(out_dir / "reconstructions.png")
-    save_image(torch.cat(rows), written[-1], nrow=per_row, pad_value=1.0)
+    if datamodule is not None:
+        x = datamodule.sample_images("test", max(n, 2 * pairs)).cpu()
+        locations = latent.location(model.posterior(x))
+        originals, rebuilt = x[:n], decode(locations[:n])
+        rows = [row for pair in zip(originals.split(per_row), rebuilt.split(per_row)) for row in pair]
+        written.append(out_dir / "reconstructions.png")
+        save_image(torch.cat(rows), written[-1], nrow=per_row, pad_value=1.0)
 
-    a, b = locations[:pairs], locations[pairs : 2 * pairs]
-    path = interpolate(latent, quantiles, a, b, steps).transpose(0, 1)  # (pairs, steps, *event)
-    ends = lambda images: images.unsqueeze(1)
-    grid = torch.cat([ends(x[:pairs]), decode(path), ends(x[pairs : 2 * pairs])], dim=1)
-    written.append(out_dir / "interpolations.png")
-    save_image(grid.flatten(0, 1), written[-1], nrow=steps + 2, pad_value=1.0)
+        a, b = locations[:pairs], locations[pairs : 2 * pairs]
+        path = interpolate(latent, quantiles, a, b, steps).transpose(0, 1)  # (pairs, steps, *event)
+        grid = torch.cat([x[:pairs, None], decode(path), x[pairs : 2 * pairs, None]], dim=1)
+        levels = [f"t={t:.2g}" for t in torch.linspace(0, 1, steps).tolist()]
+        written.append(out_dir / "interpolations.png")
+        labelled_rows(
+            written[-1],
+            grid,
+            [f"test {i} -> {pairs + i}" for i in range(pairs)],
+            [[f"test {i}", *levels, f"test {pairs + i}"] for i in range(pairs)],
+            "interpolations between the posterior locations of two test images (t: quantile-space mixing level)",
+        )
+        centre, around = locations[0], "the posterior location of test image 0"
+    elif scalar:
+        centre, around = quantiles.quantile(torch.full((1, prior.event_shape[0]), 0.5))[0], "the prior median"
 
     if scalar:
         levels = torch.linspace(0.05, 0.95, steps)
         count = min(dims, prior.event_shape[0])
         sweep = quantiles.quantile(levels[:, None].expand(steps, prior.event_shape[0]))  # (steps, D)
-        z = locations[0].expand(count, steps, -1).clone()
+        z = centre.expand(count, steps, -1).clone()
         for d in range(count):
             z[d, :, d] = sweep[:, d]
         written.append(out_dir / "traversals.png")
-        save_image(decode(z).flatten(0, 1), written[-1], nrow=steps, pad_value=1.0)
+        labelled_rows(
+            written[-1],
+            decode(z),
+            [f"z[{d}]" for d in range(count)],
+            [values(sweep[:, d]) for d in range(count)],
+            f"one coordinate at a time through the prior's quantiles 0.05 ... 0.95, around {around}",
+        )
     return written

@@ -28,10 +28,10 @@ class BinarizedMNISTDataModule(TensorDataModule):
 
     input_shape = (1, 28, 28)
     stored_pixels = "binary"
+    default_binarize = "none"
 
     def __init__(self, data_dir: str, **kwargs) -> None:
-        kwargs.setdefault("binarize", "none")
-        if kwargs["binarize"] != "none":
+        if kwargs.get("binarize") not in (None, "none"):
             raise ConfigError("data=binarized_mnist is already binary: drop the data.binarize override")
         super().__init__(data_dir, **kwargs)
 

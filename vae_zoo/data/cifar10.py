@@ -13,7 +13,8 @@ import torchvision
 
 from vae_zoo.data.datamodule import HeldOutValidationDataModule
 from vae_zoo.data.download import fetch_or_explain
-from vae_zoo.errors import DataNotFoundError
+from vae_zoo.data.files import DataFileError
+from vae_zoo.data.plain_pickle import RefusedPickle, load_plain_pickle
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -21,16 +22,36 @@ TEST_FILE = "test_batch"
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled CIFAR batch: uint8 images ``(N, 3, 32, 32)`` and their labels."""
+    """One pickled CIFAR batch: uint8 images ``(N, 3, 32, 32)`` and their labels. Read as plain data
+    (``load_plain_pickle``): a file that names anything but dicts, lists, bytes, numbers and numpy arrays is
+    refused before anything it names runs, and so is one whose ``data`` and ``labels`` are not a batch's."""
+    fix = "-- delete it and download CIFAR-10 again (data.download=true)"
     try:
-        with path.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        return images, np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as error:
-        raise DataNotFoundError(
-            f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}): delete it to download it again"
+        batch = load_plain_pickle(path)
+    except RefusedPickle as refusal:
+        raise DataFileError(
+            f"{path} is not a CIFAR-10 batch: {refusal}, which no CIFAR-10 batch holds (data files are "
+            f"parsed, never run; nothing it names was called) {fix}"
         ) from None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        raise DataFileError(
+            f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}) {fix}"
+        ) from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3 * 32 * 32
+        and isinstance(labels, list)
+        and len(labels) == len(data)
+        and all(isinstance(label, int) for label in labels)
+    ):
+        raise DataFileError(
+            f"{path} is not a CIFAR-10 batch (no uint8 'data' rows of 3072 bytes with one int label each) {fix}"
+        )
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 class CIFAR10DataModule(HeldOutValidationDataModule):
@@ -38,10 +59,7 @@ class CIFAR10DataModule(HeldOutValidationDataModule):
 
     input_shape = (3, 32, 32)
     train_images, default_val_size = 50_000, 5_000
-
-    def __init__(self, data_dir: str, **kwargs) -> None:
-        kwargs.setdefault("binarize", "none")
-        super().__init__(data_dir, **kwargs)
+    default_binarize = "none"
 
     @property
     def folder(self) -> Path:

@@ -51,24 +51,27 @@ class TensorDataModule(pl.LightningDataModule):
     by ``EVAL_NOISE_SEED`` and the batch) for val/test. ``pixels`` tells the model what the served pixels
     are (``binary``, ``8bit`` grey levels k/255, or ``dequantized``), so that a likelihood that is no
     density of them is refused. Subclasses implement ``load_splits``; statically binarized sets store pixels as
-    0/255 and set ``stored_pixels = "binary"``.
+    0/255 and set ``stored_pixels = "binary"``; ``default_binarize`` is what an unset ``binarize`` means
+    (``dynamic`` for grey digits, ``none`` for colour photographs and sets that are binary already).
     """
 
     input_shape: tuple[int, int, int]
     stored_pixels = "8bit"
+    default_binarize = "dynamic"
 
     def __init__(
         self,
         data_dir: str,
         batch_size: int = 128,
         eval_batch_size: int = 500,
-        binarize: str = "dynamic",
+        binarize: str | None = None,
         dequantize: bool = False,
         placement: str = "auto",
         download: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        binarize = binarize or self.default_binarize
         if binarize not in BINARIZATIONS:
             raise ConfigError(f"data.binarize={binarize!r} is not one of {', '.join(BINARIZATIONS)}")
         if batch_size < 1 or eval_batch_size < 1:
@@ -98,12 +101,18 @@ class TensorDataModule(pl.LightningDataModule):
         """The test images' class labels, where the dataset has them (for latent-space figures)."""
         return None
 
+    @classmethod
+    def served_pixels(cls, binarize: str | None = None, dequantize: bool = False) -> str:
+        """What batches of this dataset's pixels are with these settings (``vae_zoo.likelihoods.PIXELS``):
+        ``binary`` (0/1), ``8bit`` (levels k/255) or ``dequantized`` ((k + u) / 256)."""
+        if (binarize or cls.default_binarize) == "dynamic":
+            return "binary"
+        return "dequantized" if dequantize else cls.stored_pixels
+
     @property
     def pixels(self) -> str:
-        """What the batches' pixels are: ``binary`` (0/1) or ``8bit`` (grey levels k/255)."""
-        if self.binarize == "dynamic":
-            return "binary"
-        return "dequantized" if self.dequantize else self.stored_pixels
+        """What the batches' pixels are (``served_pixels`` of this module's settings)."""
+        return self.served_pixels(self.binarize, self.dequantize)
 
     @property
     def train_transform(self):

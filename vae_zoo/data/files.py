@@ -17,7 +17,7 @@ from vae_zoo.errors import VaeZooError
 
 
 class DataFileError(VaeZooError):
-    """A dataset file exists but is truncated or corrupt."""
+    """A dataset file exists but is truncated, corrupt, or not the kind of file it is named as."""
 
 
 def _corrupt(path: Path, what: str) -> DataFileError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,9 +59,30 @@ def decode(path: Path, channels: int, image_size: int | None, crop: int | None =
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
+def read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The uint8 arrays of a cache file, read with pickles off (``allow_pickle=False``: an object array in it
+    is refused, never unpickled); None, saying so in one line, when the file is not such an archive, so
+    the images are decoded again and the cache rewritten."""
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise TypeError("not an .npz archive")
+        with stored:
+            arrays = {name: stored[name] for name in stored.files}
+        if not arrays or any(array.dtype != np.uint8 or array.ndim != 4 for array in arrays.values()):
+            raise ValueError("not uint8 image arrays")
+        return arrays
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as error:
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        print(f"image_folder: ignoring the cache {path} ({reason}): decoding the images again")
+        return None
+
+
 class ImageFolderDataModule(TensorDataModule):
     """The user's images. ``on_bad_image``: ``skip`` (count them and name the first few) or ``error``
     (one line naming the file); ``workers`` threads decode (default: all cores)."""
+
+    default_binarize = "none"
 
     def __init__(
         self,
@@ -75,7 +97,6 @@ class ImageFolderDataModule(TensorDataModule):
         workers: int | None = None,
         **kwargs,
     ) -> None:
-        kwargs.setdefault("binarize", "none")
         super().__init__(path, **kwargs)
         if channels not in (None, 1, 3):
             raise ConfigError(f"data.channels={channels} must be 1 (grey) or 3 (RGB)")
@@ -138,9 +159,9 @@ class ImageFolderDataModule(TensorDataModule):
                 f"no PNG or JPEG images under data.path={self.data_dir}: point data.path at a folder of images"
             )
         cache = self._cache_path(files)
-        if cache.is_file():
-            with np.load(cache) as stored:
-                return self._split({name: stored[name] for name in stored.files})
+        cached = read_cache(cache) if cache.is_file() else None
+        if cached is not None:
+            return self._split(cached)
         decoded = self._decode_all([p for paths in files.values() for p in paths])
         offsets = np.cumsum([0] + [len(paths) for paths in files.values()])
         arrays: dict[str, np.ndarray] = {}
@@ -162,7 +183,7 @@ class ImageFolderDataModule(TensorDataModule):
                 with Image.open(path) as image:
                     sizes.setdefault(image.size, path)
                     modes.add(image.mode)
-            except (OSError, UnidentifiedImageError):
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
                 continue  # reported when decoding
         if channels is None:
             channels = 1 if modes <= GREY_MODES else 3
@@ -184,7 +205,7 @@ class ImageFolderDataModule(TensorDataModule):
         def attempt(path: Path) -> np.ndarray | None:
             try:
                 return decode(path, channels, image_size, self.crop)
-            except (OSError, UnidentifiedImageError, ValueError) as error:
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
                 if self.on_bad_image == "error":
                     raise ConfigError(
                         f"cannot read image {path}: {error} (data.on_bad_image=skip skips such files)"

@@ -13,7 +13,7 @@ import torchvision
 
 from vae_zoo.data.datamodule import HeldOutValidationDataModule
 from vae_zoo.data.download import fetch_or_explain
-from vae_zoo.errors import DataNotFoundError
+from vae_zoo.data.files import DataFileError
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
@@ -25,7 +25,7 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         images = np.ascontiguousarray(np.asarray(stored["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
         labels = np.asarray(stored["y"], dtype=np.int64).reshape(-1) % 10
     except Exception as error:  # noqa: BLE001 -- scipy raises many kinds for a damaged file; one fix
-        raise DataNotFoundError(
+        raise DataFileError(
             f"{path} is not a readable SVHN file ({type(error).__name__}): delete it to download it again"
         ) from None
     return images, labels
@@ -36,10 +36,7 @@ class SVHNDataModule(HeldOutValidationDataModule):
 
     input_shape = (3, 32, 32)
     train_images, default_val_size = 73_257, 5_000
-
-    def __init__(self, data_dir: str, **kwargs) -> None:
-        kwargs.setdefault("binarize", "none")
-        super().__init__(data_dir, **kwargs)
+    default_binarize = "none"
 
     @property
     def folder(self) -> Path:

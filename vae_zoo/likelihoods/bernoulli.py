@@ -35,12 +35,9 @@ class BernoulliLikelihood(Likelihood):
         return torch.bernoulli(torch.sigmoid(params))
 
     def check_data(self, pixels: str) -> None:
-        if pixels == "binary":
+        if pixels == "binary" or self.allow_grey_levels:
             return
-        if not self.allow_grey_levels:
-            raise ConfigError(
-                f"likelihood=bernoulli is a density of binary pixels, but the data serves "
-                f"{'8-bit' if pixels == '8bit' else pixels} grey levels "
-                "(data.binarize=none) -- set data.binarize=dynamic, or model.likelihood.allow_grey_levels=true "
-                "to train on the (unnormalized) Bernoulli cross-entropy anyway"
-            )
+        raise ConfigError(
+            f"{self.misfit(pixels)}; or model.likelihood.allow_grey_levels=true to train on the (unnormalized) "
+            "Bernoulli cross-entropy anyway"
+        )

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from vae_zoo.components import component_class
+from vae_zoo.config_groups import option_name, options
 from vae_zoo.errors import ConfigError
 
 #: what a data module's pixels can be (``TensorDataModule.pixels``): 0/1, grey levels k/255 in [0, 1], or
@@ -50,7 +52,22 @@ class Likelihood(ABC, nn.Module):
     def check_data(self, pixels: str) -> None:
         """Stop with one line when the data's pixels are not what this is a density of."""
         if pixels not in self.fits:
-            raise ConfigError(
-                f"{type(self).__name__} is a density of {' or '.join(self.fits)} pixels, but the data serves "
-                f"{pixels} pixels -- {FIXES[self.fits[0]]}"
-            )
+            raise ConfigError(self.misfit(pixels))
+
+    def misfit(self, pixels: str) -> str:
+        """The refusal for ``pixels``: what this fits, what the data serves, the likelihoods that fit it and
+        how the data could serve what this fits."""
+        return (
+            f"{option_name('likelihood', self)} is a density of {' or '.join(self.fits)} pixels, but the data "
+            f"serves {pixels} pixels -- choose one of {', '.join(fitting(pixels))} (or leave likelihood= "
+            f"unset: the data's own is chosen), or {FIXES[self.fits[0]]}"
+        )
+
+
+def fitting(pixels: str) -> list[str]:
+    """``likelihood=<option>`` for every option of ``conf/likelihood`` whose class is a density of ``pixels``."""
+    return [
+        f"likelihood={name}"
+        for name, config in options("likelihood").items()
+        if pixels in component_class(config, Likelihood, "model.likelihood").fits
+    ]

@@ -18,18 +18,21 @@ from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
+from torch.optim.lr_scheduler import LRScheduler
 
 from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
+from vae_zoo.components import build
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost
+from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.latents.family import LatentFamily
+from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.models.pairing import check_pairing
-from vae_zoo.objectives.objective import ObjectiveOutput
+from vae_zoo.objectives.objective import Objective, ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer
 
 DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
@@ -106,18 +109,20 @@ class VAE(pl.LightningModule):
             *([NonFiniteGuard(nonfinite, nonfinite_check_every)] if nonfinite != "off" else []),
         ]
         self.step_output: StepOutput | None = None
-        self.encoder = instantiate(encoder, input_shape=input_shape)
-        self.latent = instantiate(latent, in_features=self.encoder.out_features)
-        self.likelihood = instantiate(likelihood)
+        self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=input_shape)
+        self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
+        self.likelihood = build(likelihood, Likelihood, "model.likelihood")
         if pixels is not None:
             self.likelihood.check_data(pixels)
-        self.decoder = instantiate(
+        self.decoder = build(
             decoder,
+            nn.Module,
+            "model.decoder",
             in_features=self.latent.sample_features,
             output_shape=self.likelihood.param_shape(input_shape),
         )
-        self.estimator = instantiate(estimator)
-        self.objective = instantiate(objective or DEFAULT_OBJECTIVE)
+        self.estimator = build(estimator, Estimator, "model.estimator")
+        self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
         check_pairing(self.latent, self.estimator, self.objective)
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
             mode = None if compile is True else compile
@@ -132,6 +137,7 @@ class VAE(pl.LightningModule):
             for module in (self.objective,) if compile_scope == "loss" else (self.encoder, self.decoder):
                 module.compile(mode=mode)
         self.compiled_loss = bool(compile) and compile_scope == "loss"
+        self.example_input_array = torch.zeros(1, *input_shape)  # the model summary's FLOPs per image
 
     # -- the shared forward path -------------------------------------------------------------------
 
@@ -190,6 +196,14 @@ class VAE(pl.LightningModule):
             z = sample(q)
         return ElboTerms(self.nll(x, z), self.kl(q), q, z)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """The negative ELBO per image, with an exact posterior sample and the closed-form KL (what
+        validation reports); on ``example_input_array`` the model summary counts its FLOPs per image. The
+        sample is drawn inside ``fork_rng``, so a call leaves the random streams of training unchanged."""
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            recon, kl, _, _ = self.negative_elbo_terms(x, lambda q: q.sample())
+        return recon + kl
+
     # -- training ----------------------------------------------------------------------------------
 
     def training_loss(self, x: Tensor) -> ObjectiveOutput:
@@ -219,7 +233,7 @@ class VAE(pl.LightningModule):
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.device)
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        scheduler = build(self.hparams.scheduler, LRScheduler, "model.scheduler")(optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor},

@@ -1,0 +1,50 @@
+"""Building a component from its config dict, as a class of the role it fills and nothing else.
+
+Hydra calls whatever a ``_target_`` names, so a config that names ``os.system`` runs a command. The configs
+a model is built from also travel inside its checkpoints (the component dicts in its hyperparameters,
+the run config of a checkpoint shared on its own), so every component, the model and the data module
+are built through ``build``: the target is resolved to a class first (importing its module, calling
+nothing the config names), the class must subclass the role's base (an encoder a ``torch.nn.Module``, a
+latent family a ``LatentFamily``, an optimizer a ``torch.optim.Optimizer``, ...), and only then is it
+instantiated. Nested ``_target_`` dicts reach the constructor as plain dicts (``_recursive_=False``), for
+it to build with ``build`` in turn, as the model builds its components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+
+from vae_zoo.errors import ConfigError
+
+
+def component_class(config: Mapping[str, Any], base: type | tuple[type, ...], where: str) -> type:
+    """The class ``config["_target_"]`` names, checked to subclass ``base``; ``where`` is the config key
+    (``model.latent``) named in the one-line error."""
+    target = config.get("_target_") if isinstance(config, Mapping) else None
+    bases = base if isinstance(base, tuple) else (base,)
+    role = " or ".join(cls.__name__ for cls in bases)
+    if not isinstance(target, str):
+        raise ConfigError(f"{where} has no _target_ naming its class: choose one of the {where} options")
+    try:
+        cls = get_class(target)
+    except (ImportError, ValueError, AttributeError):
+        raise ConfigError(
+            f"{where}._target_={target} is not an importable class (a {role} is needed): nothing was called "
+            "-- check the name, or the config or checkpoint it came from"
+        ) from None
+    if not issubclass(cls, bases):
+        raise ConfigError(
+            f"{where}._target_={target} is not a {role}: refused before it was called -- check the config or "
+            "checkpoint it came from"
+        )
+    return cls
+
+
+def build(config: Mapping[str, Any], base: type | tuple[type, ...], where: str, **kwargs: Any) -> Any:
+    """``config`` instantiated (with ``kwargs``) once ``component_class`` has checked its target; settings
+    arrive as plain Python containers."""
+    component_class(config, base, where)
+    return instantiate(config, **kwargs, _recursive_=False, _convert_="all")

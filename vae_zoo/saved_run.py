@@ -1,0 +1,116 @@
+"""A trained run read back from one checkpoint file, for ``eval.py`` and ``sample.py``.
+
+Every checkpoint a training run writes carries the run's composed config and its config-group choices
+(``RunConfigInCheckpoint``, under ``checkpoint["vae_zoo_run"]``), beside the model's hyperparameters
+(its component configs, the input shape and the kind of pixels it was trained on). So a checkpoint
+copied out of its run directory rebuilds its model (from the hyperparameters: no data needed) and its
+data (from the carried data config). Where the run directory is still there, its ``.hydra/config.yaml``
+is used instead; a ``data=`` choice on the command line replaces the run's data either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vae_zoo.checkpoint_io import read_lightning_checkpoint
+from vae_zoo.components import build
+from vae_zoo.errors import ConfigError, VaeZooError
+
+KEY = "vae_zoo_run"
+#: what the invocation of eval.py / sample.py sets over the run's own config (merged into it); its ``data``
+#: replaces the run's (``data=<option>``) or changes its settings (``data.<key>=...``)
+INVOCATION_KEYS = ("paths", "trainer", "eval", "seed")
+
+
+class RunConfigInCheckpoint(pl.Callback):
+    """Puts ``{"config": <the composed config, unresolved>, "choices": <group options>}`` into every
+    checkpoint (plain values: checkpoints stay loadable weights-only)."""
+
+    def __init__(self, config: dict[str, Any], choices: dict[str, Any]) -> None:
+        self.saved = {"config": config, "choices": dict(choices)}
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint[KEY] = self.saved
+
+
+def read_config_file(path: Path) -> DictConfig:
+    """A YAML config read with YAML's safe loader (OmegaConf's): a ``!!python`` tag is one line, not a call."""
+    try:
+        return OmegaConf.load(path)
+    except (yaml.YAMLError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        raise VaeZooError(
+            f"{path} is not a plain YAML config ({reason}): configs are read with YAML's safe loader, which "
+            "builds no Python objects -- restore the run's config or use the checkpoint alone"
+        ) from None
+
+
+@dataclass
+class SavedRun:
+    """A checkpoint and the run it came from: ``config`` is the run's config with this invocation's
+    ``INVOCATION_KEYS`` over it; ``run_config`` and ``choices`` are the run's own."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+    run_config: DictConfig
+    choices: dict[str, Any]
+    config: DictConfig
+
+    def datamodule(self) -> pl.LightningDataModule:
+        return build(OmegaConf.to_container(self.config.data, resolve=True), pl.LightningDataModule, "data")
+
+    def model(self, datamodule: pl.LightningDataModule | None = None) -> pl.LightningModule:
+        """The model of the checkpoint's hyperparameters with this invocation's ``eval`` settings, its
+        weights loaded; checked against ``datamodule``'s images and pixels where one is given."""
+        hparams = dict(self.checkpoint.get("hyper_parameters") or {})
+        if datamodule is not None:
+            shape = tuple(datamodule.input_shape)
+            if tuple(hparams.get("input_shape", shape)) != shape:
+                raise ConfigError(
+                    f"the data serves images of shape {shape}, but {self.path.name}'s model was trained on "
+                    f"{tuple(hparams['input_shape'])} -- evaluate it on data of that shape"
+                )
+            hparams["pixels"] = datamodule.pixels
+        settings = {"iw_samples": self.config.eval.iw_samples, "iw_chunk": self.config.eval.iw_chunk}
+        target = {"_target_": self.run_config.model._target_}
+        model = build({**target, **hparams, **settings}, pl.LightningModule, "model")
+        model.load_state_dict(self.checkpoint["state_dict"])
+        return model
+
+
+def read_saved_run(cfg: DictConfig, script: str) -> SavedRun:
+    """The run ``cfg.ckpt_path`` belongs to; one line when the checkpoint is missing or unreadable, or
+    neither it nor a run directory holds the run's config."""
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise VaeZooError(f"checkpoint {path} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt")
+    checkpoint = read_lightning_checkpoint(path)
+    run_dir_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
+    if run_dir_config.is_file():
+        run_config = read_config_file(run_dir_config)
+        hydra_file = run_dir_config.with_name("hydra.yaml")
+        choices = read_config_file(hydra_file).hydra.runtime.choices if hydra_file.is_file() else {}
+    elif isinstance(checkpoint.get(KEY), dict):
+        run_config = OmegaConf.create(checkpoint[KEY]["config"])
+        choices = checkpoint[KEY].get("choices", {})
+    else:
+        raise VaeZooError(
+            f"no run config at {run_dir_config}, and {path.name} carries none (written before checkpoints "
+            f"held their run's config): {script} needs the run directory the checkpoint came from"
+        )
+    config = OmegaConf.merge(run_config, {key: cfg[key] for key in INVOCATION_KEYS if key in cfg})
+    data = cfg.get("data") or {}
+    if "_target_" in data:  # data=<option>: another dataset
+        with open_dict(config):
+            config.data = data
+    else:  # data.<key>=...: settings of the run's own (the unset ones are null)
+        config = OmegaConf.merge(config, {"data": {k: v for k, v in data.items() if v is not None}})
+    return SavedRun(path, checkpoint, run_config, dict(choices), config)
