@@ -1,4 +1,4 @@
-"""README.md's worked examples of "Adding a component": written out as the one ``.py`` and one ``.yaml``
+"""The worked examples of docs/howto/adding-a-component.md: written out as the one ``.py`` and one ``.yaml``
 each names, with nothing else changed, they train, and a wrong pairing names the new option."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from vae_zoo.cli import train, user_error
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.errors import ConfigError
 
-BLOCK = re.compile(r"```(?:python|yaml) title=(\S+)\n(.*?)```", re.DOTALL)
-EXAMPLES = dict(BLOCK.findall((ROOT / "README.md").read_text()))
+BLOCK = re.compile(r'```(?:python|yaml) title="([^"]+)"\n(.*?)```', re.DOTALL)
+EXAMPLES = dict(BLOCK.findall((ROOT / "docs" / "howto" / "adding-a-component.md").read_text()))
 RUNS = {
     "estimator": ("model=gumbel_vae", "estimator=softmax_straight_through"),
     "latent": ("latent=laplace",),

@@ -10,8 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.conftest import FAST, run_script
+from tests.conftest import FAST, build_model, run_script
 from vae_zoo.cli import train
+from vae_zoo.errors import ConfigError
 
 SHORT = (
     "trainer.max_epochs=1",
@@ -205,6 +206,11 @@ def test_a_wrong_pairing_ends_with_one_line_listing_the_valid_estimators(tmp_pat
             "Gamma posteriors lack; choose one of: estimator=implicit, estimator=pathwise, estimator=score_function"
         )
     ]
+
+
+def test_a_refusal_names_the_family_of_a_posterior_that_is_not_one_of_torchs():
+    with pytest.raises(ConfigError, match=r"\(rsample\), which TruncatedNormal posteriors lack"):
+        build_model(latent="truncated_normal", estimator="pathwise")
 
 
 def test_missing_data_offline_ends_with_one_clear_line(tmp_path):

@@ -25,7 +25,7 @@ from vae_zoo.errors import ConfigError, VaeZooError
 KEY = "vae_zoo_run"
 #: what the invocation of eval.py / sample.py sets over the run's own config (merged into it); its ``data``
 #: replaces the run's (``data=<option>``) or changes its settings (``data.<key>=...``)
-INVOCATION_KEYS = ("paths", "trainer", "eval", "seed")
+INVOCATION_KEYS = ("paths", "trainer", "eval", "seed", "ckpt_path")
 
 
 class RunConfigInCheckpoint(pl.Callback):

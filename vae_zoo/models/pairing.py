@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hydra.utils import instantiate
 from torch.distributions import Distribution
+from torch.distributions.exp_family import ExponentialFamily
 
 from vae_zoo.config_groups import option_name, options
 from vae_zoo.errors import ConfigError
@@ -20,9 +21,12 @@ from vae_zoo.objectives.objective import Objective
 
 
 def family_name(q: Distribution) -> str:
-    """The torch.distributions class a posterior's coordinates are (e.g. ``Gamma`` for our CDF subclass)."""
+    """The family a posterior's coordinates are: the torch.distributions class (``Gamma`` for our CDF
+    subclass), else the class itself (our ``TruncatedNormal``), never torch's abstract bases."""
+    cls = type(coordinates(q))
+    concrete = [c for c in cls.__mro__ if c not in (Distribution, ExponentialFamily, object)]
     return next(
-        c.__name__ for c in type(coordinates(q)).__mro__ if c.__module__.startswith("torch.distributions")
+        (c.__name__ for c in concrete if c.__module__.startswith("torch.distributions")), cls.__name__
     )
 
 
