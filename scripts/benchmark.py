@@ -27,6 +27,14 @@ loss is written by hand, stay eager as a user's loop is.
     python scripts/benchmark.py                                   # three models, device auto
     python scripts/benchmark.py --models gaussian_vae --epochs 5 --compile --out outputs/benchmark.md
     python scripts/benchmark.py --compile --overrides model.compile_scope=loss
+
+`--estimators` measures instead the training step (the objective's loss, its backward pass and the
+optimizer step, as Lightning runs them) of every gradient estimator on one model, the DisARM paper's
+nonlinear VAE (`experiment=disarm_mnist`, 200 latents, batch 50), each against `pathwise` on the same
+network with 200 Normal latents: rounds of `--steps` steps of each estimator in turn, so that drifts hit all
+alike; the ratio is the median over rounds of the estimator's time per step over pathwise's.
+
+    python scripts/benchmark.py --estimators --rounds 5 --steps 50 --out outputs/estimator_speed.md
 """
 
 from __future__ import annotations
@@ -231,6 +239,65 @@ def optimizer_implementation(cfg, device: torch.device) -> str:
     return "fused" if flags.get("fused") else "foreach" if flags.get("foreach") else "for_loop"
 
 
+def estimator_step_seconds(rounds: int, steps: int, tmp: Path) -> dict[str, list[float]]:
+    """Seconds per training step of each estimator (and ``pathwise`` on Normal latents), per round."""
+    from vae_zoo.config_groups import options
+    from vae_zoo.errors import ConfigError, cause_of_type
+
+    models, seconds = {}, {}
+    for name in options("estimator"):
+        latent = "normal" if name == "pathwise" else "bernoulli"
+        objective = "iwae" if name == "vimco" else "elbo"
+        extra = ["objective.k=2"] if name == "vimco" else []
+        cfg = compose_config(
+            [
+                "experiment=disarm_mnist",
+                f"latent={latent}",
+                f"estimator={name}",
+                f"objective={objective}",
+                *extra,
+            ],
+            tmp,
+        )
+        if latent == "normal":
+            cfg.model.latent = {**options("latent")["normal"], "dim": 200}
+        try:
+            datamodule, model = build_datamodule_and_model(cfg)
+        except Exception as error:
+            if cause_of_type(error, ConfigError) is None:
+                raise
+            continue
+        datamodule.setup()
+        images = binarize_dynamic(datamodule.splits["train"][: cfg.data.batch_size * steps])
+        models[name] = (model, model.configure_optimizers(), images.split(cfg.data.batch_size))
+        seconds[name] = []
+    for _ in range(rounds + 1):  # the first round warms up
+        for name, (model, optimizer, batches) in models.items():
+            start = time.perf_counter()
+            for x in batches:
+                loss = model.training_loss(x).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            seconds[name].append((time.perf_counter() - start) / len(batches))
+    return {name: values[1:] for name, values in seconds.items()}
+
+
+def estimator_table(seconds: dict[str, list[float]]) -> str:
+    reference = seconds["pathwise"]
+    lines = [
+        "| estimator | ms per step | relative to pathwise (min–max over rounds) |",
+        "|---|---|---|",
+    ]
+    for name, values in seconds.items():
+        ratios = [v / r for v, r in zip(values, reference)]
+        lines.append(
+            f"| {name} | {1000 * statistics.median(values):.2f} | {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}–{max(ratios):.2f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,7 +307,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also measure model.compile=true")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every run")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark.md"))
+    parser.add_argument("--estimators", action="store_true", help="time every estimator's step instead")
+    parser.add_argument("--rounds", type=int, default=5, help="with --estimators: timed rounds")
+    parser.add_argument("--steps", type=int, default=50, help="with --estimators: steps per round")
     args = parser.parse_args(argv)
+    if args.estimators:
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds = estimator_step_seconds(args.rounds, args.steps, Path(tmp))
+        text = (
+            f"CPU threads {torch.get_num_threads()}; {args.rounds} rounds of {args.steps} steps\n\n"
+            + estimator_table(seconds)
+        )
+        print(text)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

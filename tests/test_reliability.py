@@ -234,9 +234,9 @@ BAD_INPUTS = {
     "wrong pairing": (
         ["model=gamma_vae", "estimator=gumbel_softmax"],
         (
-            "error: estimator=gumbel_softmax does not pair with latent=gamma: it needs categorical logits, "
+            "error: estimator=gumbel_softmax does not pair with latent=gamma: it needs Bernoulli or categorical logits, "
             "which Gamma posteriors lack; choose one of: "
-            "estimator=implicit, estimator=pathwise, estimator=score_function"
+            "estimator=implicit, estimator=nvil, estimator=pathwise, estimator=reinforce_loo, estimator=score_function"
         ),
     ),
     "relaxed samples for IWAE": (
@@ -250,6 +250,29 @@ BAD_INPUTS = {
             "one of likelihood=discretized_logistic (or leave likelihood= unset: the data's own is chosen), or "
             "binarize the data (data.binarize=dynamic); or model.likelihood.allow_grey_levels=true"
         ),
+    ),
+    "an antithetic estimator on Gamma latents": (
+        ["model=gamma_vae", "estimator=disarm"],
+        (
+            "error: estimator=disarm does not pair with latent=gamma: it needs Bernoulli logits, which Gamma "
+            "posteriors lack; choose one of: estimator=implicit, estimator=nvil, estimator=pathwise, "
+            "estimator=reinforce_loo, estimator=score_function"
+        ),
+    ),
+    "VIMCO on the ELBO": (
+        ["latent=bernoulli", "estimator=vimco"],
+        (
+            "error: estimator=vimco does not pair with objective=elbo (beta=1.0, kl=analytic): it needs a cost of "
+            "at least 2 samples per image (objective=iwae objective.k>=2), and this objective's is of 1"
+        ),
+    ),
+    "VIMCO on a one-sample bound": (
+        ["latent=bernoulli", "estimator=vimco", "objective=iwae", "objective.k=1"],
+        "error: estimator=vimco does not pair with objective=iwae (k=1): it needs a cost of at least 2 samples",
+    ),
+    "an estimator's own learning rate": (
+        ["latent=bernoulli", "estimator=nvil", "model.estimator.lr=-0.1"],
+        "error: model.estimator.lr=-0.1 must be > 0 (or null: the model's learning rate)",
     ),
     "unknown compile mode": (
         ["model.compile=fastest"],
@@ -287,7 +310,7 @@ BAD_INPUTS = {
     "zero latent size": (["model.latent.dim=0"], "error: model.latent.dim=0 must be >= 1"),
     "zero hidden layer": (
         ["model.encoder.hidden=[0]"],
-        "error: layer sizes [0] must be one or more positive integers",
+        "error: layer sizes [0] must be positive integers",
     ),
     "non-positive learning rate": (
         ["model.optimizer.lr=-0.001"],

@@ -202,8 +202,8 @@ def test_a_wrong_pairing_ends_with_one_line_listing_the_valid_estimators(tmp_pat
     assert result.returncode == 2 and result.stdout == ""  # validated before the config tree is printed
     assert result.stderr.strip().splitlines() == [
         (
-            "error: estimator=gumbel_softmax does not pair with latent=gamma: it needs categorical logits, which "
-            "Gamma posteriors lack; choose one of: estimator=implicit, estimator=pathwise, estimator=score_function"
+            "error: estimator=gumbel_softmax does not pair with latent=gamma: it needs Bernoulli or categorical logits, "
+            "which Gamma posteriors lack; choose one of: estimator=implicit, estimator=nvil, estimator=pathwise, estimator=reinforce_loo, estimator=score_function"
         )
     ]
 

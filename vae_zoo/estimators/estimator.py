@@ -15,10 +15,14 @@ from vae_zoo.estimators.requirements import Requirement
 
 class Cost(NamedTuple):
     """The sample-dependent part of a loss: its value at the drawn ``z`` and the function that computed it,
-    for estimators that evaluate the cost at other points (control variates at relaxed samples)."""
+    for estimators that evaluate the cost at other points (control variates at relaxed samples); the
+    images it is the cost of (for baselines that depend on the input); and, for a cost that is the
+    ``-log mean exp`` of per-sample terms (the importance-weighted bound), those terms ``log w_i``."""
 
-    value: Tensor  # per image, or per sample and image
+    value: Tensor  # per image, or per draw and image
     at: Callable[[Tensor], Tensor]  # the same cost at another z of the drawn sample's shape
+    x: Tensor | None = None  # the images, (B, C, H, W)
+    per_sample: Tensor | None = None  # log w_i, shape (..., k, B), where the value is -log (1/k) sum_i w_i
 
 
 class Estimator(ABC, nn.Module):
@@ -37,12 +41,48 @@ class Estimator(ABC, nn.Module):
 
     requires: Requirement
     exact_samples: bool = True
+    #: whether the gradient estimate's expectation is the true gradient (documented and tested numerically)
+    unbiased: bool = True
+    #: independent draws per requested sample: an estimator with ``draws = n > 1`` returns a leading dim of n
+    #: draws (antithetic pairs, leave-one-out groups) whose costs it compares; objectives average over it
+    draws: int = 1
+    #: the fewest samples per image the objective's cost must be a joint function of (VIMCO: 2)
+    min_objective_samples: int = 1
+    #: sizes the estimator's own networks need, given at construction: ``input_shape`` (of the images),
+    #: ``latent_features`` (of a flattened sample)
+    sizes: tuple[str, ...] = ()
 
     @abstractmethod
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        """``sample_shape + q.batch_shape + q.event_shape`` draws carrying this estimator's gradient."""
+        """``sample_shape + q.batch_shape + q.event_shape`` draws carrying this estimator's gradient
+        (with ``draws > 1``: ``(draws,) + sample_shape + ...``)."""
 
     def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
         """A term of ``cost.value``'s shape whose gradient completes the estimate of ``grad E_q[cost]``
         (``z`` may carry sample dims that ``cost.value`` has reduced over); None if there is none."""
         return None
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups of the estimator's own parameters (baselines, temperatures, surrogate
+        networks), each with its own settings (``lr``); the model's optimizer trains them beside the model's
+        and checkpoints them with it. Their gradients come from the surrogate: zero-valued terms whose
+        gradient is the estimator's own objective (``own_objective``)."""
+        return []
+
+
+def gradient_term(params: list[Tensor], grads: list[Tensor]) -> Tensor:
+    """A term of value exactly 0 whose gradient with respect to each of ``params`` is the matching entry of
+    ``grads`` (``sum p * stop(g) - stop(.)``): how an estimator hands the model's optimizer the gradient of
+    its own objective for its own parameters alone, where that objective depends on more than them (the
+    variance of REBAR's estimate depends on the encoder and decoder too)."""
+    total = sum((p * g.detach()).sum() for p, g in zip(params, grads))
+    return total - total.detach()
+
+
+def joint_log_prob(q: Distribution, z: Tensor, value: Tensor, draws: int = 1) -> Tensor:
+    """``log q(z)`` shaped like the cost ``value``: summed over the sample dims the cost is a joint function
+    of (the k samples of an importance-weighted bound), which follow the ``draws`` dim where there is one."""
+    log_q = q.log_prob(z)
+    start = 1 if draws > 1 else 0
+    reduced = log_q.dim() - value.dim()
+    return log_q.sum(tuple(range(start, start + reduced))) if reduced else log_q

@@ -1,4 +1,5 @@
-"""The Gumbel-Softmax (Concrete) relaxation of categorical samples (Jang et al. 2016; Maddison et al. 2017)."""
+"""The Gumbel-Softmax (Concrete) relaxation of categorical and binary samples (Jang et al. 2016; Maddison et
+al. 2017)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
-from vae_zoo.estimators.requirements import CATEGORICAL_LOGITS, coordinates
-from vae_zoo.latents.gumbel import gumbel_softmax
+from vae_zoo.estimators.relaxation import relaxation
+from vae_zoo.estimators.requirements import DISCRETE_LOGITS
 
 
 class GumbelSoftmaxEstimator(Estimator):
-    """``z = softmax((logits + g) / tau)``: a biased, low-variance pathwise gradient whose bias shrinks
-    with ``tau``. The sample is relaxed, not one-hot, so densities of q cannot be evaluated at it
-    (``exact_samples = False``). ``temperature`` is set each step by the TemperatureAnnealing callback
-    when present."""
+    """``z = softmax((logits + g) / tau)`` (binary latents: ``sigmoid((a + l) / tau)``, l logistic noise):
+    a biased, low-variance pathwise gradient whose bias shrinks with ``tau``. The sample is relaxed, not
+    one-hot, so densities of q cannot be evaluated at it (``exact_samples = False``). ``temperature`` is set
+    each step by the TemperatureAnnealing callback when present."""
 
-    requires = CATEGORICAL_LOGITS
+    requires = DISCRETE_LOGITS
     exact_samples = False
+    unbiased = False
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
@@ -28,7 +30,9 @@ class GumbelSoftmaxEstimator(Estimator):
         self.temperature = temperature
 
     def relaxed(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        return gumbel_softmax(coordinates(q).logits, self.temperature, sample_shape)
+        """The perturbed logits' relaxation, and through the threshold of the same logits the exact sample."""
+        relaxing = relaxation(q)
+        return relaxing.relax(relaxing.perturb(sample_shape), self.temperature)
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return self.relaxed(q, sample_shape)

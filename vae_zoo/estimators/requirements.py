@@ -10,7 +10,8 @@ data are kept here, in one place:
   ``erf``-based CDF is. torch's ``Gamma``, ``Beta`` and ``Dirichlet`` have no such CDF, but their
   ``rsample`` already differentiates the sample implicitly (``-dF/dalpha / q`` in a fused kernel), so
   they meet the implicit rule's requirement too (``IMPLICIT_RSAMPLE``).
-- Categorical logits: a ``OneHotCategorical`` per coordinate.
+- Categorical logits: a ``OneHotCategorical`` per coordinate; Bernoulli logits: a ``Bernoulli``; discrete
+  logits: either (what the relaxations of ``vae_zoo.estimators.relaxation`` take).
 - A log-density: every distribution has ``log_prob``.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from torch.distributions import (
+    Bernoulli,
     Beta,
     Dirichlet,
     Distribution,
@@ -65,5 +67,9 @@ IMPLICIT = Requirement(
 )
 CATEGORICAL_LOGITS = Requirement(
     "categorical logits", lambda q: isinstance(coordinates(q), OneHotCategorical)
+)
+BERNOULLI_LOGITS = Requirement("Bernoulli logits", lambda q: isinstance(coordinates(q), Bernoulli))
+DISCRETE_LOGITS = Requirement(
+    "Bernoulli or categorical logits", lambda q: isinstance(coordinates(q), (Bernoulli, OneHotCategorical))
 )
 LOG_PROB = Requirement("a log-density", lambda q: True)

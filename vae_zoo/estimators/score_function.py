@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
 from vae_zoo.estimators.requirements import LOG_PROB
 
 BASELINES = ("moving_average", "none")
@@ -41,10 +41,7 @@ class ScoreFunctionEstimator(Estimator):
 
     def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
         value = cost.value.detach()
-        log_q = q.log_prob(z)
-        reduced = log_q.dim() - value.dim()  # sample dims the cost is a joint function of
-        if reduced:
-            log_q = log_q.sum(tuple(range(reduced)))
+        log_q = joint_log_prob(q, z, value)
         if self.baseline == "none":
             return value * log_q
         b = self.baseline_value.clone()

@@ -2,7 +2,8 @@
 
 With ``g_i = -log(-log u_i)``, ``u_i ~ U(0, 1)`` i.i.d.:
     Gumbel-Max      ``one_hot(argmax_i (log p_i + g_i))`` is an exact sample of Categorical(p);
-    Gumbel-Softmax  ``softmax((log p + g) / tau)`` is its relaxation, one-hot as ``tau -> 0``.
+    Gumbel-Softmax  ``softmax((log p + g) / tau)`` is its relaxation, one-hot as ``tau -> 0``
+                    (``vae_zoo.estimators.relaxation``).
 Noise is drawn in float32 with autocast off, and ``u`` is clamped to ``[tiny, 1 - eps]`` of float32,
 so ``g`` lies in about ``[-4.5, 16]`` and half-precision training never sees an infinite noise value.
 """
@@ -28,13 +29,3 @@ def gumbel_max(logits: Tensor, sample_shape: torch.Size | tuple[int, ...] = ()) 
     with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
         noise = gumbel_noise(torch.Size(sample_shape) + logits.shape, logits.device)
         return F.one_hot((logits.float() + noise).argmax(-1), logits.shape[-1]).float()
-
-
-def gumbel_softmax(
-    logits: Tensor, temperature: float, sample_shape: torch.Size | tuple[int, ...] = ()
-) -> Tensor:
-    """Relaxed samples ``softmax((logits + g) / tau)``, shape ``sample_shape + logits.shape``,
-    differentiable in ``logits``."""
-    with torch.autocast(logits.device.type, enabled=False):
-        noise = gumbel_noise(torch.Size(sample_shape) + logits.shape, logits.device)
-        return torch.softmax((logits.float() + noise) / temperature, dim=-1)

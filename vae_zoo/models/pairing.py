@@ -8,10 +8,10 @@ work stops at start-up with one line listing the estimators that would, read fro
 
 from __future__ import annotations
 
-from hydra.utils import instantiate
 from torch.distributions import Distribution
 from torch.distributions.exp_family import ExponentialFamily
 
+from vae_zoo.components import component_class
 from vae_zoo.config_groups import option_name, options
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
@@ -31,16 +31,23 @@ def family_name(q: Distribution) -> str:
 
 
 def pairing_problem(
-    q: Distribution, estimator: Estimator, objective: Objective, latent: LatentFamily
+    q: Distribution, estimator: Estimator | type[Estimator], objective: Objective, latent: LatentFamily
 ) -> str | None:
-    """Why ``estimator`` cannot train ``latent`` (posterior ``q``) on ``objective``; None if it can."""
+    """Why ``estimator`` (an instance, or its class: what it states is class-level) cannot train ``latent``
+    (posterior ``q``) on ``objective``; None if it can."""
     if not estimator.requires.met_by(q):
         return (
             f"does not pair with {option_name('latent', latent)}: it needs {estimator.requires.needs}, "
             f"which {family_name(q)} posteriors lack"
         )
+    settings = f" ({objective.extra_repr()})" if objective.extra_repr() else ""
+    if estimator.min_objective_samples > objective.samples_per_image:
+        return (
+            f"does not pair with {option_name('objective', objective)}{settings}: it needs a cost of at least "
+            f"{estimator.min_objective_samples} samples per image (objective=iwae objective.k>="
+            f"{estimator.min_objective_samples}), and this objective's is of {objective.samples_per_image}"
+        )
     if objective.needs_exact_samples and not estimator.exact_samples:
-        settings = f" ({objective.extra_repr()})" if objective.extra_repr() else ""
         return (
             f"does not pair with {option_name('objective', objective)}{settings}: the objective evaluates "
             "log q(z) at the training sample, and this estimator's relaxed samples lie outside the "
@@ -55,7 +62,8 @@ def valid_estimators(latent: LatentFamily, objective: Objective) -> list[str]:
     return [
         name
         for name, config in options("estimator").items()
-        if pairing_problem(q, instantiate(config), objective, latent) is None
+        if pairing_problem(q, component_class(config, Estimator, "model.estimator"), objective, latent)
+        is None
     ]
 
 

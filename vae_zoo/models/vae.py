@@ -26,7 +26,7 @@ from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
-from vae_zoo.components import build
+from vae_zoo.components import build, component_class
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Estimator
 from vae_zoo.latents.family import LatentFamily
@@ -121,7 +121,11 @@ class VAE(pl.LightningModule):
             in_features=self.latent.sample_features,
             output_shape=self.likelihood.param_shape(input_shape),
         )
-        self.estimator = build(estimator, Estimator, "model.estimator")
+        sizes = {"input_shape": input_shape, "latent_features": self.latent.sample_features}
+        needs = component_class(estimator, Estimator, "model.estimator").sizes
+        self.estimator = build(
+            estimator, Estimator, "model.estimator", **{name: sizes[name] for name in needs}
+        )
         self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
         check_pairing(self.latent, self.estimator, self.objective)
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
@@ -229,8 +233,14 @@ class VAE(pl.LightningModule):
         attached = self._trainer.callbacks if self._trainer is not None else []
         return [callback for callback in self.model_callbacks if callback not in attached]
 
+    def parameter_groups(self) -> list[dict]:
+        """The model's parameters in one group, then the estimator's own groups (their own settings)."""
+        own = self.estimator.param_groups()
+        owned = {id(p) for group in own for p in group["params"]}
+        return [{"params": [p for p in self.parameters() if id(p) not in owned]}, *own]
+
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameters(), self.device)
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameter_groups(), self.device)
         if not self.hparams.scheduler:
             return optimizer
         scheduler = build(self.hparams.scheduler, LRScheduler, "model.scheduler")(optimizer=optimizer)

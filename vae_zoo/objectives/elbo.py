@@ -24,6 +24,7 @@ class ELBO(Objective):
     ``beta`` weights the KL in the loss (``KLWarmup`` raises it from 0 to 1); the reported terms are
     the true negative ELBO (beta = 1) and its parts. The estimator's cost, the part of the loss that
     depends on the sample, is the reconstruction (plus ``beta`` times the one-sample KL with ``kl: mc``).
+    An estimator that draws several samples per image (``draws``) makes it an average over them.
     """
 
     def __init__(self, beta: float = 1.0, kl: str = "analytic") -> None:
@@ -44,11 +45,11 @@ class ELBO(Objective):
         recon = model.nll(x, z)
         if self.kl == "analytic":
             kl = model.kl(q)
-            cost = Cost(recon, lambda z: model.nll(x, z))
+            cost = Cost(recon, lambda z: model.nll(x, z), x)
         else:
             kl = model.kl_estimate(q, z)
             cost = Cost(
-                recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z)
+                recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z), x
             )
         loss = (recon + self.beta * kl).mean() + estimator_term(model.surrogate(q, z, cost))
         recon, kl = recon.mean().detach(), kl.mean().detach()

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 def negative_log_mean_exp(log_w: Tensor) -> Tensor:
-    """``-log (1/k) sum_i exp(log_w_i)`` over the leading dim of k samples."""
-    return math.log(log_w.shape[0]) - torch.logsumexp(log_w, dim=0)
+    """``-log (1/k) sum_i exp(log_w_i)`` over the k samples of ``log_w`` shaped ``(..., k, B)`` (any leading
+    dims: an estimator's independent draws of k samples each)."""
+    return math.log(log_w.shape[-2]) - torch.logsumexp(log_w, dim=-2)
 
 
 class IWAE(Objective):
@@ -39,7 +40,7 @@ class IWAE(Objective):
         super().__init__()
         if k < 1:
             raise ConfigError(f"objective.k={k} must be >= 1")
-        self.k = k
+        self.k = self.samples_per_image = k
         self.bound_name = f"iwae_{k}"
 
     def extra_repr(self) -> str:
@@ -50,7 +51,7 @@ class IWAE(Objective):
         z = model.sample(q, (self.k,))
         log_w = model.log_weights(x, q, z)
         negative_bound = negative_log_mean_exp(log_w)
-        cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)))
+        cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
         loss = negative_bound.mean() + estimator_term(model.surrogate(q, z, cost))
         terms = {self.bound_name: negative_bound.mean().detach(), "elbo": -log_w.mean().detach()}
         return ObjectiveOutput(loss, terms)

@@ -42,6 +42,8 @@ class Objective(ABC, nn.Module):
     #: the objective evaluates ``log q(z)`` at the training sample, so the estimator's sample must lie in
     #: q's support (``Estimator.exact_samples``)
     needs_exact_samples: bool = False
+    #: samples per image the cost is a joint function of (the importance-weighted bound's k)
+    samples_per_image: int = 1
     bound_name: str | None = None
 
     @abstractmethod

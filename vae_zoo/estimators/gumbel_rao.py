@@ -1,0 +1,38 @@
+"""Gumbel-Rao: straight-through Gumbel-Softmax, Rao-Blackwellised over the noise (Paulus, Maddison & Krause 2021)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Estimator
+from vae_zoo.estimators.relaxation import relaxation
+from vae_zoo.estimators.requirements import DISCRETE_LOGITS
+
+
+class GumbelRao(Estimator):
+    """Forward the exact sample ``b``; backward the gradient of ``1/m sum_i sigma_tau(z~_i)`` with
+    ``z~_i ~ p(z | H(z) = b)``: a Monte Carlo estimate of ``E[d sigma_tau(z) | b]``, the straight-through
+    Gumbel-Softmax gradient with its noise integrated out given ``b``. Biased as straight-through is (the
+    bias shrinks with ``tau``), with lower variance; ``temperature`` follows callbacks.temperature when
+    present. Binary and categorical latents."""
+
+    requires = DISCRETE_LOGITS
+    unbiased = False
+
+    def __init__(self, temperature: float = 1.0, samples: int = 10) -> None:
+        super().__init__()
+        if not temperature > 0 or samples < 1:
+            raise ConfigError(
+                f"model.estimator.temperature={temperature} must be > 0 and model.estimator.samples={samples} >= 1"
+            )
+        self.temperature, self.samples = temperature, samples
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        relaxing = relaxation(q)
+        hard = relaxing.hard(relaxing.perturb(sample_shape).detach())
+        conditional = relaxing.conditional(hard.expand(self.samples, *hard.shape))
+        soft = relaxing.relax(conditional, self.temperature).mean(0)
+        return hard + (soft - soft.detach())

@@ -1,0 +1,60 @@
+"""Neural variational inference and learning: a learned, input-dependent baseline (Mnih & Gregor 2014)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
+from vae_zoo.estimators.requirements import LOG_PROB
+
+
+class NVIL(Estimator):
+    """Score function with the signal ``l = (c - b(x) - m) / max(1, s)``: ``b`` an MLP on the image (one
+    tanh hidden layer), ``m`` and ``s^2`` running mean and variance of ``c - b(x)`` (``decay``), taken before
+    this batch updates them. Neither depends on the sample, so the estimate is unbiased up to the positive
+    per-step scale ``1 / max(1, s)``. ``b`` is trained by the model's optimizer, in its own parameter group
+    (``lr``; null: the model's), on ``E[(c - m - b(x))^2]``; ``m``, ``s`` and ``b`` are checkpointed."""
+
+    requires = LOG_PROB
+    sizes = ("input_shape",)
+
+    def __init__(
+        self, input_shape: Sequence[int], hidden: int = 100, decay: float = 0.8, lr: float | None = None
+    ) -> None:
+        super().__init__()
+        if hidden < 1 or not 0 <= decay < 1:
+            raise ConfigError(f"model.estimator.hidden={hidden} must be >= 1 and decay={decay} in [0, 1)")
+        if lr is not None and not lr > 0:
+            raise ConfigError(f"model.estimator.lr={lr} must be > 0 (or null: the model's learning rate)")
+        self.decay, self.lr = decay, lr
+        self.baseline = nn.Sequential(
+            nn.Flatten(-3), nn.Linear(math.prod(input_shape), hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+        self.register_buffer("signal_mean", torch.zeros(()))
+        self.register_buffer("signal_variance", torch.ones(()))
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.baseline.parameters()), **({"lr": self.lr} if self.lr else {})}]
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return q.sample(sample_shape)
+
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+        if cost.x is None:
+            raise ValueError("NVIL's baseline reads the images: the objective must pass them as Cost.x")
+        value = cost.value.detach()
+        predicted = self.baseline(cost.x.float()).squeeze(-1)  # per image
+        residual = value - predicted.detach()
+        mean, scale = self.signal_mean.clone(), self.signal_variance.clone().sqrt().clamp_min(1.0)
+        if self.training:
+            self.signal_mean.mul_(self.decay).add_((1 - self.decay) * residual.mean())
+            self.signal_variance.mul_(self.decay).add_((1 - self.decay) * residual.var(unbiased=False))
+        fit = (value - mean - predicted).square().mean()  # the baseline's own loss, only it has gradient
+        signal = (residual - mean) / scale
+        return signal * joint_log_prob(q, z, value) + (fit - fit.detach())

@@ -1,0 +1,73 @@
+"""REBAR: a control variate from the continuous relaxation, with conditional resampling (Tucker et al. 2017)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Cost, Estimator, gradient_term, joint_log_prob
+from vae_zoo.estimators.relaxation import relaxation
+from vae_zoo.estimators.requirements import DISCRETE_LOGITS, coordinates
+
+
+class REBAR(Estimator):
+    """With perturbed logits ``z``, the exact sample ``b = H(z)`` and ``z~ ~ p(z | b)``
+    (``vae_zoo.estimators.relaxation``), the estimate of the gradient with respect to the logits is
+
+        g = [f(b) - c(z~)] d/da log q(b) + d/da c(z) - d/da c(z~),    c(s) = eta * f(sigma_lambda(s)),
+
+    unbiased for any ``c`` because ``z`` and ``z~`` have the same distribution; the relaxation makes it a
+    good control variate. The temperature ``lambda`` (parametrised by its log) and the scale ``eta`` are the
+    estimator's own parameters, trained by the model's optimizer in their own group (``lr``; null: the
+    model's) to minimise ``E ||g||^2`` per image (the variance, since the mean does not depend on them),
+    through ``g``'s dependence on them (a second-order gradient). The encoder receives ``g`` through the
+    logits only (the decoder is trained on ``f(b)`` alone). Binary and categorical latents.
+    """
+
+    requires = DISCRETE_LOGITS
+
+    def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float | None = None) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ConfigError(f"model.estimator.temperature={temperature} must be > 0")
+        if lr is not None and not lr > 0:
+            raise ConfigError(f"model.estimator.lr={lr} must be > 0 (or null: the model's learning rate)")
+        self.lr = lr
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.eta = nn.Parameter(torch.tensor(float(eta)))
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.parameters()), **({"lr": self.lr} if self.lr else {})}]
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        relaxing = relaxation(q)
+        self.perturbed = relaxing.perturb(sample_shape)  # keeps its graph to the logits, for the surrogate
+        return relaxing.hard(self.perturbed.detach())
+
+    def control(self, relaxed: Tensor, cost: Cost, logits: Tensor) -> Tensor:
+        """``c(s)`` shaped like the cost, for the relaxed sample ``relaxed``."""
+        return self.eta * cost.at(relaxed)
+
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+        logits, relaxing = coordinates(q).logits, relaxation(q)
+        temperature = self.log_temperature.exp()
+        control = self.control(relaxing.relax(self.perturbed, temperature), cost, logits)
+        control_tilde = self.control(relaxing.relax(relaxing.conditional(z), temperature), cost, logits)
+        value = cost.value.detach()
+        (score,) = torch.autograd.grad(joint_log_prob(q, z, value).sum(), logits, retain_graph=True)
+        (pathwise,) = torch.autograd.grad(
+            (control - control_tilde).sum(), logits, create_graph=True, retain_graph=True
+        )
+        coefficient = value - control_tilde
+        coefficient = coefficient.reshape(coefficient.shape + (1,) * (logits.dim() - coefficient.dim()))
+        gradient = coefficient * score + pathwise  # per image, shaped like the logits
+        own = [p for p in self.parameters() if p.requires_grad]
+        variance = gradient.square().sum() / len(logits)
+        own_gradients = torch.autograd.grad(variance, own, retain_graph=True, allow_unused=True)
+        own_gradients = [torch.zeros_like(p) if g is None else g for p, g in zip(own, own_gradients)]
+        per_image = (gradient.detach() * logits).flatten(1).sum(-1)
+        return per_image + gradient_term(own, own_gradients)
