@@ -67,7 +67,9 @@ def test_the_iw_bound_draws_fewer_samples_per_chunk_where_the_likelihood_has_man
     monkeypatch.setitem(vae_module.IW_CHUNK_ELEMENTS, "cpu", 8 * 15 * 784 * 7)
     chunks = []
     log_weights = model.log_weights
-    monkeypatch.setattr(model, "log_weights", lambda x, q, z: chunks.append(len(z)) or log_weights(x, q, z))
+    monkeypatch.setattr(
+        model, "log_weights", lambda x, q, z, p: chunks.append(len(z)) or log_weights(x, q, z, p)
+    )
     x = torch.randint(0, 256, (8, 1, 28, 28)).float() / 255
     assert torch.isfinite(model.importance_weighted_nll(x, 30)).all()
     assert max(chunks) == 7 and sum(chunks) == 30

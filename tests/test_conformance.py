@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import build_model
+from tests.conftest import build_model, component
 from vae_zoo.components import component_class
 from vae_zoo.config_groups import options
 from vae_zoo.data import MNISTDataModule
@@ -28,6 +28,7 @@ from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.models import VAE
+from vae_zoo.priors.prior import Prior
 
 GROUPS = ("latent", "estimator", "objective")
 LIKELIHOODS = list(options("likelihood"))
@@ -116,12 +117,49 @@ def test_every_combination_trains_or_is_refused_as_its_capabilities_predict(
     train_two_steps(build_model(latent, estimator, objective, likelihood), batches)
 
 
-@pytest.mark.parametrize(
-    ("latent", "likelihood"), list(itertools.product(options("latent"), LIKELIHOODS)), ids="-".join
-)
+@pytest.mark.parametrize(("latent", "likelihood"), list(itertools.product(options("latent"), LIKELIHOODS)))
 def test_every_likelihood_trains_with_every_latent_family(latent, likelihood, batches):
     torch.manual_seed(0)
     train_two_steps(build_model(latent, first_estimator(latent), "elbo", likelihood), batches)
+
+
+@pytest.mark.parametrize(("prior", "latent"), list(itertools.product(options("prior"), options("latent"))))
+def test_every_prior_trains_with_every_latent_family_it_fits_or_is_refused_in_one_line(
+    prior, latent, batches
+):
+    torch.manual_seed(0)
+    needs = component_class(options("prior")[prior], Prior, "model.prior").requires
+    family = instantiate(options("latent")[latent], in_features=4)
+    build = lambda: build_model(latent, first_estimator(latent), "elbo", prior=component("prior", prior))
+    if needs.met_by(family.probe_posterior()):
+        train_two_steps(build(), batches)
+        return
+    with pytest.raises(ConfigError) as refusal:
+        build()
+    assert "\n" not in str(refusal.value) and str(refusal.value).startswith(
+        f"prior={prior} needs {needs.needs}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flow", "estimator"), list(itertools.product(options("flow"), options("estimator")))
+)
+def test_every_flow_trains_with_the_estimators_its_posterior_pairs_with_or_is_refused(
+    flow, estimator, batches
+):
+    torch.manual_seed(0)
+    flowed = build_model("normal", "pathwise", "iwae", flow=component("flow", flow)).probe_posterior()
+    sampler = component_class(options("estimator")[estimator], Estimator, "model.estimator")
+    build = lambda: build_model("normal", estimator, "iwae", flow=component("flow", flow))
+    if sampler.requires.met_by(flowed):
+        train_two_steps(build(), batches)
+        return
+    with pytest.raises(ConfigError) as refusal:
+        build()
+    message = str(refusal.value)
+    assert "\n" not in message and message.startswith(
+        f"estimator={estimator} does not pair with latent=normal"
+    )
 
 
 def train_two_steps(model: VAE, batches: dict[str, TensorBatches]) -> None:

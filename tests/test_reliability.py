@@ -274,6 +274,21 @@ BAD_INPUTS = {
         ["latent=bernoulli", "estimator=nvil", "model.estimator.lr=-0.1"],
         "error: model.estimator.lr=-0.1 must be > 0 (or null: the model's learning rate)",
     ),
+    "a VampPrior on binary latents": (
+        ["latent=bernoulli", "estimator=disarm", "prior=vamp"],
+        (
+            "error: prior=vamp needs a continuous density, which latent=bernoulli's Bernoulli posteriors lack -- "
+            "choose another prior= or latent="
+        ),
+    ),
+    "implicit gradients through a flow": (
+        ["flow=iaf", "estimator=implicit"],
+        "error: estimator=implicit does not pair with latent=normal through flow=iaf: it needs a CDF differentiable",
+    ),
+    "a closed-form KL the prior lacks": (
+        ["prior=mog", "objective.kl=analytic"],
+        "error: objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers lack",
+    ),
     "unknown compile mode": (
         ["model.compile=fastest"],
         (

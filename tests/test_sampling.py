@@ -112,3 +112,18 @@ def test_sample_without_a_checkpoint_is_one_line(tmp_path):
     result = run_script("sample.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "components", [("prior=vamp", "model.prior.components=5"), ("flow=iaf",), ("model=two_layer_vae",)]
+)
+def test_sample_draws_from_learned_priors_flows_and_two_layers(components, tmp_path, make_cfg):
+    run_dir = tmp_path / "run"
+    train(make_cfg(*components, *SHORT, *FAST, "logger=[]", output_dir=run_dir))
+    out = tmp_path / "pictures"
+    sample(
+        make_cfg(
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", *GRIDS, output_dir=out, config_name="sample"
+        )
+    )
+    assert {p.stem for p in out.glob("*.png")} == ALL

@@ -48,3 +48,10 @@ def build(config: Mapping[str, Any], base: type | tuple[type, ...], where: str, 
     arrive as plain Python containers."""
     component_class(config, base, where)
     return instantiate(config, **kwargs, _recursive_=False, _convert_="all")
+
+
+def build_with_sizes(config: Mapping[str, Any], base: type, where: str, sizes: Mapping[str, Any]) -> Any:
+    """``build`` with the entries of ``sizes`` that the class names in its ``sizes`` attribute (the shapes an
+    estimator's or a prior's own networks need: ``input_shape``, ``latent_features``)."""
+    needs = getattr(component_class(config, base, where), "sizes", ())
+    return build(config, base, where, **{name: sizes[name] for name in needs})

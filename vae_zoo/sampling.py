@@ -46,10 +46,10 @@ class PriorQuantiles:
         return torch.gather(self.sorted, 1, flat).T.reshape(u.shape)
 
 
-def interpolate(latent, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, steps: int) -> Tensor:
+def interpolate(latent, prior, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, steps: int) -> Tensor:
     """``steps`` points from ``a`` to ``b`` (each ``(..., *event)``), stacked on a new second-to-first dim."""
     t = torch.linspace(0, 1, steps).reshape(-1, *([1] * a.dim()))
-    if quantiles is None or isinstance(coordinates(latent.prior()), Normal):
+    if quantiles is None or isinstance(coordinates(prior), Normal):
         return (1 - t) * a + t * b  # linear: the Normal, and convex combinations on a simplex
     if getattr(latent, "circular", False):
         return a + t * torch.atan2(torch.sin(b - a), torch.cos(b - a))
@@ -118,7 +118,7 @@ def write_grids(
         )
     model.eval()
     torch.manual_seed(seed)
-    latent, prior = model.latent, model.latent.prior()
+    latent, prior = model.latent, model.prior_distribution()
     scalar = len(prior.event_shape) == 1
     if not scalar and temperature != 1:
         raise ConfigError(f"grids.temperature={temperature} needs a latent of scalar coordinates; use 1.0")
@@ -146,7 +146,7 @@ def write_grids(
         save_image(torch.cat(rows), written[-1], nrow=per_row, pad_value=1.0)
 
         a, b = locations[:pairs], locations[pairs : 2 * pairs]
-        path = interpolate(latent, quantiles, a, b, steps).transpose(0, 1)  # (pairs, steps, *event)
+        path = interpolate(latent, prior, quantiles, a, b, steps).transpose(0, 1)  # (pairs, steps, *event)
         grid = torch.cat([x[:pairs, None], decode(path), x[pairs : 2 * pairs, None]], dim=1)
         levels = [f"t={t:.2g}" for t in torch.linspace(0, 1, steps).tolist()]
         written.append(out_dir / "interpolations.png")

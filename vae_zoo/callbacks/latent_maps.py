@@ -34,8 +34,8 @@ class LatentMaps(pl.Callback):
         self.grid = grid
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        latent = pl_module.latent
-        if tuple(latent.prior().event_shape) != (2,) or not trainer.is_global_zero:
+        latent, prior = pl_module.latent, pl_module.prior_distribution()
+        if tuple(prior.event_shape) != (2,) or not trainer.is_global_zero:
             return
         was_training = pl_module.training
         pl_module.eval()
@@ -45,7 +45,7 @@ class LatentMaps(pl.Callback):
             points = torch.cat([latent.location(pl_module.posterior(b)) for b in x.split(500)]).cpu()
         labels = datamodule.test_labels()
         labels = None if labels is None else torch.as_tensor(labels[: len(points)])
-        z = prior_quantile_grid(latent.prior(), self.grid).to(pl_module.device)
+        z = prior_quantile_grid(prior, self.grid).to(pl_module.device)
         with torch.no_grad():
             manifold = make_grid(pl_module.pixel_means(z).float().cpu(), nrow=self.grid, padding=0)
         pl_module.train(was_training)

@@ -21,6 +21,8 @@ class LatentFamily(nn.Module):
 
     #: width of a flattened sample, i.e. the decoder's input size
     sample_features: int
+    #: whether ``kl`` has a closed form with the family's own prior (objectives otherwise estimate it)
+    closed_form_kl: bool = True
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
@@ -45,10 +47,6 @@ class LatentFamily(nn.Module):
     def kl(self, q: Distribution) -> Tensor:
         """``KL(q || p)`` per image in closed form (torch's registry; families override with faster forms)."""
         return kl_divergence(q, self.prior())
-
-    def kl_estimate(self, q: Distribution, z: Tensor) -> Tensor:
-        """The one-sample estimate ``log q(z) - log p(z)`` per sample and image; ``z`` must lie in q's support."""
-        return q.log_prob(z) - self.prior().log_prob(z)
 
     def probe_posterior(self) -> Distribution:
         """A posterior for one all-zero feature vector (on the CPU, where models are assembled): what an

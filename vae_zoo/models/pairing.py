@@ -31,13 +31,18 @@ def family_name(q: Distribution) -> str:
 
 
 def pairing_problem(
-    q: Distribution, estimator: Estimator | type[Estimator], objective: Objective, latent: LatentFamily
+    q: Distribution,
+    estimator: Estimator | type[Estimator],
+    objective: Objective,
+    latent: LatentFamily,
+    posterior: str | None = None,
 ) -> str | None:
     """Why ``estimator`` (an instance, or its class: what it states is class-level) cannot train ``latent``
-    (posterior ``q``) on ``objective``; None if it can."""
+    (posterior ``q``, named ``posterior`` in messages: ``latent=<option>`` unless told) on ``objective``; None if
+    it can."""
     if not estimator.requires.met_by(q):
         return (
-            f"does not pair with {option_name('latent', latent)}: it needs {estimator.requires.needs}, "
+            f"does not pair with {posterior or option_name('latent', latent)}: it needs {estimator.requires.needs}, "
             f"which {family_name(q)} posteriors lack"
         )
     settings = f" ({objective.extra_repr()})" if objective.extra_repr() else ""
@@ -56,9 +61,10 @@ def pairing_problem(
     return None
 
 
-def valid_estimators(latent: LatentFamily, objective: Objective) -> list[str]:
-    """The options of ``conf/estimator/`` that can train ``latent`` on ``objective``."""
-    q = latent.probe_posterior()
+def valid_estimators(latent: LatentFamily, objective: Objective, q: Distribution | None = None) -> list[str]:
+    """The options of ``conf/estimator/`` that can train ``latent`` (posterior ``q``: the family's own, or
+    through a flow) on ``objective``."""
+    q = q if q is not None else latent.probe_posterior()
     return [
         name
         for name, config in options("estimator").items()
@@ -67,9 +73,17 @@ def valid_estimators(latent: LatentFamily, objective: Objective) -> list[str]:
     ]
 
 
-def check_pairing(latent: LatentFamily, estimator: Estimator, objective: Objective) -> None:
-    """Stop with one line if the three cannot train together, naming the estimators that can."""
-    problem = pairing_problem(latent.probe_posterior(), estimator, objective, latent)
+def check_pairing(
+    latent: LatentFamily,
+    estimator: Estimator,
+    objective: Objective,
+    q: Distribution | None = None,
+    posterior: str | None = None,
+) -> None:
+    """Stop with one line if the three cannot train together (on posterior ``q``: the family's own, or
+    through a flow, named ``posterior``), naming the estimators that can."""
+    q = q if q is not None else latent.probe_posterior()
+    problem = pairing_problem(q, estimator, objective, latent, posterior)
     if problem is not None:
-        choices = ", ".join(f"estimator={name}" for name in valid_estimators(latent, objective))
+        choices = ", ".join(f"estimator={name}" for name in valid_estimators(latent, objective, q))
         raise ConfigError(f"{option_name('estimator', estimator)} {problem}; choose one of: {choices}")

@@ -26,16 +26,21 @@ from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
-from vae_zoo.components import build, component_class
+from vae_zoo.components import build, build_with_sizes
+from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.flows.flow import Flow
+from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
-from vae_zoo.models.pairing import check_pairing
+from vae_zoo.models.pairing import check_pairing, family_name
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer
+from vae_zoo.priors.prior import Prior
 
 DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
+DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
 
 
 class ElboTerms(NamedTuple):
@@ -66,6 +71,11 @@ COMPILE_SCOPES = ("modules", "loss")
 IW_CHUNK_ELEMENTS = {"cpu": 2**21, "other": 2**26}
 
 
+def full_precision(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 if autocast made it half or bfloat16; float32 and float64 pass unchanged."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 class VAE(pl.LightningModule):
     """Encoder -> latent family -> estimator -> decoder -> likelihood, trained on an objective; every part
     built from its config dict (``_target_`` plus settings).
@@ -86,6 +96,8 @@ class VAE(pl.LightningModule):
         optimizer: dict[str, Any],
         objective: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        prior: dict[str, Any] | None = None,
+        flow: dict[str, Any] | None = None,
         input_shape: Sequence[int] = (1, 28, 28),
         pixels: str | None = None,
         iw_samples: int = 1000,
@@ -121,13 +133,32 @@ class VAE(pl.LightningModule):
             in_features=self.latent.sample_features,
             output_shape=self.likelihood.param_shape(input_shape),
         )
-        sizes = {"input_shape": input_shape, "latent_features": self.latent.sample_features}
-        needs = component_class(estimator, Estimator, "model.estimator").sizes
-        self.estimator = build(
-            estimator, Estimator, "model.estimator", **{name: sizes[name] for name in needs}
+        # a flattened sample's width (the decoder may read less or more: z1 of two layers, an angle's cos and sin)
+        latent_features = math.prod(self.latent.probe_posterior().event_shape)
+        sizes = {"input_shape": input_shape, "latent_features": latent_features}
+        self.estimator = build_with_sizes(estimator, Estimator, "model.estimator", sizes)
+        self.flow = (
+            build(
+                flow,
+                Flow,
+                "model.flow",
+                latent_features=latent_features,
+                in_features=self.encoder.out_features,
+            )
+            if flow
+            else None
         )
+        self.prior = build_with_sizes(prior or DEFAULT_PRIOR, Prior, "model.prior", sizes)
+        self.check_support(self.prior, "prior")
+        if self.flow is not None:
+            self.check_support(self.flow, "flow")
+        self.closed_form_kl = self.prior.closed_form_kl and self.latent.closed_form_kl and self.flow is None
         self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
-        check_pairing(self.latent, self.estimator, self.objective)
+        self.objective.bind(self.kl_origin)
+        posterior = option_name("latent", self.latent)
+        if self.flow is not None:
+            posterior += f" through {option_name('flow', self.flow)}"
+        check_pairing(self.latent, self.estimator, self.objective, self.probe_posterior(), posterior)
         if compile:  # in place: parameter names and checkpoints stay those of the plain modules
             mode = None if compile is True else compile
             if mode not in COMPILE_MODES:
@@ -151,11 +182,42 @@ class VAE(pl.LightningModule):
             return torch.autocast(self.device.type, enabled=False)
         return nullcontext()
 
-    def posterior(self, x: Tensor) -> Distribution:
-        """``q(z|x)``: the encoder under autocast, the distribution in float32."""
-        features = self.encoder(x)
+    def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
+        """``q(z|x)``: the encoder under autocast, the distribution in float32, through the flow if there is
+        one (``flow=False``: the base posterior)."""
+        features = full_precision(self.encoder(x))
         with self.float32():
-            return self.latent.posterior(features.float())
+            q = self.latent.posterior(features)
+            return FlowPosterior(q, self.flow.transforms(features)) if flow and self.flow is not None else q
+
+    def probe_posterior(self) -> Distribution:
+        """The posterior for one all-zero feature vector, through any flow: what pairings are checked on."""
+        with torch.no_grad():
+            features = torch.zeros(1, self.latent.in_features)
+            q = self.latent.posterior(features)
+            return FlowPosterior(q, self.flow.transforms(features)) if self.flow is not None else q
+
+    def check_support(self, component: nn.Module, group: str) -> None:
+        """Stop with one line when a prior or flow needs of the posterior what the latent family lacks."""
+        q = self.latent.probe_posterior()
+        if not component.requires.met_by(q):
+            raise ConfigError(
+                f"{option_name(group, component)} needs {component.requires.needs}, which "
+                f"{option_name('latent', self.latent)}'s {family_name(q)} posteriors lack -- choose another "
+                f"{group}= or latent="
+            )
+
+    @property
+    def kl_origin(self) -> str:
+        """How the KL is computed: ``closed form``, or ``one-sample estimate`` (at the objective's sample in
+        training, at the exact posterior sample in evaluation) where the prior, the family or a flow has
+        none."""
+        return "closed form" if self.closed_form_kl else "one-sample estimate"
+
+    def prior_distribution(self) -> Distribution:
+        """``p(z)``, the prior component's, in float32."""
+        with self.float32():
+            return self.prior.distribution(self)
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         """The estimator's training sample(s) of ``q``, in float32."""
@@ -164,7 +226,7 @@ class VAE(pl.LightningModule):
 
     def likelihood_params(self, z: Tensor) -> Tensor:
         """The decoder's output for samples ``z`` (any leading sample dims), in float32."""
-        return self.decoder(self.latent.decoder_input(z)).float()
+        return full_precision(self.decoder(self.latent.decoder_input(z)))
 
     def nll(self, x: Tensor, z: Tensor) -> Tensor:
         """``-log p(x|z)`` per sample and image."""
@@ -173,20 +235,20 @@ class VAE(pl.LightningModule):
             return self.likelihood.nll(params, x)
 
     def kl(self, q: Distribution) -> Tensor:
-        """The closed-form ``KL(q || p)`` per image, in float32."""
+        """The closed-form ``KL(q || p)`` per image, in float32 (only where ``closed_form_kl``)."""
         with self.float32():
             return self.latent.kl(q)
 
-    def kl_estimate(self, q: Distribution, z: Tensor) -> Tensor:
-        """``log q(z) - log p(z)`` per sample and image, in float32."""
+    def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
+        """``log q(z) - log p(z)`` per sample and image, in float32 (``p``: the prior, if already built)."""
         with self.float32():
-            return self.latent.kl_estimate(q, z)
+            p = p if p is not None else self.prior_distribution()
+            return q.log_prob(z) - p.log_prob(z)
 
-    def log_weights(self, x: Tensor, q: Distribution, z: Tensor) -> Tensor:
+    def log_weights(self, x: Tensor, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log w = log p(x|z) + log p(z) - log q(z|x)`` per sample and image."""
         nll = self.nll(x, z)
-        with self.float32():
-            return -nll - self.latent.kl_estimate(q, z)
+        return -nll - self.kl_estimate(q, z, p)
 
     def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
         """The estimator's surrogate term for ``cost`` (None for pathwise estimators), in float32."""
@@ -194,11 +256,13 @@ class VAE(pl.LightningModule):
             return self.estimator.surrogate(q, z, cost)
 
     def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
-        """Per-image ``-log p(x|z)`` and the closed-form ``KL(q || p)`` with ``z = sample(q(z|x))``."""
+        """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``: the closed form where
+        there is one, else ``log q(z) - log p(z)`` at that sample (``kl_origin``)."""
         q = self.posterior(x)
         with self.float32():
             z = sample(q)
-        return ElboTerms(self.nll(x, z), self.kl(q), q, z)
+        kl = self.kl(q) if self.closed_form_kl else self.kl_estimate(q, z)
+        return ElboTerms(self.nll(x, z), kl, q, z)
 
     def forward(self, x: Tensor) -> Tensor:
         """The negative ELBO per image, with an exact posterior sample and the closed-form KL (what
@@ -304,13 +368,13 @@ class VAE(pl.LightningModule):
         does not grow with ``k``; with ``k = 1`` this is a one-sample negative ELBO estimate.
         """
         k = k or self.hparams.iw_samples
-        q = self.posterior(x)
+        q, p = self.posterior(x), self.prior_distribution()
         log_sum = None
         chunk = self.iw_chunk_size(x)
         for start in range(0, k, chunk):
             with self.float32():
                 z = q.sample((min(chunk, k - start),))
-            chunk_sum = torch.logsumexp(self.log_weights(x, q, z), dim=0)
+            chunk_sum = torch.logsumexp(self.log_weights(x, q, z, p), dim=0)
             log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
         return math.log(k) - log_sum
 
@@ -336,5 +400,5 @@ class VAE(pl.LightningModule):
     def generate(self, n: int) -> Tensor:
         """Pixel means decoded from ``n`` prior samples (drawn in float32)."""
         with self.float32():
-            z = self.latent.prior().sample((n,))
+            z = self.prior_distribution().sample((n,))
         return self.pixel_means(z)

@@ -13,21 +13,23 @@ from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_t
 if TYPE_CHECKING:
     from vae_zoo.models.vae import VAE
 
-KL_MODES = ("analytic", "mc")
+KL_MODES = ("auto", "analytic", "mc")
 
 
 class ELBO(Objective):
     """Minimises ``-log p(x|z) + beta * KL(q(z|x) || p(z))`` per image, ``z`` from the estimator.
 
-    ``kl: analytic`` uses the latent family's closed form (its exact gradient, no sampling noise);
-    ``kl: mc`` the one-sample ``log q(z) - log p(z)`` at the training sample (needs an exact sample).
+    ``kl: analytic`` uses the closed form (its exact gradient, no sampling noise), which the family's own
+    prior has and a learned prior, a flow or two stochastic layers lack (refused with one line there);
+    ``kl: mc`` the one-sample ``log q(z) - log p(z)`` at the training sample (needs an exact sample);
+    ``kl: auto`` (the default) the closed form where the model has one, else the estimate.
     ``beta`` weights the KL in the loss (``KLWarmup`` raises it from 0 to 1); the reported terms are
     the true negative ELBO (beta = 1) and its parts. The estimator's cost, the part of the loss that
     depends on the sample, is the reconstruction (plus ``beta`` times the one-sample KL with ``kl: mc``).
     An estimator that draws several samples per image (``draws``) makes it an average over them.
     """
 
-    def __init__(self, beta: float = 1.0, kl: str = "analytic") -> None:
+    def __init__(self, beta: float = 1.0, kl: str = "auto") -> None:
         super().__init__()
         if kl not in KL_MODES:
             raise ConfigError(f"objective.kl={kl!r} is not one of {', '.join(KL_MODES)}")
@@ -35,6 +37,16 @@ class ELBO(Objective):
             raise ConfigError(f"objective.beta={beta} must be >= 0")
         self.beta, self.kl = float(beta), kl
         self.needs_exact_samples = kl == "mc"
+
+    def bind(self, kl_origin: str) -> None:
+        if self.kl == "analytic" and kl_origin != "closed form":
+            raise ConfigError(
+                "objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers "
+                "lack -- set objective.kl=auto (or mc): the one-sample estimate at the training sample"
+            )
+        if self.kl == "auto":
+            self.kl = "analytic" if kl_origin == "closed form" else "mc"
+            self.needs_exact_samples = self.kl == "mc"
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, kl={self.kl}"

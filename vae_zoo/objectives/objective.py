@@ -46,6 +46,10 @@ class Objective(ABC, nn.Module):
     samples_per_image: int = 1
     bound_name: str | None = None
 
+    def bind(self, kl_origin: str) -> None:
+        """Learn what the model offers before the pairing check: how its KL can be computed (``closed form``
+        or ``one-sample estimate``, ``VAE.kl_origin``); refuse with a ``ConfigError`` what it cannot use."""
+
     @abstractmethod
     def forward(self, model: VAE, x: Tensor) -> ObjectiveOutput:
         """The loss on batch ``x`` and its named terms."""

@@ -1,0 +1,1 @@
+"""Posterior flows: invertible transforms of q(z|x)'s samples, chosen by ``flow=``."""

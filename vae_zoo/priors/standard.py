@@ -1,0 +1,16 @@
+"""The latent family's own prior (N(0, I) for the Normal, Gamma(0.3, 0.3) for the Gamma, ...)."""
+
+from __future__ import annotations
+
+from torch.distributions import Distribution
+
+from vae_zoo.priors.prior import Prior
+
+
+class StandardPrior(Prior):
+    """``p(z) = latent.prior()``; the KL is the family's closed form."""
+
+    closed_form_kl = True
+
+    def distribution(self, model) -> Distribution:
+        return model.latent.prior()
