@@ -204,6 +204,7 @@ def _fit_and_test(
         "checkpoint": checkpoint,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "kl": model.kl_origin,  # how val/kl and test/kl were computed: closed form or one-sample estimate
         **_float_metrics(val + test),
     }
     write_metrics(output_dir / "metrics.json", metrics)

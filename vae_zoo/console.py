@@ -8,7 +8,7 @@ import logging
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from vae_zoo.run_identity import run_identity
+from vae_zoo.run_identity import UNREMARKABLE, run_identity
 
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric")
 
@@ -35,9 +35,12 @@ def route_lightning_logs_through_hydra() -> None:
 
 def start_line(cfg: DictConfig, trainer: pl.Trainer, output_dir: str) -> str:
     """``train: gaussian_vae (latent=normal, estimator=pathwise, objective=elbo, likelihood=bernoulli) on
-    mnist | cpu, 32-true | outputs/<date>/<time>``."""
+    mnist | cpu, 32-true | outputs/<date>/<time>``, naming the prior and flow too where they are not the
+    family's own and none."""
     identity = run_identity(cfg)
-    parts = ", ".join(f"{key}={identity[key]}" for key in ("latent", "estimator", "objective", "likelihood"))
+    keys = ["latent", "estimator", "objective", "likelihood"]
+    keys += [key for key, plain in UNREMARKABLE.items() if identity.get(key) and identity[key] != plain]
+    parts = ", ".join(f"{key}={identity[key]}" for key in keys)
     device = str(trainer.strategy.root_device)
     if trainer.world_size > 1:
         device = f"{trainer.world_size} x {device.split(':')[0]}"

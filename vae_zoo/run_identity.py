@@ -18,8 +18,12 @@ RUN_GROUPS = {
     "estimator": "model.estimator",
     "objective": "objective",
     "likelihood": "model.likelihood",
+    "prior": "model.prior",
+    "flow": "model.flow",
     "data": "data",
 }
+#: options that add nothing to the model (the family's own prior, no flow): left out of run names
+UNREMARKABLE = {"prior": "standard", "flow": "none"}
 # where and how long a run goes, not what it trains
 NOT_DESCRIPTIVE = (
     "hydra.",
@@ -92,7 +96,11 @@ def run_name(likelihood: Mapping[str, Any] | None = None) -> str:
     choices = dict(hydra_choices())
     if not choices.get("likelihood") and likelihood is not None:
         choices["likelihood"] = option_for_target("likelihood", likelihood.get("_target_", ""))
-    parts = [choices[group] for group in RUN_GROUPS if choices.get(group)]
+    parts = [
+        choices[group]
+        for group in RUN_GROUPS
+        if choices.get(group) and choices[group] != UNREMARKABLE.get(group)
+    ]
     overrides = descriptive_overrides()
     short = short_keys(list(overrides))
     parts += [f"{short[key]}={value}" for key, value in overrides.items()]
