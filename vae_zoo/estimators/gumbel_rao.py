@@ -13,11 +13,12 @@ from vae_zoo.estimators.requirements import DISCRETE_LOGITS
 
 
 class GumbelRao(Estimator):
-    """Forward the exact sample ``b``; backward the gradient of ``1/m sum_i sigma_tau(z~_i)`` with
-    ``z~_i ~ p(z | H(z) = b)``: a Monte Carlo estimate of ``E[d sigma_tau(z) | b]``, the straight-through
-    Gumbel-Softmax gradient with its noise integrated out given ``b``. Biased as straight-through is (the
-    bias shrinks with ``tau``), with lower variance; ``temperature`` follows callbacks.temperature when
-    present. Binary and categorical latents."""
+    """Forward the exact sample ``b``; backward the gradient of ``1/m sum_i sigma_tau(a + g~_i)`` with the
+    noise ``g~_i = z~_i - a`` of ``z~_i ~ p(z | H(z) = b)`` held fixed: a Monte Carlo estimate of
+    ``E[d sigma_tau(a + g) / da | b]``, the straight-through Gumbel-Softmax gradient with its noise
+    integrated out given ``b``. Its mean is straight-through's (a test checks it), so it is biased as that
+    is (the bias shrinks with ``tau``), with lower variance; ``temperature`` follows callbacks.temperature
+    when present. Binary and categorical latents."""
 
     requires = DISCRETE_LOGITS
     unbiased = False
@@ -33,6 +34,6 @@ class GumbelRao(Estimator):
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         relaxing = relaxation(q)
         hard = relaxing.hard(relaxing.perturb(sample_shape).detach())
-        conditional = relaxing.conditional(hard.expand(self.samples, *hard.shape))
-        soft = relaxing.relax(conditional, self.temperature).mean(0)
+        noise = (relaxing.conditional(hard.expand(self.samples, *hard.shape)) - relaxing.logits).detach()
+        soft = relaxing.relax(relaxing.logits + noise, self.temperature).mean(0)
         return hard + (soft - soft.detach())
