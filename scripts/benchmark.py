@@ -34,15 +34,18 @@ nonlinear VAE (`experiment=disarm_mnist`, 200 latents, batch 50), each against `
 network with 200 Normal latents: rounds of `--steps` steps of each estimator in turn, so that drifts hit all
 alike; the ratio is the median over rounds of the estimator's time per step over pathwise's.
 
-    python scripts/benchmark.py --estimators --rounds 5 --steps 50 --out outputs/estimator_speed.md
+    python scripts/benchmark.py --estimators --rounds 5 --steps 50 --out outputs/estimator_speed.md \
+        --json docs/measurements/estimator_speed.json     # the file the documentation's estimator table reads
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -283,6 +286,17 @@ def estimator_step_seconds(rounds: int, steps: int, tmp: Path) -> dict[str, list
     return {name: values[1:] for name, values in seconds.items()}
 
 
+def git_commit() -> str:
+    """The checkout's commit (with ``+`` if tracked files have changed), for the record of a measurement."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
+
+
 def estimator_table(seconds: dict[str, list[float]]) -> str:
     reference = seconds["pathwise"]
     lines = [
@@ -310,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimators", action="store_true", help="time every estimator's step instead")
     parser.add_argument("--rounds", type=int, default=5, help="with --estimators: timed rounds")
     parser.add_argument("--steps", type=int, default=50, help="with --estimators: steps per round")
+    parser.add_argument("--json", type=Path, help="with --estimators: also write the ratios as JSON here")
     args = parser.parse_args(argv)
     if args.estimators:
         with tempfile.TemporaryDirectory() as tmp:
@@ -321,6 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+        if args.json:
+            reference = seconds["pathwise"]
+            ratios = {
+                n: statistics.median(v / r for v, r in zip(values, reference))
+                for n, values in seconds.items()
+            }
+            measured = {"setup": text.splitlines()[0], "commit": git_commit(), "relative_to_pathwise": ratios}
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(measured, indent=2) + "\n")
         return
 
     rows = []

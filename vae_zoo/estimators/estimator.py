@@ -48,6 +48,8 @@ class Estimator(ABC, nn.Module):
     draws: int = 1
     #: the fewest samples per image the objective's cost must be a joint function of (VIMCO: 2)
     min_objective_samples: int = 1
+    #: evaluations of the cost per draw beyond the one at the sample (REBAR's two at relaxed samples)
+    extra_cost_evaluations: int = 0
     #: sizes the estimator's own networks need, given at construction: ``input_shape`` (of the images),
     #: ``latent_features`` (of a flattened sample)
     sizes: tuple[str, ...] = ()

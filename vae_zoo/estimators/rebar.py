@@ -29,6 +29,7 @@ class REBAR(Estimator):
     """
 
     requires = DISCRETE_LOGITS
+    extra_cost_evaluations = 2  # f(sigma(z)) and f(sigma(z~))
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float | None = None) -> None:
         super().__init__()
