@@ -18,7 +18,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import VonMises
+from torch.distributions import VonMises, constraints
 
 SERIES_BELOW = 10.5
 SERIES_TERMS = 20
@@ -77,9 +77,12 @@ def von_mises_cdf(x: Tensor, kappa: Tensor) -> Tensor:
 
 
 class DifferentiableCDFVonMises(VonMises):
-    """``VonMises(loc, concentration)`` with a ``cdf`` differentiable in both parameters."""
+    """``VonMises(loc, concentration)`` with a ``cdf`` differentiable in both parameters, and its support
+    said as the interval its samples lie in: torch declares the real line (the density is periodic), which
+    would let a prior or a flow that needs a density on all of R^D pair with angles."""
 
     has_differentiable_cdf = True
+    support = constraints.interval(-math.pi, math.pi)
 
     def cdf(self, value: Tensor) -> Tensor:
         return von_mises_cdf(value - self.loc, self.concentration)
