@@ -32,7 +32,7 @@ def built(name: str, model: SmallModel) -> Estimator:
 
 
 def row(name: str, model: SmallModel, estimator: Estimator, draws: int, samples: int, note: str) -> str:
-    scale = estimator.signal_variance.sqrt().clamp_min(1).item() if name == "nvil" else 1.0
+    scale = estimator.signal_scale().item() if name == "nvil" else 1.0
     z, mean, exact, estimates = model.z_scores(estimator, draws, samples, scale)
     bias = (mean - exact).norm().item() / exact.norm().item()
     kind = f"categorical {tuple(model.logits.shape)}" if model.categorical else f"binary, D={model.features}"
