@@ -94,11 +94,13 @@ class CategoricalRelaxation(Relaxation):
         return torch.softmax(z / temperature, dim=-1)
 
     def conditional(self, b: Tensor) -> Tensor:
-        v = uniform(b.shape, b.device)
-        log_v = torch.log(v)
-        top = (log_v * b).sum(-1, keepdim=True)  # log v_b
-        others = -torch.log(-log_v / self.logits.exp() - top)
-        return torch.where(b.bool(), -torch.log(-top), others)
+        """In log space, ``z~_i = -logaddexp(log(-log v_i) - t_i, log(-log v_b))``: dividing by ``p_i``
+        itself overflows the backward pass (``1 / p_i^2``) once a class's log-probability is below about
+        -44, which a trained encoder reaches."""
+        log_minus_log_v = torch.log(-torch.log(uniform(b.shape, b.device)))
+        top = (log_minus_log_v * b).sum(-1, keepdim=True)  # log(-log v_b)
+        others = -torch.logaddexp(log_minus_log_v - self.logits, top)
+        return torch.where(b.bool(), -top, others)
 
 
 def relaxation(q: Distribution) -> Relaxation:
