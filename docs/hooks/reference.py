@@ -32,6 +32,8 @@ GROUPS = {
     "data": "The dataset, its splits and what its pixels are (`data.<key>=...`).",
     "encoder": "Image to features (`model.encoder.<key>=...`).",
     "latent": "Features to q(z|x); the prior, the KL, how a sample enters the decoder (`model.latent.<key>=...`).",
+    "prior": "p(z) as a component: the family's own, or a learned one (`model.prior.<key>=...`).",
+    "flow": "Invertible transforms of the posterior's sample, amortised by the encoder (`model.flow.<key>=...`).",
     "estimator": "How a sample of q(z|x) carries gradient (`model.estimator.<key>=...`).",
     "decoder": "Latent sample to the likelihood's parameters (`model.decoder.<key>=...`).",
     "likelihood": "p(x|z) on the decoder's output; unset, the one made for the data's pixels (`model.likelihood.<key>=...`).",
@@ -225,6 +227,22 @@ def pairings() -> str:
             assert issubclass(cls, Estimator)
             cells.append(("✓ exact" if cls.exact_samples else "✓ relaxed") if cls.requires.met_by(q) else "–")
         lines.append(f"| `{name}` ({family_name(q)}) | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Which prior and which flow fits which latent family (each one's `requires`, asked of the posterior):",
+        "",
+    ]
+    attachments = {f"prior={n}": c for n, c in options("prior").items()} | {
+        f"flow={n}": c for n, c in options("flow").items() if c
+    }
+    lines += [
+        "| latent | " + " | ".join(f"`{n}`" for n in attachments) + " |",
+        "|---|" + "---|" * len(attachments),
+    ]
+    for name, latent in latents.items():
+        q = latent.probe_posterior()
+        cells = ["✓" if get_class(c["_target_"]).requires.met_by(q) else "–" for c in attachments.values()]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += ["", "Which likelihood is a density of which pixels (each likelihood's `fits`):", ""]
     lines += ["| likelihood | " + " | ".join(f"`{p}`" for p in PIXELS) + " |", "|---|" + "---|" * len(PIXELS)]
     for name, config in options("likelihood").items():
@@ -234,12 +252,62 @@ def pairings() -> str:
     return "\n".join(lines)
 
 
+MEASUREMENTS = Path(__file__).resolve().parent.parent / "measurements"
+
+
+def estimators() -> str:
+    """One row per estimator: stated facts read from its class, its own parameters counted on the
+    DisARM paper's model (MNIST, 200 latents), the families it pairs with asked of each latent's posterior,
+    and the measured time per step (``docs/measurements/estimator_speed.json``, written by
+    ``scripts/benchmark.py --estimators``)."""
+    speed_file = MEASUREMENTS / "estimator_speed.json"
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {"relative_to_pathwise": {}}
+    probes = {
+        name: get_class(config["_target_"])(
+            in_features=4, **{k: v for k, v in config.items() if k != "_target_"}
+        )
+        for name, config in options("latent").items()
+    }
+    sizes = {"input_shape": (1, 28, 28), "latent_features": 200}
+    lines = [
+        (
+            "| estimator | unbiased | draws per image | cost evaluations per draw | own parameters | pairs with "
+            "(latent) | time per step / pathwise |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, config in options("estimator").items():
+        cls = get_class(config["_target_"])
+        assert issubclass(cls, Estimator)
+        settings = {k: v for k, v in config.items() if k != "_target_"}
+        built = cls(**settings, **{size: sizes[size] for size in cls.sizes})
+        own = sum(p.numel() for group in built.param_groups() for p in group["params"])
+        draws = "objective's k (>= 2)" if cls.min_objective_samples > 1 else str(built.draws)
+        families = ", ".join(
+            f"`{n}`" for n, latent in probes.items() if cls.requires.met_by(latent.probe_posterior())
+        )
+        ratio = speed["relative_to_pathwise"].get(name)
+        lines.append(
+            f"| `{name}` | {'yes' if cls.unbiased else 'no'} | {draws} | {1 + cls.extra_cost_evaluations} | "
+            f"{own or '–'} | {families} | {f'{ratio:.2f}' if ratio else '–'} |"
+        )
+    if speed.get("setup"):
+        lines += ["", f"Time per step: {speed['setup']}, at commit {speed['commit']}."]
+    return "\n".join(lines)
+
+
 def readme() -> str:
     """README.md, the front page, with its links into ``docs/`` made relative to the site."""
     return (CONFIG_DIR.parent.parent / "README.md").read_text().replace("](docs/", "](")
 
 
-GENERATORS = {"components": components, "settings": settings, "pairings": pairings, "readme": readme}
+GENERATORS = {
+    "components": components,
+    "settings": settings,
+    "pairings": pairings,
+    "estimators": estimators,
+    "readme": readme,
+}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
