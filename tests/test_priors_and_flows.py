@@ -11,13 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
 
 from tests.conftest import build_model, component
 from vae_zoo.components import build
 from vae_zoo.flows.flow import Flow
 from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.models import VAE
+from vae_zoo.priors.mixture import DiagonalGaussianMixture, mixture
 
 DOUBLE = torch.float64
 
@@ -177,3 +178,18 @@ def test_the_iw_bound_approaches_log_p_x_as_k_grows(latent, flow):
         gaps = [(model.importance_weighted_nll(x, k).mean() - exact).item() for k in (1, 10, 100, 10_000)]
     assert all(gap > -0.02 for gap in gaps)  # a bound (up to Monte Carlo noise)
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] and gaps[3] < 0.1, gaps
+
+
+def test_the_fast_gaussian_mixture_density_matches_torchs_broadcast_where_the_square_cancels():
+    """Tight components far from the origin: the expanded square in ``DiagonalGaussianMixture`` subtracts
+    numbers near (z / s)^2 ~ 1e6, which float64 keeps exact to far below a micro-nat."""
+    torch.manual_seed(3)
+    loc = 5 + torch.randn(50, 8, dtype=torch.float64)
+    scale = 0.01 + 0.05 * torch.rand(50, 8, dtype=torch.float64)
+    weights = Categorical(logits=torch.randn(50, dtype=torch.float64))
+    components = Independent(Normal(loc, scale), 1)
+    z = (loc[torch.randint(50, (64,))] + 0.03 * torch.randn(64, 8, dtype=torch.float64)).float()
+    fast = mixture(weights, components)
+    assert isinstance(fast, DiagonalGaussianMixture)
+    expected = MixtureSameFamily(weights, components).log_prob(z.double())
+    torch.testing.assert_close(fast.log_prob(z).double(), expected, rtol=1e-6, atol=1e-4)

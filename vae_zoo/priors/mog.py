@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from vae_zoo.errors import ConfigError
+from vae_zoo.priors.mixture import mixture
 from vae_zoo.priors.prior import REAL, Prior
 
 
@@ -30,4 +31,4 @@ class MixtureOfGaussiansPrior(Prior):
     def distribution(self, model) -> Distribution:
         scales = F.softplus(self.raw_scales) + 1e-4
         components = Independent(Normal(self.means, scales, validate_args=False), 1)
-        return MixtureSameFamily(Categorical(logits=self.logits), components, validate_args=False)
+        return mixture(Categorical(logits=self.logits), components)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.distributions import Categorical, Distribution
 
 from vae_zoo.errors import ConfigError
+from vae_zoo.priors.mixture import mixture
 from vae_zoo.priors.prior import CONTINUOUS, Prior
 
 
@@ -29,4 +30,4 @@ class VampPrior(Prior):
     def distribution(self, model) -> Distribution:
         q = model.posterior(torch.sigmoid(self.pseudo_inputs), flow=False)  # batch of K
         weights = Categorical(logits=torch.zeros(len(self.pseudo_inputs), device=self.pseudo_inputs.device))
-        return MixtureSameFamily(weights, q, validate_args=False)
+        return mixture(weights, q)

@@ -1,0 +1,44 @@
+"""Mixtures of K components, with a fast log-density where the components are diagonal Gaussians."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+
+
+class DiagonalGaussianMixture(MixtureSameFamily):
+    """``p(z) = sum_k pi_k N(z; m_k, diag s_k^2)`` with ``log_prob`` from two matrix products,
+
+        log N(z; m_k, s_k) = -1/2 (z^2 . w_k - 2 z . (m_k w_k) + m_k^2 . w_k) - sum_d log s_kd - D/2 log 2 pi,
+
+    ``w_k = s_k^-2``, in float64 (the expanded square cancels; float64 keeps that error far below 1e-6
+    nats). torch's ``MixtureSameFamily`` broadcasts ``z`` against every component, a ``(..., K, D)``
+    tensor: at the IW bound's chunk of 100 samples x 500 images x 500 components x 40 dimensions, 4 GB per
+    chunk and minutes per test batch."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        normal = self.component_distribution.base_dist
+        loc, scale, z = normal.loc.double(), normal.scale.double(), value.double()
+        precision = scale.pow(-2)
+        quadratic = (
+            z.square() @ precision.T - 2 * z @ (loc * precision).T + (loc.square() * precision).sum(-1)
+        )
+        log_normal = -0.5 * quadratic - scale.log().sum(-1) - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+        log_weights = self.mixture_distribution.logits.double()  # normalized by Categorical
+        return torch.logsumexp(log_normal + log_weights, dim=-1).to(value.dtype)
+
+
+def mixture(weights: Categorical, components: Distribution) -> MixtureSameFamily:
+    """The mixture of ``components`` (batch of K) with ``weights``: ``DiagonalGaussianMixture`` where each
+    component is a diagonal Gaussian on R^D, torch's ``MixtureSameFamily`` otherwise."""
+    diagonal_gaussian = (
+        isinstance(components, Independent)
+        and type(components.base_dist) is Normal
+        and components.reinterpreted_batch_ndims == 1
+        and len(components.batch_shape) == 1
+    )
+    family = DiagonalGaussianMixture if diagonal_gaussian else MixtureSameFamily
+    return family(weights, components, validate_args=False)
