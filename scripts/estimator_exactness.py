@@ -17,18 +17,11 @@ from pathlib import Path
 
 import torch
 
-from vae_zoo.components import build, component_class
+from vae_zoo.components import component_class
 from vae_zoo.config_groups import options
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.estimators.exactness import SmallModel, binary_model, categorical_model, total_variance
 from vae_zoo.estimators.requirements import BERNOULLI_LOGITS
-
-
-def built(name: str, model: SmallModel) -> Estimator:
-    config = options("estimator")[name]
-    sizes = {"input_shape": (1, 2, 2), "latent_features": model.features}
-    needs = component_class(config, Estimator, "model.estimator").sizes
-    return build(config, Estimator, "model.estimator", **{key: sizes[key] for key in needs})
 
 
 def row(name: str, model: SmallModel, estimator: Estimator, draws: int, samples: int, note: str) -> str:
@@ -63,13 +56,13 @@ def main() -> None:
                 continue
             if model.categorical and cls.requires is BERNOULLI_LOGITS:
                 continue
-            estimator = built(name, model)
+            estimator = model.estimator(name)
             lines.append(row(name, model, estimator, args.draws, 1, ""))
             if estimator.param_groups() and args.train:
                 model.train_estimator(estimator, steps=args.train)
                 lines.append(row(name, model, estimator, args.draws, 1, f", trained {args.train} steps"))
     for model in (binary_model(dim=3), categorical_model(n=2, k=2)):
-        lines.append(row("vimco", model, built("vimco", model), args.draws, 3, " (3-sample bound)"))
+        lines.append(row("vimco", model, model.estimator("vimco"), args.draws, 3, " (3-sample bound)"))
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

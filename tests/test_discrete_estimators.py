@@ -8,8 +8,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_zoo.components import build, component_class
-from vae_zoo.config_groups import options
 from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
 from vae_zoo.estimators.exactness import SmallModel, binary_model, categorical_model, total_variance
 from vae_zoo.estimators.reinforce_loo import ReinforceLOO
@@ -19,10 +17,7 @@ MODELS = {"binary": binary_model, "categorical": categorical_model}
 
 
 def estimator(name: str, model: SmallModel, **settings) -> Estimator:
-    config = {**options("estimator")[name], **settings}
-    sizes = {"input_shape": (1, 2, 2), "latent_features": model.features}
-    needs = component_class(config, Estimator, "model.estimator").sizes
-    return build(config, Estimator, "model.estimator", **{key: sizes[key] for key in needs})
+    return model.estimator(name, **settings)
 
 
 UNBIASED = {

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.requirements import Requirement
 
 
@@ -70,6 +71,18 @@ class Estimator(ABC, nn.Module):
         and checkpoints them with it. Their gradients come from the surrogate: zero-valued terms whose
         gradient is the estimator's own objective (``own_objective``)."""
         return []
+
+
+def own_learning_rate(lr: float | None) -> float | None:
+    """An estimator's ``lr`` for its own parameters, checked: > 0, or None for the model's."""
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"model.estimator.lr={lr} must be > 0 (or null: the model's learning rate)")
+    return lr
+
+
+def own_group(params, lr: float | None) -> dict:
+    """An optimizer parameter group of an estimator's own ``params``, with ``lr`` where one is set."""
+    return {"params": list(params), **({"lr": lr} if lr else {})}
 
 
 def gradient_term(params: list[Tensor], grads: list[Tensor]) -> Tensor:

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Independent
 
+from vae_zoo.components import build, component_class
+from vae_zoo.config_groups import options
 from vae_zoo.estimators.estimator import Cost, Estimator
 from vae_zoo.latents.categorical import GumbelMaxOneHotCategorical
 from vae_zoo.objectives.objective import estimator_term
@@ -115,6 +117,14 @@ class SmallModel:
             optimizer.zero_grad()
             self.loss(estimator, n)[0].backward()
             optimizer.step()
+
+    def estimator(self, name: str, **settings) -> Estimator:
+        """``estimator=name`` (with ``settings`` over its config) built for this model: its networks see
+        ``IMAGE_SHAPE`` images and the flattened latent."""
+        config = {**options("estimator")[name], **settings}
+        sizes = {"input_shape": IMAGE_SHAPE, "latent_features": self.features}
+        needs = component_class(config, Estimator, "model.estimator").sizes
+        return build(config, Estimator, "model.estimator", **{key: sizes[key] for key in needs})
 
     def z_scores(
         self, estimator: Estimator, n: int, samples: int = 1, scale: float = 1.0

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
+from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob, own_group, own_learning_rate
 from vae_zoo.estimators.requirements import LOG_PROB
 
 
@@ -42,9 +42,7 @@ class NVIL(Estimator):
         super().__init__()
         if hidden < 1 or not 0 <= decay < 1:
             raise ConfigError(f"model.estimator.hidden={hidden} must be >= 1 and decay={decay} in [0, 1)")
-        if lr is not None and not lr > 0:
-            raise ConfigError(f"model.estimator.lr={lr} must be > 0 (or null: the model's learning rate)")
-        self.decay, self.normalise, self.lr = decay, normalise, lr
+        self.decay, self.normalise, self.lr = decay, normalise, own_learning_rate(lr)
         self.baseline = nn.Sequential(
             nn.Flatten(-3), nn.Linear(math.prod(input_shape), hidden), nn.Tanh(), nn.Linear(hidden, 1)
         )
@@ -52,7 +50,7 @@ class NVIL(Estimator):
         self.register_buffer("signal_variance", torch.ones(()))
 
     def param_groups(self) -> list[dict]:
-        return [{"params": list(self.baseline.parameters()), **({"lr": self.lr} if self.lr else {})}]
+        return [own_group(self.baseline.parameters(), self.lr)]
 
     def signal_scale(self) -> Tensor:
         """What the centred signal is divided by at the next step: ``max(1, sqrt(v))``, or 1."""

@@ -9,7 +9,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator, gradient_term, joint_log_prob
+from vae_zoo.estimators.estimator import (
+    Cost,
+    Estimator,
+    gradient_term,
+    joint_log_prob,
+    own_group,
+    own_learning_rate,
+)
 from vae_zoo.estimators.relaxation import relaxation
 from vae_zoo.estimators.requirements import DISCRETE_LOGITS, coordinates
 
@@ -35,14 +42,12 @@ class REBAR(Estimator):
         super().__init__()
         if not temperature > 0:
             raise ConfigError(f"model.estimator.temperature={temperature} must be > 0")
-        if lr is not None and not lr > 0:
-            raise ConfigError(f"model.estimator.lr={lr} must be > 0 (or null: the model's learning rate)")
-        self.lr = lr
+        self.lr = own_learning_rate(lr)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
         self.eta = nn.Parameter(torch.tensor(float(eta)))
 
     def param_groups(self) -> list[dict]:
-        return [{"params": list(self.parameters()), **({"lr": self.lr} if self.lr else {})}]
+        return [own_group(self.parameters(), self.lr)]
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         relaxing = relaxation(q)
