@@ -200,13 +200,18 @@ def settings() -> str:
     return "\n".join(lines)
 
 
-def pairings() -> str:
-    latents = {
+def latent_families() -> dict:
+    """Every ``latent=`` option built on 4 input features, to ask its posterior what it offers."""
+    return {
         name: get_class(config["_target_"])(
             in_features=4, **{k: v for k, v in config.items() if k != "_target_"}
         )
         for name, config in options("latent").items()
     }
+
+
+def pairings() -> str:
+    latents = latent_families()
     estimators = {name: get_class(config["_target_"]) for name, config in options("estimator").items()}
     intro = (
         "Which estimator trains which latent family: each estimator's `requires`, asked of the family's posterior "
@@ -262,12 +267,7 @@ def estimators() -> str:
     ``scripts/benchmark.py --estimators``)."""
     speed_file = MEASUREMENTS / "estimator_speed.json"
     speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {"relative_to_pathwise": {}}
-    probes = {
-        name: get_class(config["_target_"])(
-            in_features=4, **{k: v for k, v in config.items() if k != "_target_"}
-        )
-        for name, config in options("latent").items()
-    }
+    probes = latent_families()
     sizes = {"input_shape": (1, 28, 28), "latent_features": 200}
     lines = [
         (
