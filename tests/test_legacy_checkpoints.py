@@ -44,3 +44,41 @@ def test_evaluating_an_old_run_reproduces_the_test_metrics_it_wrote(name, make_c
     for metric in ("test/elbo", "test/recon", "test/kl", "test/nll_iw"):
         assert evaluated[metric] == pytest.approx(written[metric], rel=1e-6), metric
     assert (evaluated["model"], evaluated["estimator"]) == (written["model"], written["estimator"])
+
+
+# Runs of 3e54cd4, the last commit before the probabilistic model moved below Lightning: estimators with their
+# own state (NVIL's baseline network and running statistics, RELAX's temperature, scale and surrogate network),
+# a learned prior (VampPrior pseudo-inputs) and a flow (IAF).
+RUNS_3E54CD4 = ROOT / "tests" / "fixtures" / "runs_3e54cd4"
+NAMES_3E54CD4 = ("bernoulli_nvil", "bernoulli_relax", "vampprior", "iaf")
+
+
+@pytest.mark.parametrize("name", NAMES_3E54CD4)
+def test_a_3e54cd4_checkpoint_evaluates_to_the_numbers_it_was_written_with(name, make_cfg):
+    run = RUNS_3E54CD4 / name
+    cfg = make_cfg(
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "trainer.accelerator=cpu",
+        "trainer.limit_test_batches=1",  # as the run was tested
+        "eval.iw_samples=4",
+        "eval.iw_chunk=4",
+        config_name="eval",
+    )
+    evaluated = evaluate(cfg)
+    written = json.loads((run / "metrics.json").read_text())
+    for metric in ("test/elbo", "test/recon", "test/kl", "test/nll_iw"):
+        assert evaluated[metric] == written[metric], metric
+
+
+@pytest.mark.parametrize("name", NAMES_3E54CD4)
+def test_a_3e54cd4_checkpoint_resumes(name, make_cfg, tmp_path):
+    from vae_zoo.cli import train
+
+    run = RUNS_3E54CD4 / name
+    overrides = [o for o in (run / ".hydra" / "overrides.yaml").read_text().split("\n- ") if o.strip()]
+    overrides = [
+        o.strip().removeprefix("- ") for o in overrides if not o.startswith(("hydra.", "trainer.max_"))
+    ]
+    resume = ("trainer.max_epochs=2", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    metrics = train(make_cfg(*overrides, *resume, output_dir=tmp_path))
+    assert metrics["global_step"] == 6 and metrics["epochs"] == 2

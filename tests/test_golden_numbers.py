@@ -1,0 +1,103 @@
+"""Golden numbers: short seeded runs of the presets, recorded at 3e54cd4 (before the probabilistic model moved
+below Lightning) and required bit for bit since.
+
+Each case trains 30 steps on real MNIST in deterministic mode on the CPU and keeps the training loss of every
+step (``train/loss`` through the CSV logger) and the final validation and test metrics (``metrics.json``).
+A structural change keeps these numbers; a change that is meant to move them rewrites the file with
+``python tests/test_golden_numbers.py --write`` and says why in its commit.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "numbers_3e54cd4.json"
+SHORT = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=30",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.deterministic=true",
+    "trainer.accelerator=cpu",
+    "data.eval_batch_size=100",
+    "eval.iw_samples=10",
+    "eval.iw_chunk=5",
+    "logger=csv",
+    "seed=0",
+)
+CASES = {
+    "gaussian": ("model=gaussian_vae",),
+    "categorical_annealed": (
+        "model=gumbel_vae",
+        "callbacks.temperature.every_n_steps=5",
+        "callbacks.temperature.rate=0.02",
+    ),
+    "gamma": ("model=gamma_vae",),
+    "bernoulli_disarm": ("model=bernoulli_vae", "estimator=disarm", "model.latent.prior=learned"),
+    "bernoulli_relax": ("model=bernoulli_vae", "estimator=relax"),
+    "bernoulli_nvil": ("model=bernoulli_vae", "estimator=nvil"),
+    "two_layer": ("model=two_layer_vae", "model.latent.dim=20", "model.latent.top=10"),
+    "vampprior": (
+        "experiment=vampprior_mnist",
+        "prior=vamp",
+        "model.prior.components=50",
+        "callbacks.kl_warmup.steps=20",
+    ),
+    "iaf": ("flow=iaf",),
+    "score_function_iwae": ("estimator=score_function", "objective=iwae", "objective.k=3"),
+}
+
+
+def run_case(make_cfg, overrides: tuple[str, ...], out: Path) -> dict:
+    """The case's 30 training losses and its final float metrics, from a real ``train`` run in ``out``."""
+    from vae_zoo.cli import train
+
+    metrics = train(make_cfg(*overrides, *SHORT, output_dir=out))
+    with (out / "csv" / "metrics.csv").open() as rows:
+        losses = [float(row["train/loss"]) for row in csv.DictReader(rows) if row.get("train/loss")]
+    return {
+        "losses": losses,
+        "metrics": {k: v for k, v in sorted(metrics.items()) if isinstance(v, float)},
+        "kl": metrics["kl"],
+    }
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_presets_give_their_recorded_numbers_bit_for_bit(case, make_cfg, tmp_path):
+    expected = json.loads(GOLDEN.read_text())[case]
+    got = run_case(make_cfg, CASES[case], tmp_path / case)
+    assert len(got["losses"]) == 30
+    assert got["losses"] == expected["losses"]
+    assert got["metrics"] == expected["metrics"]
+    assert got["kl"] == expected["kl"]
+
+
+if __name__ == "__main__":  # python tests/test_golden_numbers.py --write: record the numbers of this commit
+    import os
+    import tempfile
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_zoo.compose import compose_config
+
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_golden_numbers.py --write")
+    data_dir = os.environ["VAE_ZOO_DATA_DIR"]
+
+    def make_cfg(*overrides: str, output_dir: Path):
+        GlobalHydra.instance().clear()
+        return compose_config([f"paths.data_dir={data_dir}", *overrides], output_dir)
+
+    numbers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, overrides in CASES.items():
+            numbers[name] = run_case(make_cfg, overrides, Path(tmp) / name)
+            print(name, numbers[name]["losses"][-1], numbers[name]["metrics"].get("test/nll_iw"), flush=True)
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps(numbers, indent=1) + "\n")
