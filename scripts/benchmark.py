@@ -104,8 +104,9 @@ class BareLoop:
 
     def __init__(self, cfg, model_name: str, device: torch.device, optimizer: str = "same") -> None:
         pl.seed_everything(cfg.seed, verbose=False)
-        datamodule, self.model = build_datamodule_and_model(cfg)
+        datamodule, trained = build_datamodule_and_model(cfg)
         datamodule.setup()
+        self.model = trained.model  # the probabilistic model alone: a hand-written loop needs no Lightning
         self.images = datamodule.splits["train"].to(device)
         self.model.to(device)
         if optimizer == "user":
@@ -214,10 +215,10 @@ def measure(model_name: str, epochs: int, compile: bool | str, extra: list[str],
 
     x = datamodule.splits["test"][:500].float().div(255).to(model.device)
     model.eval()
-    model.importance_weighted_nll(x[:50], 1000)  # warm-up
+    model.model.importance_weighted_nll(x[:50], 1000)  # warm-up
     synchronize(model.device)
     start = time.perf_counter()
-    model.importance_weighted_nll(x, 1000)
+    model.model.importance_weighted_nll(x, 1000)
     synchronize(model.device)
     images = min(len(datamodule.splits["train"]), trainer.num_training_batches * cfg.data.batch_size)
     iw = len(x) / (time.perf_counter() - start)

@@ -25,13 +25,13 @@ from hydra.utils import instantiate
 
 from vae_zoo.cli import build_datamodule_and_model
 from vae_zoo.compose import compose_config
-from vae_zoo.models.pairing import valid_estimators
+from vae_zoo.pairing import valid_estimators
 
 MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
 
 
 def encoder_side(model) -> list[torch.nn.Parameter]:
-    return [*model.encoder.parameters(), *model.latent.head.parameters()]
+    return [*model.model.encoder.parameters(), *model.model.latent.head.parameters()]
 
 
 def briefly_train(model, datamodule, steps: int) -> None:
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             briefly_train(model, datamodule, args.train_steps)
             x = next(iter(datamodule.val_dataloader()))[: args.batch_size]
             family = []
-            for estimator_name in valid_estimators(model.latent, model.objective):
-                model.estimator = instantiate(
+            for estimator_name in valid_estimators(model.model.latent, model.objective):
+                model.model.estimator = instantiate(
                     compose_config([*overrides, f"estimator={estimator_name}"], Path(tmp)).model.estimator
                 )
                 torch.manual_seed(args.seed)

@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config(["trainer.accelerator=cpu", *args.overrides], Path(tmp))
         torch.manual_seed(cfg.seed)
-        datamodule, model = build_datamodule_and_model(cfg)
+        datamodule, trained = build_datamodule_and_model(cfg)
         datamodule.setup("test")
+    model = trained.model
     model.eval()
     x = datamodule.eval_transform(datamodule.splits["test"][: args.images], torch.Generator().manual_seed(0))
 

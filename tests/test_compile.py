@@ -37,8 +37,8 @@ def test_the_compiled_loss_trains_like_eager_mode(case):
             losses = []
             for step, batch in enumerate(batches):
                 model.objective.beta = min(1.0, step / 3)
-                if hasattr(model.estimator, "temperature"):
-                    model.estimator.temperature = 1.0 - 0.1 * step
+                if hasattr(model.model.estimator, "temperature"):
+                    model.model.estimator.temperature = 1.0 - 0.1 * step
                 loss, _ = model.training_loss(batch)
                 optimizer.zero_grad()
                 loss.backward()

@@ -78,7 +78,7 @@ def test_model_builds_from_any_encoder_decoder_pair(encoder, decoder, tmp_path):
         _recursive_=False,
         _convert_="all",
     )
-    recon, kl, _, _ = model.negative_elbo_terms(torch.rand(4, 1, 28, 28).bernoulli(), lambda q: q.rsample())
+    recon, kl = model.model.negative_elbo_terms(torch.rand(4, 1, 28, 28).bernoulli(), lambda q: q.rsample())
     assert recon.shape == kl.shape == (4,)
 
 

@@ -85,7 +85,7 @@ class CheckSteps(pl.Callback):
         assert all(torch.isfinite(v) for v in pl_module.step_output.terms.values())
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
-        encoder_grad = sum(p.grad.abs().sum() for p in pl_module.encoder.parameters())
+        encoder_grad = sum(p.grad.abs().sum() for p in pl_module.model.encoder.parameters())
         assert encoder_grad > 0, "no gradient reached the encoder through the estimator"
         self.steps += 1
 
@@ -148,7 +148,7 @@ def test_every_flow_trains_with_the_estimators_its_posterior_pairs_with_or_is_re
     flow, estimator, batches
 ):
     torch.manual_seed(0)
-    flowed = build_model("normal", "pathwise", "iwae", flow=component("flow", flow)).probe_posterior()
+    flowed = build_model("normal", "pathwise", "iwae", flow=component("flow", flow)).model.probe_posterior()
     sampler = component_class(options("estimator")[estimator], Estimator, "model.estimator")
     build = lambda: build_model("normal", estimator, "iwae", flow=component("flow", flow))
     if sampler.requires.met_by(flowed):
@@ -164,7 +164,7 @@ def test_every_flow_trains_with_the_estimators_its_posterior_pairs_with_or_is_re
 
 def train_two_steps(model: VAE, batches: dict[str, TensorBatches]) -> None:
     """Two optimizer steps on batches of the pixels the likelihood fits, each checked by ``CheckSteps``."""
-    pixels = model.likelihood.fits[0]
+    pixels = model.model.likelihood.fits[0]
     check = CheckSteps()
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -194,11 +194,11 @@ REFUSED = sorted({c[:3] for c in COMBINATIONS if stated_problem(*c[:3]) is not N
 def test_every_refusal_is_necessary(latent, estimator, objective):
     model = _bypassing_the_check(latent, estimator, objective)
     x = torch.rand(4, 1, 28, 28).bernoulli()
-    q = model.posterior(x)
+    q = model.model.posterior(x)
     problem = stated_problem(latent, estimator, objective)
     if problem == "requirement":  # no sample at all, or samples outside q's support
         try:
-            z = model.estimator.sample(q)
+            z = model.model.estimator.sample(q)
         except (NotImplementedError, AttributeError, TypeError):
             return
         assert not q.support.check(z).all()
@@ -206,7 +206,7 @@ def test_every_refusal_is_necessary(latent, estimator, objective):
         with pytest.raises((AttributeError, TypeError, IndexError)):
             model.training_loss(x)
     else:  # the objective would evaluate log q(z) at samples outside q's support
-        z = model.estimator.sample(q)
+        z = model.model.estimator.sample(q)
         assert not q.support.check(z).all()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import runpy
 import shutil
 import sys
 from pathlib import Path
@@ -76,3 +77,15 @@ def test_the_new_estimator_is_refused_where_it_cannot_work_and_named_in_the_choi
     )
     refusal = _refusal(make_cfg("debug=fdr", "model=gumbel_vae", "objective=iwae", *FAST))
     assert "estimator=softmax_straight_through" in refusal.split("choose one of: ")[1]
+
+
+def test_the_python_api_pages_example_runs_and_prints_what_the_page_shows(data_dir, tmp_path, capsys):
+    page = (ROOT / "docs" / "python-api.md").read_text()
+    example = dict(BLOCK.findall(page))["example"]
+    script = tmp_path / "python_api_example.py"
+    script.write_text(example)
+    runpy.run_path(str(script), init_globals={"OUTPUT": tmp_path})
+    printed = capsys.readouterr().out.splitlines()
+    shown = re.search(r"```text\n(.*?)```", page, re.DOTALL).group(1).splitlines()
+    assert [line.split()[0] for line in printed if line.strip()][-5:] == [line.split()[0] for line in shown]
+    assert (tmp_path / "gamma" / "checkpoints" / "last.ckpt").is_file()

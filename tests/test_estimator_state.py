@@ -17,7 +17,7 @@ from tests.conftest import FAST, build_model
 from tests.test_training import SHORT
 from vae_zoo.cli import train
 from vae_zoo.config_groups import options
-from vae_zoo.models.pairing import valid_estimators
+from vae_zoo.pairing import valid_estimators
 
 DISCRETE = [name for name in options("estimator") if name not in ("pathwise", "implicit")]
 
@@ -32,16 +32,16 @@ def test_an_estimators_state_round_trips_through_a_checkpoint_with_its_optimizer
     objective, settings = objective_for(name)
     model = build_model("bernoulli", name, objective, latent_settings={"dim": 8}, objective_settings=settings)
     optimizer = model.configure_optimizers()
-    assert len(optimizer.param_groups) == 1 + len(model.estimator.param_groups())
-    initial = {k: v.clone() for k, v in model.estimator.state_dict().items()}
+    assert len(optimizer.param_groups) == 1 + len(model.model.estimator.param_groups())
+    initial = {k: v.clone() for k, v in model.model.estimator.state_dict().items()}
     x = torch.rand(16, 1, 28, 28).bernoulli()
     for _ in range(3):
         loss = model.training_loss(x).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    state = model.estimator.state_dict()
-    if model.estimator.param_groups():  # its own parameters trained on its own objective
+    state = model.model.estimator.state_dict()
+    if model.model.estimator.param_groups():  # its own parameters trained on its own objective
         assert any(not torch.equal(initial[k], v) for k, v in state.items())
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
@@ -53,7 +53,7 @@ def test_an_estimators_state_round_trips_through_a_checkpoint_with_its_optimizer
     restored.load_state_dict(saved["model"])
     restored_optimizer = restored.configure_optimizers()
     restored_optimizer.load_state_dict(saved["optimizer"])
-    assert all(torch.equal(v, restored.estimator.state_dict()[k]) for k, v in state.items())
+    assert all(torch.equal(v, restored.model.estimator.state_dict()[k]) for k, v in state.items())
     assert [len(g["params"]) for g in restored_optimizer.param_groups] == [
         len(g["params"]) for g in optimizer.param_groups
     ]

@@ -120,25 +120,25 @@ def test_gamma_vae_stays_finite_for_concentrations_from_1e_minus_3_to_1e3(name, 
     model = build_model("gamma", name, objective, latent_settings={"dim": 25, "floor": 1e-5})
     inverse_softplus = lambda y: y + torch.log(-torch.expm1(-y))
     with torch.no_grad():  # concentrations 1e-3 ... 1e3 and rate 1, whatever the input
-        model.latent.head.weight.zero_()
-        model.latent.head.bias.copy_(
+        model.model.latent.head.weight.zero_()
+        model.model.latent.head.bias.copy_(
             torch.cat([inverse_softplus(alphas - 1e-5), inverse_softplus(torch.ones(25))])
         )
     x = torch.rand(8, 1, 28, 28).bernoulli()
     context = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
-    samples = []  # the objective draws through model.sample: record its draws
-    draw = model.sample
-    model.sample = lambda q, shape=(): samples.append(draw(q, shape)) or samples[-1]
+    samples = []  # the objective draws through model.training_sample: record its draws
+    draw = model.model.training_sample
+    model.model.training_sample = lambda q, shape=(): samples.append(draw(q, shape)) or samples[-1]
     with context:
-        loss, terms = model.objective(model, x)
-    q = model.posterior(x)
+        loss, terms = model.objective(model.model, x)
+    q = model.model.posterior(x)
     torch.testing.assert_close(q.base_dist.concentration[0], alphas, rtol=1e-3, atol=0)
     assert torch.isfinite(samples[0]).all() and torch.isfinite(loss)
     assert all(torch.isfinite(value) for value in terms.values())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with context:
-        assert torch.isfinite(model.importance_weighted_nll(x, 10)).all()
+        assert torch.isfinite(model.model.importance_weighted_nll(x, 10)).all()
 
 
 def test_gamma_kl_matches_its_closed_form_and_a_monte_carlo_estimate():

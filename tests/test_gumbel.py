@@ -132,17 +132,17 @@ def test_half_precision_with_logits_of_1e4_keeps_samples_and_loss_finite(dtype, 
         "categorical", estimator, latent_settings={"n": 4, "k": 5}, estimator_settings={"temperature": 0.5}
     )
     with torch.no_grad():  # logits of +-1e4 whatever the input
-        model.latent.head.weight.zero_()
-        model.latent.head.bias.copy_(torch.tensor([1e4, -1e4, 0.0, -1e4, 1e4]).repeat(4))
+        model.model.latent.head.weight.zero_()
+        model.model.latent.head.bias.copy_(torch.tensor([1e4, -1e4, 0.0, -1e4, 1e4]).repeat(4))
     x = torch.rand(16, 1, 28, 28).bernoulli()
     samples = []
     with torch.autocast("cpu", dtype=dtype):
-        recon, kl, _, _ = model.negative_elbo_terms(
-            x, lambda q: samples.append(model.estimator.sample(q)) or samples[-1]
+        recon, kl = model.model.negative_elbo_terms(
+            x, lambda q: samples.append(model.model.estimator.sample(q)) or samples[-1]
         )
         loss = (recon + kl).mean()
     assert torch.isfinite(samples[0]).all() and torch.isfinite(loss)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with torch.autocast("cpu", dtype=dtype):
-        assert torch.isfinite(model.importance_weighted_nll(x, 20)).all()
+        assert torch.isfinite(model.model.importance_weighted_nll(x, 20)).all()

@@ -285,14 +285,14 @@ def test_finite_loss_and_gradients_for_extreme_parameters(family, estimator, obj
     model = build_model(family, estimator, objective, latent_settings=settings)
     values = torch.logspace(*RANGES[family], 25)
     with torch.no_grad():  # the same extreme parameters whatever the input
-        model.latent.head.weight.zero_()
-        model.latent.head.bias.copy_(bias(values - 1e-5))
+        model.model.latent.head.weight.zero_()
+        model.model.latent.head.bias.copy_(bias(values - 1e-5))
     x = torch.rand(8, 1, 28, 28).bernoulli()
     context = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
     with context:
-        loss, terms = model.objective(model, x)
+        loss, terms = model.objective(model.model, x)
     assert torch.isfinite(loss) and all(torch.isfinite(value) for value in terms.values())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with context:
-        assert torch.isfinite(model.importance_weighted_nll(x, 10)).all()
+        assert torch.isfinite(model.model.importance_weighted_nll(x, 10)).all()

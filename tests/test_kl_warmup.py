@@ -34,7 +34,7 @@ def test_beta_scales_the_kl_in_the_training_loss_but_not_the_reported_elbo(make_
         torch.manual_seed(0)
         loss = model.training_step(x, 0)
         torch.manual_seed(0)
-        terms = model.negative_elbo_terms(x, model.estimator.sample)
+        terms = model.model.negative_elbo_terms(x, model.model.estimator.sample)
         torch.testing.assert_close(loss, terms.recon.mean() + beta * terms.kl.mean())
         torch.testing.assert_close(model.step_output.terms["elbo"], (terms.recon + terms.kl).mean())
 

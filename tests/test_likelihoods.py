@@ -48,8 +48,8 @@ def test_bernoulli_mean_and_sample_frequencies():
 
 def test_the_decoder_is_built_for_the_likelihoods_parameter_shape():
     model = build_model()
-    assert model.likelihood.param_shape((1, 28, 28)) == (1, 28, 28)
-    assert model.likelihood_params(torch.randn(5, 32)).shape == (5, 1, 28, 28)
+    assert model.model.likelihood.param_shape((1, 28, 28)) == (1, 28, 28)
+    assert model.model.likelihood_params(torch.randn(5, 32)).shape == (5, 1, 28, 28)
 
 
 def test_bernoulli_on_grey_levels_is_refused_in_one_line_unless_allowed():

@@ -30,12 +30,12 @@ def test_iwae_gradient_is_the_normalized_weights_times_the_log_weight_gradients(
     model = build_model(objective="iwae", objective_settings={"k": 6}, latent_settings={"dim": 4})
     x = _batch()
     torch.manual_seed(1)
-    loss, terms = model.objective(model, x)
+    loss, terms = model.objective(model.model, x)
     ours = _gradients(model, loss)
 
     torch.manual_seed(1)
-    q = model.posterior(x)
-    log_w = model.log_weights(x, q, model.sample(q, (6,)))
+    q = model.model.posterior(x)
+    log_w = model.model.log_weights(x, q, model.model.training_sample(q, (6,)))
     weights = torch.softmax(log_w, dim=0).detach()
     reference = _gradients(model, -(weights * log_w).sum(0).mean())
     for mine, theirs in zip(ours, reference):  # float32 sums over 784 pixels in another order
@@ -61,7 +61,7 @@ def test_iwae_with_one_sample_is_the_elbo_with_a_one_sample_kl():
         torch.manual_seed(0)
         model = build_model(objective=objective, objective_settings=settings, latent_settings={"dim": 4})
         torch.manual_seed(2)
-        loss, _ = model.objective(model, x)
+        loss, _ = model.objective(model.model, x)
         results.append((loss.detach(), _gradients(model, loss)))
     (iwae_loss, iwae_grads), (elbo_loss, elbo_grads) = results
     torch.testing.assert_close(iwae_loss, elbo_loss)
@@ -73,7 +73,7 @@ def test_iwae_with_one_sample_is_the_elbo_with_a_one_sample_kl():
 def test_the_iwae_term_is_never_above_the_mean_negative_log_weight_of_the_same_samples(k):
     model = build_model(objective="iwae", objective_settings={"k": k}, latent_settings={"dim": 4})
     torch.manual_seed(3)
-    _, terms = model.objective(model, _batch())
+    _, terms = model.objective(model.model, _batch())
     assert terms[f"iwae_{k}"] <= terms["elbo"]  # Jensen: -log mean w <= mean(-log w), per image
 
 
@@ -81,9 +81,9 @@ def test_the_iwae_evaluation_bound_is_the_models_importance_weighted_bound_with_
     model = build_model(objective="iwae", objective_settings={"k": 5}, latent_settings={"dim": 4})
     x = _batch()
     torch.manual_seed(4)
-    bound = model.objective.bound(model, x)
+    bound = model.objective.bound(model.model, x)
     torch.manual_seed(4)
-    torch.testing.assert_close(bound, model.importance_weighted_nll(x, 5))
+    torch.testing.assert_close(bound, model.model.importance_weighted_nll(x, 5))
     assert model.validation_metrics == ("val/elbo", "val/recon", "val/kl", "val/iwae_5")
 
 
@@ -93,12 +93,12 @@ def test_elbo_loss_is_recon_plus_beta_kl_and_its_terms_the_true_negative_elbo(be
     model = build_model(objective_settings={"beta": beta, "kl": kl}, latent_settings={"dim": 4})
     x = _batch()
     torch.manual_seed(5)
-    loss, terms = model.objective(model, x)
+    loss, terms = model.objective(model.model, x)
     torch.manual_seed(5)
-    q = model.posterior(x)
-    z = model.sample(q)
-    recon = model.nll(x, z)
-    kl_value = model.kl(q) if kl == "analytic" else model.kl_estimate(q, z)
+    q = model.model.posterior(x)
+    z = model.model.training_sample(q)
+    recon = model.model.nll(x, z)
+    kl_value = model.model.kl(q) if kl == "analytic" else model.model.kl_estimate(q, z)
     torch.testing.assert_close(loss, (recon + beta * kl_value).mean())
     torch.testing.assert_close(terms["elbo"], (recon + kl_value).mean().detach())
     torch.testing.assert_close(terms["recon"] + terms["kl"], terms["elbo"])
@@ -112,10 +112,10 @@ def test_a_score_function_surrogate_adds_gradient_but_no_value_to_the_loss(objec
         torch.manual_seed(0)
         model = build_model(estimator=estimator, objective=objective, latent_settings={"dim": 4})
         torch.manual_seed(6)
-        losses[estimator], _ = model.objective(model, x)
+        losses[estimator], _ = model.objective(model.model, x)
     torch.testing.assert_close(losses["score_function"], losses["pathwise"])  # same samples, same value
     grads = _gradients(model, losses["score_function"])
-    assert model.latent.head.weight.grad.abs().sum() > 0 and all(torch.isfinite(g).all() for g in grads)
+    assert model.model.latent.head.weight.grad.abs().sum() > 0 and all(torch.isfinite(g).all() for g in grads)
 
 
 class RecordingPathwise(PathwiseEstimator):
@@ -132,10 +132,10 @@ def test_the_cost_function_an_objective_hands_the_estimator_reproduces_its_value
     objective, settings
 ):
     model = build_model(objective=objective, objective_settings=settings, latent_settings={"dim": 4})
-    model.estimator = RecordingPathwise()
+    model.model.estimator = RecordingPathwise()
     torch.manual_seed(8)
-    model.objective(model, _batch())
-    z, cost = model.estimator.seen
+    model.objective(model.model, _batch())
+    z, cost = model.model.estimator.seen
     torch.testing.assert_close(cost.at(z), cost.value)
     assert cost.value.shape == (12,)  # per image; IWAE's is a joint function of the 4 samples
 

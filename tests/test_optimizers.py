@@ -46,7 +46,7 @@ def _trained_parameters(impl: str, images: torch.Tensor, steps: int) -> torch.Te
     optimizer = model.configure_optimizers()
     for step in range(steps):
         x = torch.bernoulli(images[step % 4 :: 4][:128], generator=torch.Generator().manual_seed(step))
-        loss, _ = model.objective(model, x)
+        loss, _ = model.objective(model.model, x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -68,22 +68,22 @@ def test_a_flow_posteriors_log_prob_at_its_own_sample_is_the_change_of_variables
 def test_the_mixture_priors_log_density_is_the_mixture_sum():
     torch.manual_seed(1)
     model = build_model(prior=component("prior", "mog", components=3), latent_settings={"dim": 2})
-    prior = model.prior
+    prior = model.model.prior
     z = torch.randn(7, 2)
     scales = F.softplus(prior.raw_scales) + 1e-4
     components = Normal(prior.means, scales).log_prob(z[:, None, :]).sum(-1)  # (7, K)
     direct = torch.logsumexp(prior.logits.log_softmax(-1) + components, dim=-1)
-    torch.testing.assert_close(model.prior_distribution().log_prob(z), direct)
+    torch.testing.assert_close(model.model.prior_distribution().log_prob(z), direct)
 
 
 def test_the_vamp_priors_log_density_is_the_mean_of_the_pseudo_inputs_posteriors():
     torch.manual_seed(2)
     model = build_model(prior=component("prior", "vamp", components=4), latent_settings={"dim": 2})
     z = torch.randn(5, 2)
-    pseudo = torch.sigmoid(model.prior.pseudo_inputs)
-    per_input = torch.stack([model.posterior(u[None]).log_prob(z) for u in pseudo], dim=-1)  # (5, 4)
+    pseudo = torch.sigmoid(model.model.prior.pseudo_inputs)
+    per_input = torch.stack([model.model.posterior(u[None]).log_prob(z) for u in pseudo], dim=-1)  # (5, 4)
     direct = torch.logsumexp(per_input, dim=-1) - math.log(4)
-    torch.testing.assert_close(model.prior_distribution().log_prob(z), direct)
+    torch.testing.assert_close(model.model.prior_distribution().log_prob(z), direct)
 
 
 SIGMA = 0.5
@@ -108,7 +108,7 @@ def linear_gaussian(latent: str = "normal", flow: str = "none", **latent_setting
         flow=component("flow", flow, **flow_settings),
         input_shape=(1, 2, 2),
     ).double()
-    decoder = model.decoder.net[-1]
+    decoder = model.model.decoder.net[-1]
     with torch.no_grad():
         decoder.weight.copy_(W)
         decoder.bias.copy_(B)
@@ -131,7 +131,7 @@ def set_posterior_head(model: VAE, covariance: torch.Tensor, mean: torch.Tensor)
     w, precision = W.double(), torch.linalg.inv(covariance)
     posterior_covariance = torch.linalg.inv(precision + w.T @ w / SIGMA**2)
     gain = posterior_covariance @ w.T / SIGMA**2
-    head = model.latent.head
+    head = model.model.latent.head
     with torch.no_grad():
         head.weight.zero_()
         head.weight[:2] = gain
@@ -146,15 +146,15 @@ def test_with_the_exact_posterior_the_elbo_is_log_p_x_at_every_sample():
     x = torch.randn(6, 1, 2, 2, dtype=DOUBLE)
     exact = exact_negative_log_likelihood(x, torch.eye(2, dtype=DOUBLE), torch.zeros(2, dtype=DOUBLE))
     for _ in range(5):  # every sample: log w = log p(x) exactly when q is the posterior
-        z = model.posterior(x).sample()
-        torch.testing.assert_close(-model.log_weights(x, model.posterior(x), z), exact)
-    q = model.posterior(x)  # the closed-form-KL ELBO, with E_q[-log p(x|z)] in closed form
+        z = model.model.posterior(x).sample()
+        torch.testing.assert_close(-model.model.log_weights(x, model.model.posterior(x), z), exact)
+    q = model.model.posterior(x)  # the closed-form-KL ELBO, with E_q[-log p(x|z)] in closed form
     loc, variance = q.base_dist.loc, q.base_dist.scale.square()
     residual = x.flatten(1) - loc @ w.T - B.double()
     expected_recon = (residual.square() + variance @ w.T.square()).sum(-1) / (2 * SIGMA**2) + 4 * (
         math.log(SIGMA) + 0.5 * math.log(2 * math.pi)
     )
-    torch.testing.assert_close(expected_recon + model.kl(q), exact)
+    torch.testing.assert_close(expected_recon + model.model.kl(q), exact)
 
 
 @pytest.mark.parametrize(("latent", "flow"), [("normal", "planar"), ("normal", "iaf"), ("two_layer", "none")])
@@ -164,7 +164,7 @@ def test_the_iw_bound_approaches_log_p_x_as_k_grows(latent, flow):
     model = linear_gaussian(latent, flow, **settings)
     covariance, mean = torch.eye(2, dtype=DOUBLE), torch.zeros(2, dtype=DOUBLE)
     if latent == "two_layer":  # p(z1|z2) = N(A z2 + a, diag s^2): z1 ~ N(a, A A^T + diag s^2)
-        down = model.latent.down[-1]
+        down = model.model.latent.down[-1]
         with torch.no_grad():
             down.weight.copy_(torch.tensor([[0.8], [-0.5], [0.0], [0.0]], dtype=DOUBLE))
             down.bias.copy_(torch.tensor([0.1, 0.2, 0.0, 0.5], dtype=DOUBLE))
@@ -175,7 +175,9 @@ def test_the_iw_bound_approaches_log_p_x_as_k_grows(latent, flow):
     x = torch.randn(200, 1, 2, 2, dtype=DOUBLE)  # the gaps are means over 200 images
     exact = exact_negative_log_likelihood(x, covariance.detach(), mean).mean()
     with torch.no_grad():
-        gaps = [(model.importance_weighted_nll(x, k).mean() - exact).item() for k in (1, 10, 100, 10_000)]
+        gaps = [
+            (model.model.importance_weighted_nll(x, k).mean() - exact).item() for k in (1, 10, 100, 10_000)
+        ]
     assert all(gap > -0.02 for gap in gaps)  # a bound (up to Monte Carlo noise)
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] and gaps[3] < 0.1, gaps
 

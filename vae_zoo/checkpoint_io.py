@@ -35,7 +35,16 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ck
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except (  # bytes that do not parse as a checkpoint fail in pickle's memo (KeyError), its opcodes, the zip, ...
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+    ) as error:
         named = re.search(r"GLOBAL (\S+)", str(error))
         if named:
             raise CheckpointReadError(

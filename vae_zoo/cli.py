@@ -204,7 +204,7 @@ def _fit_and_test(
         "checkpoint": checkpoint,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "kl": model.kl_origin,  # how val/kl and test/kl were computed: closed form or one-sample estimate
+        "kl": model.model.kl_origin,  # how val/kl and test/kl were computed: closed form or one-sample estimate
         **_float_metrics(val + test),
     }
     write_metrics(output_dir / "metrics.json", metrics)
@@ -245,7 +245,7 @@ def sample(cfg: DictConfig) -> list[Path]:
         datamodule = None
     model = run.model(datamodule)
     options = OmegaConf.to_container(cfg.grids, resolve=True)
-    paths = write_grids(model, datamodule, Path(cfg.paths.output_dir), seed=cfg.seed, **options)
+    paths = write_grids(model.model, datamodule, Path(cfg.paths.output_dir), seed=cfg.seed, **options)
     for path in paths:
         print(f"wrote {path}")
     return paths

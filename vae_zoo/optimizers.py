@@ -54,10 +54,18 @@ def implementation_flags(impl: str, optimizer_class: type, device: torch.device)
     return {name: value for name, value in flags.items() if name in accepts}
 
 
+def check_learning_rate(config: dict[str, Any]) -> None:
+    """Stop with one line where ``model.optimizer.lr`` is not positive (checked when the model is built, before
+    the optimizer is: a run should not start with it)."""
+    if not config.get("lr", 1.0) > 0:
+        raise ConfigError(f"model.optimizer.lr={config['lr']} must be > 0")
+
+
 def build_optimizer(
     config: dict[str, Any], params: Iterable[torch.nn.Parameter], device: torch.device
 ) -> torch.optim.Optimizer:
     """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``."""
+    check_learning_rate(config)
     config = dict(config)
     impl = config.pop("impl", "auto")
     factory = build(config, torch.optim.Optimizer, "model.optimizer")

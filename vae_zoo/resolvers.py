@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from vae_zoo.likelihoods.choice import likelihood_for_data
+from vae_zoo.likelihood_choice import likelihood_for_data
 from vae_zoo.run_identity import run_name
 
 

@@ -128,7 +128,7 @@ def write_grids(
     per_row = int(math.sqrt(n)) or 1
     written = []
 
-    with model.float32():
+    with model.autocast_off():
         if temperature == 1:
             z = prior.sample((n,))
         else:

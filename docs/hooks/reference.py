@@ -23,7 +23,7 @@ from vae_zoo.config_groups import CONFIG_DIR, options
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import PIXELS, Likelihood
-from vae_zoo.models.pairing import family_name
+from vae_zoo.pairing import family_name
 
 MARKER = re.compile(r"<!-- generated: (\w+) -->")
 LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[\w.@/]+):(?P<value>[^#]*?)\s*(#\s?(?P<comment>.*))?$")

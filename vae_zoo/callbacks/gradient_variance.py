@@ -43,7 +43,7 @@ class GradientVariance(pl.Callback):
 
     def measure(self, pl_module: pl.LightningModule, x: torch.Tensor) -> tuple[float, float]:
         """(trace of the covariance, squared norm of the mean) of ``draws`` gradient estimates on ``x``."""
-        params = [*pl_module.encoder.parameters(), *pl_module.latent.head.parameters()]
+        params = [*pl_module.model.encoder.parameters(), *pl_module.model.latent.head.parameters()]
         was_training = pl_module.training
         pl_module.eval()
         estimates = []

@@ -23,14 +23,14 @@ class ImageGrids(pl.Callback):
         if trainer.sanity_checking or not trainer.loggers or trainer.current_epoch % self.every_n_epochs:
             return
         x = trainer.datamodule.sample_images("val", self.num_images).to(pl_module.device)
-        reconstructions = pl_module.reconstruct(x)
+        reconstructions = pl_module.model.reconstruct(x)
         rows = torch.cat(
             [row for pair in zip(x.split(self.per_row), reconstructions.split(self.per_row)) for row in pair]
         )
         grids = {
             "images/reconstructions": make_grid(rows, nrow=self.per_row, pad_value=1.0),
             "images/samples": make_grid(
-                pl_module.generate(self.num_images), nrow=self.per_row, pad_value=1.0
+                pl_module.model.generate(self.num_images), nrow=self.per_row, pad_value=1.0
             ),
         }
         for logger in trainer.loggers:

@@ -34,20 +34,21 @@ class LatentMaps(pl.Callback):
         self.grid = grid
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        latent, prior = pl_module.latent, pl_module.prior_distribution()
+        model = pl_module.model
+        latent, prior = model.latent, model.prior_distribution()
         if tuple(prior.event_shape) != (2,) or not trainer.is_global_zero:
             return
         was_training = pl_module.training
         pl_module.eval()
         datamodule = trainer.datamodule
         x = datamodule.sample_images("test", self.num_points).to(pl_module.device)
-        with torch.no_grad(), pl_module.float32():
-            points = torch.cat([latent.location(pl_module.posterior(b)) for b in x.split(500)]).cpu()
+        with torch.no_grad(), model.autocast_off():
+            points = torch.cat([latent.location(model.posterior(b)) for b in x.split(500)]).cpu()
         labels = datamodule.test_labels()
         labels = None if labels is None else torch.as_tensor(labels[: len(points)])
         z = prior_quantile_grid(prior, self.grid).to(pl_module.device)
         with torch.no_grad():
-            manifold = make_grid(pl_module.pixel_means(z).float().cpu(), nrow=self.grid, padding=0)
+            manifold = make_grid(model.pixel_means(z).float().cpu(), nrow=self.grid, padding=0)
         pl_module.train(was_training)
         figure = self.scatter(points, labels, type(latent).__name__)
         self.dirpath.mkdir(parents=True, exist_ok=True)

@@ -69,10 +69,10 @@ class TemperatureAnnealing(pl.Callback):
         return self.tau_min + (self.tau0 - self.tau_min) * (1 + math.cos(math.pi * progress)) / 2
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.active = hasattr(pl_module.estimator, "temperature")
+        self.active = hasattr(pl_module.model.estimator, "temperature")
         if not self.active:
             rank_zero_info(
-                f"callbacks.temperature: {option_name('estimator', pl_module.estimator)} has no temperature to anneal"
+                f"callbacks.temperature: {option_name('estimator', pl_module.model.estimator)} has no temperature to anneal"
             )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -90,6 +90,6 @@ class TemperatureAnnealing(pl.Callback):
         if not self.active:
             return
         tau = self.temperature(trainer.global_step)
-        pl_module.estimator.temperature = tau
+        pl_module.model.estimator.temperature = tau
         if is_logging_step(trainer):
             pl_module.log("train/temperature", tau)

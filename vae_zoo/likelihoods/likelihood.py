@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from vae_zoo.components import component_class
 from vae_zoo.config_groups import option_name, options
@@ -49,6 +52,10 @@ class Likelihood(ABC, nn.Module):
     def sample(self, params: Tensor) -> Tensor:
         """``x ~ p(x|z)``, shaped like the images."""
 
+    def distribution(self, params: Tensor, input_shape: Sequence[int]) -> ImageDistribution:
+        """``p(x|z)`` for the decoder's output ``params`` as a distribution over images of ``input_shape``."""
+        return ImageDistribution(self, params, input_shape)
+
     def check_data(self, pixels: str) -> None:
         """Stop with one line when the data's pixels are not what this is a density of."""
         if pixels not in self.fits:
@@ -62,6 +69,32 @@ class Likelihood(ABC, nn.Module):
             f"serves {pixels} pixels -- choose one of {', '.join(fitting(pixels))} (or leave likelihood= "
             f"unset: the data's own is chosen), or {FIXES[self.fits[0]]}"
         )
+
+
+class ImageDistribution(Distribution):
+    """``p(x|z)`` as a ``torch.distributions`` object: images ``(C, H, W)`` as the event, the decoder output's
+    leading dims (samples, images) as the batch; ``log_prob(x) = -nll(params, x)`` in nats per image."""
+
+    arg_constraints: ClassVar[
+        dict
+    ] = {}  # its parameter is the decoder's output, whatever the likelihood reads
+
+    def __init__(self, likelihood: Likelihood, params: Tensor, input_shape: Sequence[int]) -> None:
+        self.likelihood, self.params = likelihood, params
+        batch_shape = params.shape[: params.dim() - len(input_shape)]
+        super().__init__(batch_shape, torch.Size(input_shape), validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.likelihood.mean(self.params)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return -self.likelihood.nll(self.params, x)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        params = self.params.expand(*sample_shape, *self.params.shape)
+        return self.likelihood.sample(params)
 
 
 def fitting(pixels: str) -> list[str]:

@@ -11,7 +11,7 @@ from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 
 if TYPE_CHECKING:
-    from vae_zoo.models.vae import VAE
+    from vae_zoo.forward_path import ForwardPath
 
 KL_MODES = ("auto", "analytic", "mc")
 
@@ -51,9 +51,9 @@ class ELBO(Objective):
     def extra_repr(self) -> str:
         return f"beta={self.beta}, kl={self.kl}"
 
-    def forward(self, model: VAE, x: Tensor) -> ObjectiveOutput:
+    def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
-        z = model.sample(q)
+        z = model.training_sample(q)
         recon = model.nll(x, z)
         if self.kl == "analytic":
             kl = model.kl(q)

@@ -13,13 +13,31 @@ from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 
 if TYPE_CHECKING:
-    from vae_zoo.models.vae import VAE
+    from vae_zoo.forward_path import ForwardPath
 
 
 def negative_log_mean_exp(log_w: Tensor) -> Tensor:
     """``-log (1/k) sum_i exp(log_w_i)`` over the k samples of ``log_w`` shaped ``(..., k, B)`` (any leading
     dims: an estimator's independent draws of k samples each)."""
     return math.log(log_w.shape[-2]) - torch.logsumexp(log_w, dim=-2)
+
+
+@torch.no_grad()
+def importance_weighted_nll(model: ForwardPath, x: Tensor, k: int, chunk: int) -> Tensor:
+    """``-log (1/k) sum_i w_i`` per image, ``log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)``, ``z_i`` exact
+    samples of ``q(z|x)`` (Burda et al. 2016; ``test/nll_iw``).
+
+    Drawn ``chunk`` at a time and folded in with ``logaddexp``, so memory does not grow with ``k``; with
+    ``k = 1`` this is a one-sample negative ELBO estimate.
+    """
+    q, p = model.posterior(x), model.prior_distribution()
+    log_sum = None
+    for start in range(0, k, chunk):
+        with model.autocast_off():
+            z = q.sample((min(chunk, k - start),))
+        chunk_sum = torch.logsumexp(model.log_weights(x, q, z, p), dim=0)
+        log_sum = chunk_sum if log_sum is None else torch.logaddexp(log_sum, chunk_sum)
+    return math.log(k) - log_sum
 
 
 class IWAE(Objective):
@@ -46,9 +64,9 @@ class IWAE(Objective):
     def extra_repr(self) -> str:
         return f"k={self.k}"
 
-    def forward(self, model: VAE, x: Tensor) -> ObjectiveOutput:
+    def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
-        z = model.sample(q, (self.k,))
+        z = model.training_sample(q, (self.k,))
         log_w = model.log_weights(x, q, z)
         negative_bound = negative_log_mean_exp(log_w)
         cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
@@ -56,5 +74,5 @@ class IWAE(Objective):
         terms = {self.bound_name: negative_bound.mean().detach(), "elbo": -log_w.mean().detach()}
         return ObjectiveOutput(loss, terms)
 
-    def bound(self, model: VAE, x: Tensor) -> Tensor:
+    def bound(self, model: ForwardPath, x: Tensor) -> Tensor:
         return model.importance_weighted_nll(x, self.k)

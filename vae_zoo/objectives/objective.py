@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from vae_zoo.models.vae import VAE
+    from vae_zoo.forward_path import ForwardPath
 
 
 class ObjectiveOutput(NamedTuple):
@@ -30,10 +30,10 @@ def estimator_term(surrogate: Tensor | None) -> Tensor | float:
 
 
 class Objective(ABC, nn.Module):
-    """A training loss for the VAE, built from ``conf/objective/<name>.yaml``.
+    """A training loss of the probabilistic model, built from ``conf/objective/<name>.yaml``.
 
-    ``forward(model, x)`` draws what it needs through the model's shared forward path
-    (``model.posterior``, ``model.sample``, ``model.nll``, ``model.log_weights``, ``model.surrogate``).
+    ``forward(model, x)`` draws what it needs through the model's forward path (``vae_zoo.forward_path``:
+    ``model.posterior``, ``model.training_sample``, ``model.nll``, ``model.log_weights``, ``model.surrogate``).
     ``bound_name``, if not None, names the objective's own evaluation bound, which validation and test
     report as ``val/<bound_name>`` beside ``val/elbo``; ``bound(model, x)`` computes it per image with
     exact posterior samples.
@@ -48,12 +48,12 @@ class Objective(ABC, nn.Module):
 
     def bind(self, kl_origin: str) -> None:
         """Learn what the model offers before the pairing check: how its KL can be computed (``closed form``
-        or ``one-sample estimate``, ``VAE.kl_origin``); refuse with a ``ConfigError`` what it cannot use."""
+        or ``one-sample estimate``, ``ProbabilisticModel.kl_origin``); refuse with a ``ConfigError`` what it cannot use."""
 
     @abstractmethod
-    def forward(self, model: VAE, x: Tensor) -> ObjectiveOutput:
+    def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         """The loss on batch ``x`` and its named terms."""
 
-    def bound(self, model: VAE, x: Tensor) -> Tensor:
+    def bound(self, model: ForwardPath, x: Tensor) -> Tensor:
         """The objective's own negative bound per image, with exact samples (only if ``bound_name``)."""
         raise NotImplementedError(f"{type(self).__name__} has no bound beside the ELBO")

@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 if TYPE_CHECKING:
-    from vae_zoo.models.vae import VAE
+    from vae_zoo.forward_path import ForwardPath
 
 
 class SupportRequirement(NamedTuple):
@@ -47,5 +47,5 @@ class Prior(ABC, nn.Module):
     sizes: tuple[str, ...] = ()
 
     @abstractmethod
-    def distribution(self, model: VAE) -> Distribution:
+    def distribution(self, model: ForwardPath) -> Distribution:
         """``p(z)``."""

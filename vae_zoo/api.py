@@ -1,0 +1,77 @@
+"""The Python API: a trained model from a checkpoint or run directory, and training with the command line's
+overrides.
+
+    import vae_zoo
+    run = vae_zoo.train("model=gamma_vae", "trainer.max_epochs=1")   # as python train.py model=gamma_vae ...
+    model = vae_zoo.load(run.directory)                              # the ProbabilisticModel, in eval mode
+    q = model.encode(x); images = model.sample(16); log_px = model.log_likelihood(x, k=1000)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from vae_zoo.errors import VaeZooError
+from vae_zoo.probabilistic_model import ProbabilisticModel
+
+
+@dataclass
+class TrainedRun:
+    """A finished training run: its directory (``.hydra/``, ``checkpoints/``, ``metrics.json``, TensorBoard
+    logs) and the metrics it wrote."""
+
+    directory: Path
+    metrics: dict[str, Any]
+
+
+def checkpoint_of(path: str | Path) -> Path:
+    """The checkpoint ``path`` names: a ``.ckpt`` file, or in a run directory the checkpoint its test
+    metrics came from (``metrics.json``), else ``checkpoints/last.ckpt``. One line where there is none."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise VaeZooError(f"{path} does not exist -- pass a .ckpt file or a run directory")
+    metrics = path / "metrics.json"
+    if metrics.is_file():
+        tested = Path(json.loads(metrics.read_text()).get("checkpoint") or "")
+        for candidate in (tested, path / "checkpoints" / tested.name):
+            if tested.name and candidate.is_file():
+                return candidate
+    last = path / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    raise VaeZooError(
+        f"{path} holds no checkpoint (no checkpoints/last.ckpt) -- pass a run directory or a .ckpt file"
+    )
+
+
+def load(path: str | Path) -> ProbabilisticModel:
+    """The probabilistic model of a checkpoint or a run directory, its weights loaded, in eval mode on the
+    CPU (``.to(device)`` moves it). A file that is no checkpoint, or a directory without one: one line."""
+    from vae_zoo.saved_run import read_saved_run
+
+    checkpoint = checkpoint_of(path)
+    run = read_saved_run(OmegaConf.create({"ckpt_path": str(checkpoint)}), "vae_zoo.load")
+    return run.model().model.eval()
+
+
+def train(*overrides: str, directory: str | Path | None = None) -> TrainedRun:
+    """Train as ``python train.py <overrides>`` does (the same config groups and overrides, Hydra's compose
+    API), into ``directory`` (default ``outputs/<date>/<time>``); the run directory and its metrics. Bad
+    overrides raise ``VaeZooError`` with the command line's one-line message."""
+    from vae_zoo.cli import train as train_config
+    from vae_zoo.compose import compose_config
+
+    directory = Path(directory or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    cfg = compose_config(list(overrides), directory)
+    (directory / ".hydra").mkdir(parents=True, exist_ok=True)
+    (directory / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (directory / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(list(overrides)))
+    return TrainedRun(directory, train_config(cfg))

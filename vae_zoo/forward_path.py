@@ -1,0 +1,56 @@
+"""What objectives and priors may ask of the probabilistic model: its forward path, as a protocol.
+
+Objectives (``vae_zoo.objectives``) and priors (``vae_zoo.priors``) receive the model as this narrow
+interface, never the class that implements it (``vae_zoo.probabilistic_model.ProbabilisticModel``) nor the
+LightningModule that trains it, so they import neither. Every method runs its distributions in float32 with
+autocast off; the encoder and decoder run under autocast where it is on.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+if TYPE_CHECKING:
+    from vae_zoo.estimators.estimator import Cost
+    from vae_zoo.latents.family import LatentFamily
+
+
+class ForwardPath(Protocol):
+    """The pieces of ``-log p(x|z) + KL(q(z|x) || p(z))`` and of ``log w = log p(x|z) + log p(z) - log q(z|x)``."""
+
+    latent: LatentFamily
+
+    def autocast_off(self) -> AbstractContextManager:
+        """A context in which autocast is off (for sampling, log-probabilities and KL)."""
+
+    def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
+        """``q(z|x)``, through the flow if there is one (``flow=False``: the base posterior)."""
+
+    def prior_distribution(self) -> Distribution:
+        """``p(z)``, the prior component's."""
+
+    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """The estimator's training sample(s) of ``q``."""
+
+    def nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x|z)`` per sample and image."""
+
+    def kl(self, q: Distribution) -> Tensor:
+        """The closed-form ``KL(q || p)`` per image (only where the model has one)."""
+
+    def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
+        """``log q(z) - log p(z)`` per sample and image."""
+
+    def log_weights(self, x: Tensor, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
+        """``log w`` per sample and image."""
+
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
+        """The estimator's surrogate term for ``cost``."""
+
+    def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
+        """``-log (1/k) sum_i w_i`` per image, with exact samples."""

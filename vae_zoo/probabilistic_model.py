@@ -1,0 +1,285 @@
+"""The probabilistic model: a plain ``torch.nn.Module``, usable without a Trainer.
+
+Encoder -> latent family (-> flow) -> estimator -> decoder -> likelihood, with the prior component. Per image,
+with ``z ~ q(z|x)``:
+    negative ELBO  = -log p(x|z) + KL(q(z|x) || p(z))
+    IW bound       = -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q  (Burda et al. 2016)
+both in nats per image (summed over pixels) as positive numbers. Sampling, log-probabilities and KL run in
+float32 with autocast off; encoder and decoder run under it. Every path (training, evaluation, the IW bound,
+reconstructions, samples) goes through ``posterior``, ``sample``/``q.sample`` and ``nll``. Objectives and priors
+receive it as ``vae_zoo.forward_path.ForwardPath``; the LightningModule (``vae_zoo.models.VAE``) trains it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vae_zoo.components import build, build_with_sizes
+from vae_zoo.config_groups import option_name
+from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.flows.flow import Flow
+from vae_zoo.flows.posterior import FlowPosterior
+from vae_zoo.latents.family import LatentFamily
+from vae_zoo.likelihoods.likelihood import Likelihood
+from vae_zoo.objectives.iwae import importance_weighted_nll
+from vae_zoo.pairing import family_name
+from vae_zoo.priors.prior import Prior
+
+DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
+
+#: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
+#: (8 MB), which keeps a chunk's activations in cache: 1.6 times the images/s of 2^26 at k = 1000
+IW_CHUNK_ELEMENTS = {"cpu": 2**21, "other": 2**26}
+
+
+class ElboTerms(NamedTuple):
+    """Per-image terms of the negative ELBO."""
+
+    recon: Tensor  # -log p(x|z)
+    kl: Tensor  # KL(q(z|x) || p(z)): closed form, or log q(z) - log p(z) at the sample
+
+
+def full_precision(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 if autocast made it half or bfloat16; float32 and float64 pass unchanged."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
+class ProbabilisticModel(nn.Module):
+    """``q(z|x)``, ``p(z)`` and ``p(x|z)`` with the estimator that draws training samples, every part built from
+    its config dict (``_target_`` plus settings). ``input_shape`` sizes the networks (the decoder is built for
+    the likelihood's ``param_shape``); a likelihood that is no density of the data's ``pixels`` is refused
+    (``pixels=None`` skips that check), and so is a prior or flow that needs of the posterior what the latent
+    family lacks. ``iw_chunk`` bounds the samples the importance-weighted bound decodes at once."""
+
+    def __init__(
+        self,
+        encoder: dict[str, Any],
+        decoder: dict[str, Any],
+        latent: dict[str, Any],
+        estimator: dict[str, Any],
+        likelihood: dict[str, Any],
+        prior: dict[str, Any] | None = None,
+        flow: dict[str, Any] | None = None,
+        input_shape: Sequence[int] = (1, 28, 28),
+        pixels: str | None = None,
+        iw_chunk: int = 100,
+    ) -> None:
+        super().__init__()
+        self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
+        self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape)
+        self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
+        self.likelihood = build(likelihood, Likelihood, "model.likelihood")
+        if pixels is not None:
+            self.likelihood.check_data(pixels)
+        self.decoder = build(
+            decoder,
+            nn.Module,
+            "model.decoder",
+            in_features=self.latent.sample_features,
+            output_shape=self.likelihood.param_shape(self.input_shape),
+        )
+        # a flattened sample's width (the decoder may read less or more: z1 of two layers, an angle's cos and sin)
+        latent_features = math.prod(self.latent.probe_posterior().event_shape)
+        sizes = {"input_shape": self.input_shape, "latent_features": latent_features}
+        self.estimator = build_with_sizes(estimator, Estimator, "model.estimator", sizes)
+        self.flow = (
+            build(
+                flow,
+                Flow,
+                "model.flow",
+                latent_features=latent_features,
+                in_features=self.encoder.out_features,
+            )
+            if flow
+            else None
+        )
+        self.prior = build_with_sizes(prior or DEFAULT_PRIOR, Prior, "model.prior", sizes)
+        self.check_support(self.prior, "prior")
+        if self.flow is not None:
+            self.check_support(self.flow, "flow")
+        self.closed_form_kl = self.prior.closed_form_kl and self.latent.closed_form_kl and self.flow is None
+
+    def check_support(self, component: nn.Module, group: str) -> None:
+        """Stop with one line when a prior or flow needs of the posterior what the latent family lacks."""
+        q = self.latent.probe_posterior()
+        if not component.requires.met_by(q):
+            raise ConfigError(
+                f"{option_name(group, component)} needs {component.requires.needs}, which "
+                f"{option_name('latent', self.latent)}'s {family_name(q)} posteriors lack -- choose another "
+                f"{group}= or latent="
+            )
+
+    @property
+    def kl_origin(self) -> str:
+        """How the KL is computed: ``closed form``, or ``one-sample estimate`` (at the objective's sample in
+        training, at the exact posterior sample in evaluation) where the prior, the family or a flow has
+        none."""
+        return "closed form" if self.closed_form_kl else "one-sample estimate"
+
+    @property
+    def posterior_name(self) -> str:
+        """The posterior as messages name it: ``latent=<option>``, and ``through flow=<option>``."""
+        name = option_name("latent", self.latent)
+        return name + (f" through {option_name('flow', self.flow)}" if self.flow is not None else "")
+
+    # -- the forward path (``vae_zoo.forward_path.ForwardPath``) ------------------------------------------
+
+    def autocast_off(self) -> AbstractContextManager:
+        """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""
+        device = next(self.parameters()).device.type
+        if torch.is_autocast_enabled(device):
+            return torch.autocast(device, enabled=False)
+        return nullcontext()
+
+    def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
+        """``q(z|x)``: the encoder under autocast, the distribution in float32, through the flow if there is
+        one (``flow=False``: the base posterior)."""
+        features = full_precision(self.encoder(x))
+        with self.autocast_off():
+            q = self.latent.posterior(features)
+            return FlowPosterior(q, self.flow.transforms(features)) if flow and self.flow is not None else q
+
+    def probe_posterior(self) -> Distribution:
+        """The posterior for one all-zero feature vector, through any flow: what pairings are checked on."""
+        with torch.no_grad():
+            features = torch.zeros(1, self.latent.in_features)
+            q = self.latent.posterior(features)
+            return FlowPosterior(q, self.flow.transforms(features)) if self.flow is not None else q
+
+    def prior_distribution(self) -> Distribution:
+        """``p(z)``, the prior component's, in float32."""
+        with self.autocast_off():
+            return self.prior.distribution(self)
+
+    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """The estimator's training sample(s) of ``q``, in float32."""
+        with self.autocast_off():
+            return self.estimator.sample(q, sample_shape)
+
+    def likelihood_params(self, z: Tensor) -> Tensor:
+        """The decoder's output for samples ``z`` (any leading sample dims), in float32."""
+        return full_precision(self.decoder(self.latent.decoder_input(z)))
+
+    def nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x|z)`` per sample and image."""
+        params = self.likelihood_params(z)
+        with self.autocast_off():
+            return self.likelihood.nll(params, x)
+
+    def kl(self, q: Distribution) -> Tensor:
+        """The closed-form ``KL(q || p)`` per image, in float32 (only where ``closed_form_kl``)."""
+        with self.autocast_off():
+            return self.latent.kl(q)
+
+    def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
+        """``log q(z) - log p(z)`` per sample and image, in float32 (``p``: the prior, if already built)."""
+        with self.autocast_off():
+            p = p if p is not None else self.prior_distribution()
+            return q.log_prob(z) - p.log_prob(z)
+
+    def log_weights(self, x: Tensor, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
+        """``log w = log p(x|z) + log p(z) - log q(z|x)`` per sample and image."""
+        nll = self.nll(x, z)
+        return -nll - self.kl_estimate(q, z, p)
+
+    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
+        """The estimator's surrogate term for ``cost`` (None for pathwise estimators), in float32."""
+        with self.autocast_off():
+            return self.estimator.surrogate(q, z, cost)
+
+    def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
+        """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``: the closed form where
+        there is one, else ``log q(z) - log p(z)`` at that sample (``kl_origin``)."""
+        q = self.posterior(x)
+        with self.autocast_off():
+            z = sample(q)
+        kl = self.kl(q) if self.closed_form_kl else self.kl_estimate(q, z)
+        return ElboTerms(self.nll(x, z), kl)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The negative ELBO per image, with an exact posterior sample and the closed-form KL where there is
+        one (what validation reports). The sample is drawn inside ``fork_rng``, so a call leaves the random
+        streams of training unchanged."""
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            recon, kl = self.negative_elbo_terms(x, lambda q: q.sample())
+        return recon + kl
+
+    # -- the Python API (``vae_zoo.load``) ------------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> Distribution:
+        """``q(z|x)`` of images ``x`` ``(B, C, H, W)``: a distribution with one batch entry per image."""
+        return self.posterior(x)
+
+    def decode(self, z: Tensor) -> Distribution:
+        """``p(x|z)`` of latent samples ``z`` (any leading dims): a distribution over images, with ``mean``,
+        ``sample()`` and ``log_prob(x)`` (nats per image)."""
+        params = self.likelihood_params(z)
+        with self.autocast_off():
+            return self.likelihood.distribution(params, self.input_shape)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (``generate(n)``: their pixel means instead)."""
+        with self.autocast_off():
+            z = self.prior_distribution().sample((n,))
+        return self.decode(z).sample()
+
+    @torch.no_grad()
+    def log_likelihood(self, x: Tensor, k: int = 1000) -> Tensor:
+        """The importance-weighted lower bound on ``log p(x)`` per image, in nats, with ``k`` exact samples:
+        ``-importance_weighted_nll(x, k)``, whose mean over the test images is ``test/nll_iw``."""
+        return -self.importance_weighted_nll(x, k)
+
+    # -- evaluation and pictures --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
+        """``-log (1/k) sum_i w_i`` per image (``vae_zoo.objectives.iwae.importance_weighted_nll``), drawn
+        ``iw_chunk_size(x)`` samples at a time."""
+        return importance_weighted_nll(self, x, k, self.iw_chunk_size(x))
+
+    def iw_chunk_size(self, x: Tensor) -> int:
+        """``iw_chunk`` samples, fewer where the decoder's output for the chunk would pass
+        ``IW_CHUNK_ELEMENTS`` of the device (e.g. a mixture likelihood's many maps per pixel)."""
+        per_sample = len(x) * math.prod(self.likelihood.param_shape(self.input_shape))
+        cap = IW_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
+        return max(1, min(self.iw_chunk, cap // per_sample))
+
+    @property
+    def pixel_levels(self) -> bool:
+        """Whether the likelihood is a distribution of the data's 8-bit levels (a pmf of them, or a density of
+        their dequantization), so that its bounds convert to bits per dimension."""
+        return self.pixels in ("8bit", "dequantized") and self.pixels in self.likelihood.fits
+
+    def bits_per_dim(self, nats: Tensor) -> Tensor:
+        """Nats per image to bits per dimension, ``(nats + D ln 256 [dequantized]) / (D ln 2)``: a density
+        on ``(k + u) / 256`` pays ``ln 256`` per dimension for the bin width 1/256 (Theis et al. 2016)."""
+        dims = math.prod(self.input_shape)
+        offset = dims * math.log(256) if self.pixels == "dequantized" else 0.0
+        return (nats + offset) / (dims * math.log(2))
+
+    def pixel_means(self, z: Tensor) -> Tensor:
+        """``E[x|z]`` for samples ``z``, the likelihood in float32."""
+        params = self.likelihood_params(z)
+        with self.autocast_off():
+            return self.likelihood.mean(params)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean."""
+        return self.pixel_means(self.posterior(x).mean)
+
+    @torch.no_grad()
+    def generate(self, n: int) -> Tensor:
+        """Pixel means decoded from ``n`` prior samples (drawn in float32)."""
+        with self.autocast_off():
+            z = self.prior_distribution().sample((n,))
+        return self.pixel_means(z)
