@@ -64,9 +64,9 @@ class SelfIncludingLOO(ReinforceLOO):
     """A leave-one-out baseline that forgets to leave the draw out: it depends on the sample, so it is biased
     (by a factor (k - 1) / k of the gradient)."""
 
-    def surrogate(self, q, z, cost: Cost):
+    def surrogate(self, q, draw, cost: Cost):
         value = cost.value.detach()
-        return (value - value.mean(0, keepdim=True)) * joint_log_prob(q, z, value, self.draws)
+        return (value - value.mean(0, keepdim=True)) * joint_log_prob(q, draw.value, value, self.draws)
 
 
 @pytest.mark.parametrize("kind", MODELS)

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal
 
 from tests.conftest import build_model
-from vae_zoo.estimators import Cost, ImplicitEstimator, PathwiseEstimator, ScoreFunctionEstimator
+from vae_zoo.estimators import Cost, Draw, ImplicitEstimator, PathwiseEstimator, ScoreFunctionEstimator
 from vae_zoo.estimators.implicit import sample_through_cdf
 from vae_zoo.latents.gamma import GammaLatent
 from vae_zoo.latents.gamma_cdf import DifferentiableCDFGamma, regularized_gamma_p
@@ -37,7 +37,7 @@ def per_sample_gradients(estimator, alpha: float, f, draws: int) -> tuple[torch.
     q = DifferentiableCDFGamma(a, b)
     z = estimator.sample(q)
     objective = f(z)
-    surrogate = estimator.surrogate(q, z, Cost(objective, f))
+    surrogate = estimator.surrogate(q, Draw(z), Cost(objective, f))
     (objective + (surrogate if surrogate is not None else 0)).sum().backward()
     return a.grad, b.grad
 
@@ -128,7 +128,13 @@ def test_gamma_vae_stays_finite_for_concentrations_from_1e_minus_3_to_1e3(name, 
     context = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
     samples = []  # the objective draws through model.training_sample: record its draws
     draw = model.model.training_sample
-    model.model.training_sample = lambda q, shape=(): samples.append(draw(q, shape)) or samples[-1]
+
+    def record(q, shape=()):
+        made = draw(q, shape)
+        samples.append(made.value)
+        return made
+
+    model.model.training_sample = record
     with context:
         loss, terms = model.objective(model.model, x)
     q = model.model.posterior(x)
@@ -165,10 +171,12 @@ def test_moving_average_baseline_uses_only_earlier_batches_and_is_checkpointed()
     estimator = ScoreFunctionEstimator(decay=0.5)
     q = Normal(torch.zeros(4, requires_grad=True), torch.ones(4))
     z = estimator.sample(q)
-    first = estimator.surrogate(q, z, Cost(torch.full((4,), 10.0), None))
+    first = estimator.surrogate(q, Draw(z), Cost(torch.full((4,), 10.0), None))
+    estimator.update_statistics(Cost(torch.full((4,), 10.0), None))
     torch.testing.assert_close(first, 10.0 * q.log_prob(z))  # no baseline before the first batch
     assert estimator.baseline_value.item() == 10.0
-    second = estimator.surrogate(q, z, Cost(torch.full((4,), 20.0), None))
+    second = estimator.surrogate(q, Draw(z), Cost(torch.full((4,), 20.0), None))
+    estimator.update_statistics(Cost(torch.full((4,), 20.0), None))
     torch.testing.assert_close(second, (20.0 - 10.0) * q.log_prob(z))  # b from the earlier batch only
     assert estimator.baseline_value.item() == 15.0
     assert set(estimator.state_dict()) == {"baseline_value", "baseline_started"}
@@ -193,7 +201,7 @@ def test_a_score_function_surrogate_over_k_samples_is_unbiased_for_a_cost_of_all
             return math.log(k) - torch.logsumexp(-((z - 1) ** 2), dim=0)
 
         value = cost(z)
-        surrogate = estimator.surrogate(q, z, Cost(value, cost))
+        surrogate = estimator.surrogate(q, Draw(z), Cost(value, cost))
         (value + (surrogate if surrogate is not None else 0)).sum().backward()
         results.append((loc.grad, scale.grad))
     for pathwise, score in zip(*results):

@@ -35,7 +35,7 @@ def test_iwae_gradient_is_the_normalized_weights_times_the_log_weight_gradients(
 
     torch.manual_seed(1)
     q = model.model.posterior(x)
-    log_w = model.model.log_weights(x, q, model.model.training_sample(q, (6,)))
+    log_w = model.model.log_weights(x, q, model.model.training_sample(q, (6,)).value)
     weights = torch.softmax(log_w, dim=0).detach()
     reference = _gradients(model, -(weights * log_w).sum(0).mean())
     for mine, theirs in zip(ours, reference):  # float32 sums over 784 pixels in another order
@@ -96,7 +96,7 @@ def test_elbo_loss_is_recon_plus_beta_kl_and_its_terms_the_true_negative_elbo(be
     loss, terms = model.objective(model.model, x)
     torch.manual_seed(5)
     q = model.model.posterior(x)
-    z = model.model.training_sample(q)
+    z = model.model.training_sample(q).value
     recon = model.model.nll(x, z)
     kl_value = model.model.kl(q) if kl == "analytic" else model.model.kl_estimate(q, z)
     torch.testing.assert_close(loss, (recon + beta * kl_value).mean())
@@ -121,8 +121,8 @@ def test_a_score_function_surrogate_adds_gradient_but_no_value_to_the_loss(objec
 class RecordingPathwise(PathwiseEstimator):
     """Pathwise sampling that keeps the cost each objective hands to the surrogate."""
 
-    def surrogate(self, q, z, cost):
-        self.seen = (z, cost)
+    def surrogate(self, q, draw, cost):
+        self.seen = (draw.value, cost)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 if TYPE_CHECKING:
-    from vae_zoo.estimators.estimator import Cost
+    from vae_zoo.estimators.estimator import Cost, Draw
     from vae_zoo.latents.family import LatentFamily
 
 
@@ -34,8 +34,8 @@ class ForwardPath(Protocol):
     def prior_distribution(self) -> Distribution:
         """``p(z)``, the prior component's."""
 
-    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        """The estimator's training sample(s) of ``q``."""
+    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
+        """The estimator's training sample(s) of ``q`` (``.value``), with what its surrogate needs."""
 
     def nll(self, x: Tensor, z: Tensor) -> Tensor:
         """``-log p(x|z)`` per sample and image."""
@@ -49,8 +49,8 @@ class ForwardPath(Protocol):
     def log_weights(self, x: Tensor, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log w`` per sample and image."""
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
-        """The estimator's surrogate term for ``cost``."""
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
+        """The estimator's surrogate term for ``cost`` at ``draw``; in training its statistics then move."""
 
     def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image, with exact samples."""

@@ -24,7 +24,7 @@ from torch.distributions import Distribution
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
 from vae_zoo.flows.flow import Flow
 from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
@@ -159,10 +159,10 @@ class ProbabilisticModel(nn.Module):
         with self.autocast_off():
             return self.prior.distribution(self)
 
-    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        """The estimator's training sample(s) of ``q``, in float32."""
+    def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
+        """The estimator's training sample(s) of ``q`` (``.value``) with what its surrogate needs, in float32."""
         with self.autocast_off():
-            return self.estimator.sample(q, sample_shape)
+            return self.estimator.draw(q, sample_shape)
 
     def likelihood_params(self, z: Tensor) -> Tensor:
         """The decoder's output for samples ``z`` (any leading sample dims), in float32."""
@@ -190,10 +190,11 @@ class ProbabilisticModel(nn.Module):
         nll = self.nll(x, z)
         return -nll - self.kl_estimate(q, z, p)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
-        """The estimator's surrogate term for ``cost`` (None for pathwise estimators), in float32."""
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
+        """The estimator's surrogate term for ``cost`` (None for pathwise estimators), in float32; in training
+        mode its running statistics then move with this batch (``surrogate_and_statistics``)."""
         with self.autocast_off():
-            return self.estimator.surrogate(q, z, cost)
+            return surrogate_and_statistics(self.estimator, q, draw, cost)
 
     def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``: the closed form where

@@ -26,12 +26,24 @@ class Cost(NamedTuple):
     per_sample: Tensor | None = None  # log w_i, shape (..., k, B), where the value is -log (1/k) sum_i w_i
 
 
+class Draw(NamedTuple):
+    """A training sample and what the estimator's ``surrogate`` needs of how it was drawn (ARM's uniform
+    noise, REBAR's perturbed logits with their graph to the logits). The objective hands it from ``draw`` to
+    ``surrogate``, so an estimator keeps nothing between the two calls."""
+
+    value: Tensor  # the sample z, shaped as ``Estimator.sample`` returns it
+    noise: Tensor | None = None
+
+
 class Estimator(ABC, nn.Module):
     """Draws the training sample ``z ~ q(z|x)`` so that ``grad E_q[f(z)]`` is estimated correctly.
 
     Pathwise estimators return a sample whose gradient is the estimate and add no surrogate. Others
     (score function) return a sample without gradient and a ``surrogate`` whose gradient, added to the
-    loss, completes the estimate. A module, so any state (a baseline) is saved in checkpoints.
+    loss, completes the estimate. A module, so any state (a baseline) is saved in checkpoints. ``draw`` returns the sample with what the
+    surrogate needs of it (a ``Draw``), and ``surrogate`` reads nothing else of the sampling: the estimator
+    holds no tensors between the calls. Running statistics change only in ``update_statistics``, which the
+    training loss calls after the surrogate, outside its graph (``surrogate_and_statistics``).
 
     ``requires`` is what the estimator needs of ``q`` (``vae_zoo.estimators.requirements``); the model
     checks it on its latent family's posterior at start-up, so adding an estimator is its ``.py`` and
@@ -60,10 +72,19 @@ class Estimator(ABC, nn.Module):
         """``sample_shape + q.batch_shape + q.event_shape`` draws carrying this estimator's gradient
         (with ``draws > 1``: ``(draws,) + sample_shape + ...``)."""
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor | None:
+    def draw(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
+        """The training sample of ``sample`` with what ``surrogate`` needs of it (nothing, unless overridden)."""
+        return Draw(self.sample(q, sample_shape))
+
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
         """A term of ``cost.value``'s shape whose gradient completes the estimate of ``grad E_q[cost]``
-        (``z`` may carry sample dims that ``cost.value`` has reduced over); None if there is none."""
+        (``draw.value`` may carry sample dims that ``cost.value`` has reduced over); None if there is none.
+        Reads the estimator's statistics, never changes them."""
         return None
+
+    def update_statistics(self, cost: Cost) -> None:
+        """Move running statistics (moving-average baselines) with this training batch's cost; nothing unless
+        overridden. Called once per training batch, after the surrogate, under ``no_grad``."""
 
     def param_groups(self) -> list[dict]:
         """Optimizer parameter groups of the estimator's own parameters (baselines, temperatures, surrogate
@@ -71,6 +92,17 @@ class Estimator(ABC, nn.Module):
         and checkpoints them with it. Their gradients come from the surrogate: zero-valued terms whose
         gradient is the estimator's own objective (``own_objective``)."""
         return []
+
+
+def surrogate_and_statistics(estimator: Estimator, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
+    """The surrogate of a training loss, then, where the estimator is in training mode, its running statistics
+    moved with this batch's cost: the one place they change, outside the differentiated term (the surrogate
+    used the values from before this batch, so its baseline does not depend on this batch's sample)."""
+    term = estimator.surrogate(q, draw, cost)
+    if estimator.training:
+        with torch.no_grad():
+            estimator.update_statistics(cost)
+    return term
 
 
 def own_learning_rate(lr: float | None) -> float | None:

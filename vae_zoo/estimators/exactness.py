@@ -22,7 +22,7 @@ from torch.distributions import Bernoulli, Independent
 
 from vae_zoo.components import build, component_class
 from vae_zoo.config_groups import options
-from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.estimators.estimator import Cost, Estimator, surrogate_and_statistics
 from vae_zoo.latents.categorical import GumbelMaxOneHotCategorical
 from vae_zoo.objectives.objective import estimator_term
 
@@ -93,12 +93,13 @@ class SmallModel:
         logits = self.logits.expand(n, *self.logits.shape).clone().requires_grad_()
         q = self.posterior(logits)
         shape = (samples,) if samples > 1 else ()
-        z = estimator.sample(q, shape)
+        draw = estimator.draw(q, shape)
+        z = draw.value
         at = lambda z: self.cost(z, samples)
         value = at(z)
         per_sample = -self.f(z) if samples > 1 else None
         cost = Cost(value, at, torch.zeros(n, *IMAGE_SHAPE), per_sample)
-        return value.mean() + estimator_term(estimator.surrogate(q, z, cost)), logits
+        return value.mean() + estimator_term(surrogate_and_statistics(estimator, q, draw, cost)), logits
 
     def estimates(self, estimator: Estimator, n: int, samples: int = 1) -> Tensor:
         """``n`` independent estimates of the gradient, ``(n, *logits.shape)``."""

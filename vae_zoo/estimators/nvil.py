@@ -10,14 +10,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob, own_group, own_learning_rate
+from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob, own_group, own_learning_rate
 from vae_zoo.estimators.requirements import LOG_PROB
 
 
 class NVIL(Estimator):
     """Score function with the signal ``l = (c - b(x) - m) / s'``: ``b`` an MLP on the image (one tanh
-    hidden layer), ``m`` and ``v`` running mean and variance of ``c - b(x)`` (``decay``), taken before this
-    batch updates them, and ``s' = max(1, sqrt(v))`` with ``normalise: true`` (Mnih & Gregor's variance
+    hidden layer), ``m`` and ``v`` running mean and variance of ``c - b(x)`` (``decay``; moved by
+    ``update_statistics`` after this batch's surrogate, so the surrogate reads the earlier batches' values), and ``s' = max(1, sqrt(v))`` with ``normalise: true`` (Mnih & Gregor's variance
     normalisation), else 1. Neither depends on the sample, so the estimate is unbiased (up to the positive
     per-step scale ``1 / s'`` when normalising). ``b`` is trained by the model's optimizer, in its own
     parameter group (``lr``; null: the model's), on ``E[(c - m - b(x))^2]``; ``m``, ``v`` and ``b`` are
@@ -56,21 +56,27 @@ class NVIL(Estimator):
         """What the centred signal is divided by at the next step: ``max(1, sqrt(v))``, or 1."""
         if not self.normalise:
             return torch.ones_like(self.signal_variance)
-        return self.signal_variance.clone().sqrt().clamp_min(1.0)
+        return self.signal_variance.sqrt().clamp_min(1.0)
+
+    def residual(self, cost: Cost) -> tuple[Tensor, Tensor]:
+        """``c - b(x)`` per image (the baseline's prediction detached), and the prediction with its gradient."""
+        if cost.x is None:
+            raise ValueError("NVIL's baseline reads the images: the objective must pass them as Cost.x")
+        predicted = self.baseline(cost.x.float()).squeeze(-1)  # per image
+        return cost.value.detach() - predicted.detach(), predicted
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return q.sample(sample_shape)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
-        if cost.x is None:
-            raise ValueError("NVIL's baseline reads the images: the objective must pass them as Cost.x")
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         value = cost.value.detach()
-        predicted = self.baseline(cost.x.float()).squeeze(-1)  # per image
-        residual = value - predicted.detach()
-        mean, scale = self.signal_mean.clone(), self.signal_scale()
-        if self.training:
-            self.signal_mean.mul_(self.decay).add_((1 - self.decay) * residual.mean())
-            self.signal_variance.mul_(self.decay).add_((1 - self.decay) * residual.var(unbiased=False))
+        residual, predicted = self.residual(cost)
+        mean, scale = self.signal_mean, self.signal_scale()
         fit = (value - mean - predicted).square().mean()  # the baseline's own loss, only it has gradient
         signal = (residual - mean) / scale
-        return signal * joint_log_prob(q, z, value) + (fit - fit.detach())
+        return signal * joint_log_prob(q, draw.value, value) + (fit - fit.detach())
+
+    def update_statistics(self, cost: Cost) -> None:
+        residual, _ = self.residual(cost)
+        self.signal_mean.mul_(self.decay).add_((1 - self.decay) * residual.mean())
+        self.signal_variance.mul_(self.decay).add_((1 - self.decay) * residual.var(unbiased=False))

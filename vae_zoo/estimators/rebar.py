@@ -11,6 +11,7 @@ from torch.distributions import Distribution
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import (
     Cost,
+    Draw,
     Estimator,
     gradient_term,
     joint_log_prob,
@@ -49,19 +50,23 @@ class REBAR(Estimator):
     def param_groups(self) -> list[dict]:
         return [own_group(self.parameters(), self.lr)]
 
-    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+    def draw(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
+        """``b = H(z)``, with the perturbed logits ``z`` (their graph to the logits kept) for the surrogate."""
         relaxing = relaxation(q)
-        self.perturbed = relaxing.perturb(sample_shape)  # keeps its graph to the logits, for the surrogate
-        return relaxing.hard(self.perturbed.detach())
+        perturbed = relaxing.perturb(sample_shape)
+        return Draw(relaxing.hard(perturbed.detach()), perturbed)
+
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return self.draw(q, sample_shape).value
 
     def control(self, relaxed: Tensor, cost: Cost, logits: Tensor) -> Tensor:
         """``c(s)`` shaped like the cost, for the relaxed sample ``relaxed``."""
         return self.eta * cost.at(relaxed)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
-        logits, relaxing = coordinates(q).logits, relaxation(q)
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
+        logits, relaxing, z = coordinates(q).logits, relaxation(q), draw.value
         temperature = self.log_temperature.exp()
-        control = self.control(relaxing.relax(self.perturbed, temperature), cost, logits)
+        control = self.control(relaxing.relax(draw.noise, temperature), cost, logits)
         control_tilde = self.control(relaxing.relax(relaxing.conditional(z), temperature), cost, logits)
         value = cost.value.detach()
         (score,) = torch.autograd.grad(joint_log_prob(q, z, value).sum(), logits, retain_graph=True)

@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
+from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
 from vae_zoo.estimators.requirements import LOG_PROB
 
 
@@ -30,7 +30,7 @@ class ReinforceLOO(Estimator):
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return q.sample((self.k, *sample_shape))
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         value = cost.value.detach()
         baseline = (value.sum(0, keepdim=True) - value) / (self.k - 1)
-        return (value - baseline) * joint_log_prob(q, z, value, self.draws)
+        return (value - baseline) * joint_log_prob(q, draw.value, value, self.draws)

@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.estimator import Cost, Estimator, joint_log_prob
+from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
 from vae_zoo.estimators.requirements import LOG_PROB
 
 BASELINES = ("moving_average", "none")
@@ -19,8 +19,8 @@ class ScoreFunctionEstimator(Estimator):
     The sample carries no gradient; the surrogate ``(c - b) * log q(z)`` carries it. When the cost is a
     function of several samples per image (the IWAE bound of k samples), ``log q`` is their joint
     log-density, summed over the sample dims the cost reduced. ``b`` is an exponential moving average of
-    the batch-mean cost (``decay``), taken before this batch updates it so it does not depend on the
-    sample (unbiased); ``baseline: none`` uses ``b = 0``. Works for every family, with a variance far
+    the batch-mean cost (``decay``; moved by ``update_statistics`` after this batch's surrogate, so ``b``
+    does not depend on this batch's sample: unbiased); ``baseline: none`` uses ``b = 0``. Works for every family, with a variance far
     above the pathwise and implicit estimators'.
     """
 
@@ -39,20 +39,22 @@ class ScoreFunctionEstimator(Estimator):
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return q.sample(sample_shape)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         value = cost.value.detach()
-        log_q = joint_log_prob(q, z, value)
+        log_q = joint_log_prob(q, draw.value, value)
         if self.baseline == "none":
             return value * log_q
-        b = self.baseline_value.clone()
-        if self.training:
-            batch_mean = value.mean()
-            self.baseline_value.copy_(
-                torch.where(
-                    self.baseline_started,
-                    self.decay * self.baseline_value + (1 - self.decay) * batch_mean,
-                    batch_mean,
-                )
+        return (value - self.baseline_value) * log_q
+
+    def update_statistics(self, cost: Cost) -> None:
+        if self.baseline == "none":
+            return
+        batch_mean = cost.value.detach().mean()
+        self.baseline_value.copy_(
+            torch.where(
+                self.baseline_started,
+                self.decay * self.baseline_value + (1 - self.decay) * batch_mean,
+                batch_mean,
             )
-            self.baseline_started.fill_(True)
-        return (value - b) * log_q
+        )
+        self.baseline_started.fill_(True)

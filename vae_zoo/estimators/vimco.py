@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.estimators.estimator import Cost, Estimator
+from vae_zoo.estimators.estimator import Cost, Draw, Estimator
 from vae_zoo.estimators.requirements import LOG_PROB
 
 
@@ -26,7 +26,7 @@ class VIMCO(Estimator):
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return q.sample(sample_shape)
 
-    def surrogate(self, q: Distribution, z: Tensor, cost: Cost) -> Tensor:
+    def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         log_w = cost.per_sample.detach()  # (..., k, B)
         k = log_w.shape[-2]
         bound = torch.logsumexp(log_w, dim=-2) - math.log(k)
@@ -35,4 +35,4 @@ class VIMCO(Estimator):
         replaced = torch.where(eye, others.unsqueeze(-2), log_w.unsqueeze(-3))  # row j: log w with j replaced
         loo = torch.logsumexp(replaced, dim=-2) - math.log(k)  # (..., k, B): L_{-j}
         signal = loo - bound.unsqueeze(-2)  # minimising -L: d(-L) = -(L - L_{-j}) grad log q(z_j)
-        return (signal * q.log_prob(z)).sum(-2)
+        return (signal * q.log_prob(draw.value)).sum(-2)

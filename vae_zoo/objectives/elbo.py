@@ -53,7 +53,8 @@ class ELBO(Objective):
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
-        z = model.training_sample(q)
+        draw = model.training_sample(q)
+        z = draw.value
         recon = model.nll(x, z)
         if self.kl == "analytic":
             kl = model.kl(q)
@@ -63,6 +64,6 @@ class ELBO(Objective):
             cost = Cost(
                 recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z), x
             )
-        loss = (recon + self.beta * kl).mean() + estimator_term(model.surrogate(q, z, cost))
+        loss = (recon + self.beta * kl).mean() + estimator_term(model.surrogate(q, draw, cost))
         recon, kl = recon.mean().detach(), kl.mean().detach()
         return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})

@@ -66,11 +66,12 @@ class IWAE(Objective):
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
-        z = model.training_sample(q, (self.k,))
+        draw = model.training_sample(q, (self.k,))
+        z = draw.value
         log_w = model.log_weights(x, q, z)
         negative_bound = negative_log_mean_exp(log_w)
         cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
-        loss = negative_bound.mean() + estimator_term(model.surrogate(q, z, cost))
+        loss = negative_bound.mean() + estimator_term(model.surrogate(q, draw, cost))
         terms = {self.bound_name: negative_bound.mean().detach(), "elbo": -log_w.mean().detach()}
         return ObjectiveOutput(loss, terms)
 
