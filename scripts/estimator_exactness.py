@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from vae_zoo.capabilities import BERNOULLI_LOGITS
 from vae_zoo.components import component_class
 from vae_zoo.config_groups import options
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.estimators.exactness import SmallModel, binary_model, categorical_model, total_variance
-from vae_zoo.estimators.requirements import BERNOULLI_LOGITS
 
 
 def row(name: str, model: SmallModel, estimator: Estimator, draws: int, samples: int, note: str) -> str:

@@ -12,7 +12,16 @@ from vae_zoo.config_groups import options
 from vae_zoo.estimators import Cost
 from vae_zoo.estimators.estimator import surrogate_and_statistics
 
-DISCRETE = ("arm", "disarm", "rebar", "relax", "gumbel_rao", "gumbel_softmax", "straight_through", "reinforce_loo")
+DISCRETE = (
+    "arm",
+    "disarm",
+    "rebar",
+    "relax",
+    "gumbel_rao",
+    "gumbel_softmax",
+    "straight_through",
+    "reinforce_loo",
+)
 OBJECTIVE = {"vimco": ("iwae", {"k": 3})}
 
 

@@ -1,21 +1,24 @@
-"""Whether a latent family, an estimator and an objective can train together, from what each states.
+"""Whether the components can train together, from what each states: the one pairing check.
 
-The estimator states what it needs of the posterior (``requires``) and whether its sample lies in the
-posterior's support (``exact_samples``); the objective states whether it evaluates ``log q(z)`` at the
-training sample (``needs_exact_samples``); the posterior is asked what it can do. A pairing that cannot
-work stops at start-up with one line listing the estimators that would, read from ``conf/estimator/``.
+Estimators, priors and flows state what they need of the posterior (``requires``, a
+``vae_zoo.capabilities.Requirement``); the estimator also whether its sample lies in the posterior's support
+(``exact_samples``); the objective whether it evaluates ``log q(z)`` at the training sample
+(``needs_exact_samples``); the posterior is asked what it can do. A pairing that cannot work stops at
+start-up with one line: for an estimator, listing the estimators that would, read from ``conf/estimator/``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch.distributions import Distribution
 from torch.distributions.exp_family import ExponentialFamily
 
+from vae_zoo.capabilities import coordinates
 from vae_zoo.components import component_class
 from vae_zoo.config_groups import option_name, options
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
-from vae_zoo.estimators.requirements import coordinates
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.objectives.objective import Objective
 
@@ -28,6 +31,17 @@ def family_name(q: Distribution) -> str:
     return next(
         (c.__name__ for c in concrete if c.__module__.startswith("torch.distributions")), cls.__name__
     )
+
+
+def check_support(component: Any, group: str, latent: LatentFamily) -> None:
+    """Stop with one line when a prior or flow (``group``) needs of the posterior what ``latent``'s lacks."""
+    q = latent.probe_posterior()
+    if not component.requires.met_by(q):
+        raise ConfigError(
+            f"{option_name(group, component)} needs {component.requires.needs}, which "
+            f"{option_name('latent', latent)}'s {family_name(q)} posteriors lack -- choose another "
+            f"{group}= or latent="
+        )
 
 
 def pairing_problem(

@@ -23,14 +23,13 @@ from torch.distributions import Distribution
 
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.config_groups import option_name
-from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
 from vae_zoo.flows.flow import Flow
 from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.objectives.iwae import importance_weighted_nll
-from vae_zoo.pairing import family_name
+from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
 
 DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
@@ -102,20 +101,10 @@ class ProbabilisticModel(nn.Module):
             else None
         )
         self.prior = build_with_sizes(prior or DEFAULT_PRIOR, Prior, "model.prior", sizes)
-        self.check_support(self.prior, "prior")
+        check_support(self.prior, "prior", self.latent)
         if self.flow is not None:
-            self.check_support(self.flow, "flow")
+            check_support(self.flow, "flow", self.latent)
         self.closed_form_kl = self.prior.closed_form_kl and self.latent.closed_form_kl and self.flow is None
-
-    def check_support(self, component: nn.Module, group: str) -> None:
-        """Stop with one line when a prior or flow needs of the posterior what the latent family lacks."""
-        q = self.latent.probe_posterior()
-        if not component.requires.met_by(q):
-            raise ConfigError(
-                f"{option_name(group, component)} needs {component.requires.needs}, which "
-                f"{option_name('latent', self.latent)}'s {family_name(q)} posteriors lack -- choose another "
-                f"{group}= or latent="
-            )
 
     @property
     def kl_origin(self) -> str:

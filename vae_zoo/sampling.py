@@ -19,8 +19,8 @@ from torch import Tensor
 from torch.distributions import Normal
 from torchvision.utils import save_image
 
+from vae_zoo.capabilities import coordinates
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.requirements import coordinates
 
 PRIOR_DRAWS = 100_000
 
@@ -51,7 +51,7 @@ def interpolate(latent, prior, quantiles: PriorQuantiles | None, a: Tensor, b: T
     t = torch.linspace(0, 1, steps).reshape(-1, *([1] * a.dim()))
     if quantiles is None or isinstance(coordinates(prior), Normal):
         return (1 - t) * a + t * b  # linear: the Normal, and convex combinations on a simplex
-    if getattr(latent, "circular", False):
+    if latent.circular:
         return a + t * torch.atan2(torch.sin(b - a), torch.cos(b - a))
     return quantiles.quantile((1 - t) * quantiles.cdf(a) + t * quantiles.cdf(b))
 

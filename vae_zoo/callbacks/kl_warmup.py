@@ -26,7 +26,7 @@ class KLWarmup(pl.Callback):
         return min(1.0, step / self.steps)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not hasattr(pl_module.objective, "beta"):
+        if pl_module.objective.beta is None:
             raise ConfigError(
                 f"callbacks.kl_warmup needs an objective with a KL weight (objective=elbo); "
                 f"{type(pl_module.objective).__name__} has none -- drop the callback"

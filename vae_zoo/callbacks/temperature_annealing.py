@@ -69,7 +69,7 @@ class TemperatureAnnealing(pl.Callback):
         return self.tau_min + (self.tau0 - self.tau_min) * (1 + math.cos(math.pi * progress)) / 2
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.active = hasattr(pl_module.model.estimator, "temperature")
+        self.active = pl_module.model.estimator.temperature is not None
         if not self.active:
             rank_zero_info(
                 f"callbacks.temperature: {option_name('estimator', pl_module.model.estimator)} has no temperature to anneal"

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import BERNOULLI_LOGITS, coordinates
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator
 from vae_zoo.estimators.relaxation import uniform
-from vae_zoo.estimators.requirements import BERNOULLI_LOGITS, coordinates
 
 
 class ARM(Estimator):

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import Requirement
 from vae_zoo.errors import ConfigError
-from vae_zoo.estimators.requirements import Requirement
 
 
 class Cost(NamedTuple):
@@ -45,7 +45,7 @@ class Estimator(ABC, nn.Module):
     holds no tensors between the calls. Running statistics change only in ``update_statistics``, which the
     training loss calls after the surrogate, outside its graph (``surrogate_and_statistics``).
 
-    ``requires`` is what the estimator needs of ``q`` (``vae_zoo.estimators.requirements``); the model
+    ``requires`` is what the estimator needs of ``q`` (``vae_zoo.capabilities``); the model
     checks it on its latent family's posterior at start-up, so adding an estimator is its ``.py`` and
     its ``conf/estimator/<name>.yaml`` alone. ``exact_samples`` says whether the sample lies in q's
     support, where ``log q(z)`` is defined (a relaxed categorical sample does not); objectives that
@@ -63,6 +63,9 @@ class Estimator(ABC, nn.Module):
     min_objective_samples: int = 1
     #: evaluations of the cost per draw beyond the one at the sample (REBAR's two at relaxed samples)
     extra_cost_evaluations: int = 0
+    #: the relaxation's temperature for estimators that relax their samples (set each step by
+    #: ``callbacks.temperature``); None for the others
+    temperature: float | None = None
     #: sizes the estimator's own networks need, given at construction: ``input_shape`` (of the images),
     #: ``latent_features`` (of a flattened sample)
     sizes: tuple[str, ...] = ()

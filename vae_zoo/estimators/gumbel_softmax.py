@@ -7,10 +7,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import DISCRETE_LOGITS
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.estimators.relaxation import relaxation
-from vae_zoo.estimators.requirements import DISCRETE_LOGITS
 
 
 class GumbelSoftmaxEstimator(Estimator):

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import IMPLICIT, coordinates, has_implicit_rsample
 from vae_zoo.estimators.estimator import Estimator
-from vae_zoo.estimators.requirements import IMPLICIT, coordinates, has_implicit_rsample
 
 _TINY = torch.finfo(torch.float32).tiny
 

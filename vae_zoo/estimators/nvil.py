@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import LOG_PROB
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob, own_group, own_learning_rate
-from vae_zoo.estimators.requirements import LOG_PROB
 
 
 class NVIL(Estimator):

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import RSAMPLE
 from vae_zoo.estimators.estimator import Estimator
-from vae_zoo.estimators.requirements import RSAMPLE
 
 
 class PathwiseEstimator(Estimator):

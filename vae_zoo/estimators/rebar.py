@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import DISCRETE_LOGITS, coordinates
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import (
     Cost,
@@ -19,7 +20,6 @@ from vae_zoo.estimators.estimator import (
     own_learning_rate,
 )
 from vae_zoo.estimators.relaxation import relaxation
-from vae_zoo.estimators.requirements import DISCRETE_LOGITS, coordinates
 
 
 class REBAR(Estimator):

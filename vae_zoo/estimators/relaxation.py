@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
-from vae_zoo.estimators.requirements import coordinates
+from vae_zoo.capabilities import coordinates
 from vae_zoo.latents.gumbel import gumbel_noise
 
 _F32 = torch.finfo(torch.float32)

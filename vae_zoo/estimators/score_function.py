@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import LOG_PROB
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
-from vae_zoo.estimators.requirements import LOG_PROB
 
 BASELINES = ("moving_average", "none")
 

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vae_zoo.capabilities import LOG_PROB
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator
-from vae_zoo.estimators.requirements import LOG_PROB
 
 
 class VIMCO(Estimator):

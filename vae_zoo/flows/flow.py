@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from vae_zoo.priors.prior import REAL, SupportRequirement
+from vae_zoo.capabilities import REAL, Requirement
 
 
 class Flow(ABC, nn.Module):
@@ -18,7 +18,7 @@ class Flow(ABC, nn.Module):
     objectives and the importance-weighted bound ask. Built from ``conf/flow/<name>.yaml``
     (``# @package model.flow``) with the sizes ``latent_features`` and ``in_features`` (the features')."""
 
-    requires: SupportRequirement = REAL
+    requires: Requirement = REAL
 
     def __init__(self, latent_features: int, in_features: int) -> None:
         super().__init__()

@@ -16,11 +16,13 @@ class LatentFamily(nn.Module):
     ``in_features``, the config the family's own settings. Distributions are batched over images with the
     latent dimensions as event dimensions, so ``log_prob`` and ``kl`` give one value per image. What a
     posterior can do (``has_rsample``, a differentiable CDF, categorical logits) is read from the
-    distribution itself when an estimator is paired with the family (``vae_zoo.estimators.requirements``).
+    distribution itself when an estimator is paired with the family (``vae_zoo.capabilities``).
     """
 
     #: width of a flattened sample, i.e. the decoder's input size
     sample_features: int
+    #: whether samples are angles, so that interpolations move along the shorter arc (von Mises)
+    circular: bool = False
     #: whether ``kl`` has a closed form with the family's own prior (objectives otherwise estimate it)
     closed_form_kl: bool = True
 

@@ -29,7 +29,7 @@ class VonMisesLatent(LatentFamily):
     difference of the two ratios cancels in float32.
     """
 
-    circular = True  # interpolations move along the shorter arc
+    circular = True
 
     def __init__(self, in_features: int, dim: int = 10, floor: float = 1e-3) -> None:
         super().__init__(in_features)

@@ -45,6 +45,8 @@ class Objective(ABC, nn.Module):
     #: samples per image the cost is a joint function of (the importance-weighted bound's k)
     samples_per_image: int = 1
     bound_name: str | None = None
+    #: the KL's weight in the loss, for objectives that have one (``callbacks.kl_warmup`` sets it); else None
+    beta: float | None = None
 
     def bind(self, kl_origin: str) -> None:
         """Learn what the model offers before the pairing check: how its KL can be computed (``closed form``

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from vae_zoo.capabilities import REAL
 from vae_zoo.errors import ConfigError
 from vae_zoo.priors.mixture import mixture
-from vae_zoo.priors.prior import REAL, Prior
+from vae_zoo.priors.prior import Prior
 
 
 class MixtureOfGaussiansPrior(Prior):

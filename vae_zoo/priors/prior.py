@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution
+
+from vae_zoo.capabilities import ANY, Requirement
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
-
-
-class SupportRequirement(NamedTuple):
-    """What a prior (or a flow) needs of the latent family's posterior, in words for messages, and the test."""
-
-    needs: str
-    met_by: Callable[[Distribution], bool]
-
-
-def on_the_reals(q: Distribution) -> bool:
-    """Whether ``q``'s support is all of R^D (its coordinates' support is ``constraints.real``)."""
-    support = q.support
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return isinstance(support, type(constraints.real))
-
-
-CONTINUOUS = SupportRequirement("a continuous density", lambda q: not q.support.is_discrete)
-REAL = SupportRequirement("a density on all of R^D", on_the_reals)
-ANY = SupportRequirement("nothing", lambda q: True)
 
 
 class Prior(ABC, nn.Module):
@@ -43,7 +24,7 @@ class Prior(ABC, nn.Module):
     (``latent_features``, ``input_shape``), given at construction."""
 
     closed_form_kl: bool = False
-    requires: SupportRequirement = ANY
+    requires: Requirement = ANY
     sizes: tuple[str, ...] = ()
 
     @abstractmethod

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution
 
+from vae_zoo.capabilities import CONTINUOUS
 from vae_zoo.errors import ConfigError
 from vae_zoo.priors.mixture import mixture
-from vae_zoo.priors.prior import CONTINUOUS, Prior
+from vae_zoo.priors.prior import Prior
 
 
 class VampPrior(Prior):

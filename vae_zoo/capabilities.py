@@ -1,8 +1,9 @@
-"""What an estimator needs of the posterior, read from the distribution itself (as Pyro and torch do).
+"""What a component needs of the posterior, read from the distribution itself (as Pyro and torch do): the one
+vocabulary of capabilities that estimators, priors and flows state their needs in.
 
-An estimator names one ``Requirement``; the model checks it on its latent family's posterior at start-up
-and refuses a pairing that cannot work. The facts about torch's own classes that torch does not state as
-data are kept here, in one place:
+Each names one ``Requirement`` (``requires``); the pairing check (``vae_zoo.pairing``) tests it on the latent
+family's posterior (through the flow, for estimators) at start-up and refuses a pairing that cannot work in one
+line. The facts about torch's own classes that torch does not state as data are kept here, in one place:
 
 - ``has_rsample`` is torch's flag for a sample that carries the pathwise gradient.
 - A CDF differentiable in the parameters: a distribution class says so with ``has_differentiable_cdf =
@@ -13,6 +14,8 @@ data are kept here, in one place:
 - Categorical logits: a ``OneHotCategorical`` per coordinate; Bernoulli logits: a ``Bernoulli``; discrete
   logits: either (what the relaxations of ``vae_zoo.estimators.relaxation`` take).
 - A log-density: every distribution has ``log_prob``.
+- Support: continuous (a density), or all of R^D (what a Gaussian mixture prior or a flow's density needs; a
+  circular family declares its support as an interval even where torch says the real line).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch.distributions import (
     Independent,
     Normal,
     OneHotCategorical,
+    constraints,
 )
 
 #: torch classes whose CDF is differentiable in their parameters, beside classes that declare it
@@ -54,7 +58,7 @@ def has_implicit_rsample(q: Distribution) -> bool:
 
 
 class Requirement(NamedTuple):
-    """What an estimator needs of ``q``, in words for messages, and the test of it."""
+    """What a component (estimator, prior, flow) needs of ``q``, in words for messages, and the test of it."""
 
     needs: str
     met_by: Callable[[Distribution], bool]
@@ -73,3 +77,16 @@ DISCRETE_LOGITS = Requirement(
     "Bernoulli or categorical logits", lambda q: isinstance(coordinates(q), (Bernoulli, OneHotCategorical))
 )
 LOG_PROB = Requirement("a log-density", lambda q: True)
+
+
+def on_the_reals(q: Distribution) -> bool:
+    """Whether ``q``'s support is all of R^D (its coordinates' support is ``constraints.real``)."""
+    support = q.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return isinstance(support, type(constraints.real))
+
+
+CONTINUOUS = Requirement("a continuous density", lambda q: not q.support.is_discrete)
+REAL = Requirement("a density on all of R^D", on_the_reals)
+ANY = Requirement("nothing", lambda q: True)
