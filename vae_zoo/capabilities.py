@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import torch
 from torch.distributions import (
     Bernoulli,
     Beta,
@@ -33,6 +34,7 @@ from torch.distributions import (
     Normal,
     OneHotCategorical,
     constraints,
+    kl_divergence,
 )
 
 #: torch classes whose CDF is differentiable in their parameters, beside classes that declare it
@@ -85,6 +87,16 @@ def on_the_reals(q: Distribution) -> bool:
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     return isinstance(support, type(constraints.real))
+
+
+def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
+    """Whether torch's KL registry has ``KL(q || p)`` for these two distributions (tried once, on a probe)."""
+    try:
+        with torch.no_grad():
+            kl_divergence(q, p)
+    except NotImplementedError:
+        return False
+    return True
 
 
 CONTINUOUS = Requirement("a continuous density", lambda q: not q.support.is_discrete)

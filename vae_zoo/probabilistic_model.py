@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, kl_divergence
 
+from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.config_groups import option_name
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
@@ -104,7 +105,10 @@ class ProbabilisticModel(nn.Module):
         check_support(self.prior, "prior", self.latent)
         if self.flow is not None:
             check_support(self.flow, "flow", self.latent)
-        self.closed_form_kl = self.prior.closed_form_kl and self.latent.closed_form_kl and self.flow is None
+        # decided once: whether torch's KL registry has KL(q || p) for the posterior and the prior component
+        self.closed_form_kl = self.flow is None and has_closed_form_kl(
+            self.latent.probe_posterior(), self.prior_distribution()
+        )
 
     @property
     def kl_origin(self) -> str:
@@ -164,9 +168,10 @@ class ProbabilisticModel(nn.Module):
             return self.likelihood.nll(params, x)
 
     def kl(self, q: Distribution) -> Tensor:
-        """The closed-form ``KL(q || p)`` per image, in float32 (only where ``closed_form_kl``)."""
+        """The closed-form ``KL(q || p)`` per image against the prior component, through torch's KL registry, in
+        float32 (only where ``closed_form_kl``)."""
         with self.autocast_off():
-            return self.latent.kl(q)
+            return kl_divergence(q, self.prior_distribution())
 
     def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log q(z) - log p(z)`` per sample and image, in float32 (``p``: the prior, if already built)."""

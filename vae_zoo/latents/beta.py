@@ -27,7 +27,7 @@ class BetaLatent(LatentFamily):
     ``p(z) = prod_d Beta(a0, b0)``, by default ``U(0, 1)``.
 
     torch's ``Beta.rsample`` differentiates the sample implicitly (through its Gamma draws). Closed-form
-    KL per coordinate (``B`` the Beta function, ``psi`` the digamma function, ``s = a + b``):
+    KL per coordinate, torch's registered Beta-Beta KL (``B`` the Beta function, ``psi`` digamma, ``s = a + b``):
     ``ln B(a0, b0) - ln B(a, b) + (a - a0) psi(a) + (b - b0) psi(b) + (a0 + b0 - s) psi(s)``.
     """
 
@@ -59,16 +59,3 @@ class BetaLatent(LatentFamily):
 
     def prior(self) -> Independent:
         return Independent(OpenIntervalBeta(self.prior_a, self.prior_b, validate_args=False), 1)
-
-    def kl(self, q: Independent) -> Tensor:
-        a, b = q.base_dist.concentration1, q.base_dist.concentration0
-        a0, b0 = self.prior_a, self.prior_b
-        log_beta = lambda u, v: torch.lgamma(u) + torch.lgamma(v) - torch.lgamma(u + v)
-        kl = (
-            log_beta(a0, b0)
-            - log_beta(a, b)
-            + (a - a0) * torch.digamma(a)
-            + (b - b0) * torch.digamma(b)
-            + (a0 + b0 - a - b) * torch.digamma(a + b)
-        )
-        return kl.sum(-1)

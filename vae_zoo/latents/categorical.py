@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical
+from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical, register_kl
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
@@ -29,10 +29,29 @@ class GumbelMaxOneHotCategorical(OneHotCategorical):
         return gumbel_max(self.logits, sample_shape)
 
 
+class OneHotRows(Independent):
+    """N independent one-hot categoricals of K classes (Gumbel-Max sampled): an ``(N, K)`` one-hot matrix as the
+    event. The posterior and the prior of the categorical family, which the KL registry knows by this class."""
+
+    def __init__(self, logits: Tensor) -> None:
+        super().__init__(
+            GumbelMaxOneHotCategorical(logits=logits, validate_args=False), 1, validate_args=False
+        )
+
+
+@register_kl(OneHotRows, OneHotRows)
+def kl_one_hot_rows(q: OneHotRows, p: OneHotRows) -> Tensor:
+    """``sum_n sum_k q_nk (log q_nk - log p_nk)`` per matrix, from the normalized logits, in one reduction: torch's
+    categorical KL masks zero probabilities with indexed assignments per row, which a softmax never gives
+    (``scripts/kl_speed.py``)."""
+    log_q, log_p = q.base_dist.logits, p.base_dist.logits
+    return (log_q.exp() * (log_q - log_p)).sum((-2, -1))
+
+
 class CategoricalLatent(LatentFamily):
     """``q(z|x) = prod_n Cat(z_n; softmax(l_n(x)))`` over N variables of K classes; ``p(z)`` uniform or learned.
 
-    Closed-form KL per image: ``sum_n sum_k q_nk (log q_nk - log p_nk)``. A sample is ``(..., N, K)``
+    Closed-form KL per image: ``sum_n sum_k q_nk (log q_nk - log p_nk)`` (``kl_one_hot_rows``). A sample is ``(..., N, K)``
     one-hot rows (relaxed ones under a relaxing estimator); the decoder reads it flattened to ``N * K``.
     """
 
@@ -51,17 +70,11 @@ class CategoricalLatent(LatentFamily):
         else:
             self.register_buffer("prior_logits", logits, persistent=False)
 
-    def posterior(self, features: Tensor) -> Independent:
-        logits = self.head(features).unflatten(-1, (self.n, self.k))
-        return Independent(GumbelMaxOneHotCategorical(logits=logits, validate_args=False), 1)
+    def posterior(self, features: Tensor) -> OneHotRows:
+        return OneHotRows(self.head(features).unflatten(-1, (self.n, self.k)))
 
-    def prior(self) -> Independent:
-        return Independent(GumbelMaxOneHotCategorical(logits=self.prior_logits, validate_args=False), 1)
-
-    def kl(self, q: Independent) -> Tensor:
-        log_q = q.base_dist.logits  # normalized: log softmax(l)
-        log_p = self.prior_logits.log_softmax(-1)
-        return (log_q.exp() * (log_q - log_p)).sum((-2, -1))
+    def prior(self) -> OneHotRows:
+        return OneHotRows(self.prior_logits)
 
     def decoder_input(self, z: Tensor) -> Tensor:
         return z.flatten(-2)

@@ -17,7 +17,7 @@ class DirichletLatent(LatentFamily):
     the decoder reads it flattened to ``N * K``.
 
     torch's ``Dirichlet.rsample`` differentiates the sample implicitly (through its Gamma draws).
-    Closed-form KL per point (``S = sum_k alpha_k``, ``S0 = K alpha0``, ``psi`` the digamma function):
+    Closed-form KL per point, torch's registered Dirichlet-Dirichlet KL (``S = sum_k alpha_k``, ``S0 = K alpha0``, ``psi`` the digamma function):
     ``lnG(S) - sum_k lnG(alpha_k) - lnG(S0) + K lnG(alpha0) + sum_k (alpha_k - alpha0)(psi(alpha_k) - psi(S))``.
     """
 
@@ -45,18 +45,6 @@ class DirichletLatent(LatentFamily):
 
     def prior(self) -> Independent:
         return Independent(Dirichlet(self.prior_concentration, validate_args=False), 1)
-
-    def kl(self, q: Independent) -> Tensor:
-        alpha, alpha0 = q.base_dist.concentration, self.prior_concentration
-        total = alpha.sum(-1)
-        kl = (
-            torch.lgamma(total)
-            - torch.lgamma(alpha).sum(-1)
-            - torch.lgamma(alpha0.sum(-1))
-            + torch.lgamma(alpha0).sum(-1)
-            + ((alpha - alpha0) * (torch.digamma(alpha) - torch.digamma(total)[..., None])).sum(-1)
-        )
-        return kl.sum(-1)
 
     def decoder_input(self, z: Tensor) -> Tensor:
         return z.flatten(-2)

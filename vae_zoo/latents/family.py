@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 
-class LatentFamily(nn.Module):
-    """Maps encoder features to ``q(z|x)``; owns the prior ``p(z)`` and ``KL(q || p)``.
+class LatentFamily(ABC, nn.Module):
+    """Maps encoder features to ``q(z|x)``; owns its own prior ``p(z)`` (the ``prior=standard`` component).
 
     Built from ``conf/latent/<name>.yaml`` (``# @package model.latent``): the model passes
     ``in_features``, the config the family's own settings. Distributions are batched over images with the
@@ -23,8 +23,6 @@ class LatentFamily(nn.Module):
     sample_features: int
     #: whether samples are angles, so that interpolations move along the shorter arc (von Mises)
     circular: bool = False
-    #: whether ``kl`` has a closed form with the family's own prior (objectives otherwise estimate it)
-    closed_form_kl: bool = True
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
@@ -47,7 +45,8 @@ class LatentFamily(nn.Module):
         return q.mean
 
     def kl(self, q: Distribution) -> Tensor:
-        """``KL(q || p)`` per image in closed form (torch's registry; families override with faster forms)."""
+        """``KL(q || p)`` per image against the family's own prior, through torch's KL registry (a family
+        registers a closed form for its classes with ``register_kl``; ``NotImplementedError`` where none is)."""
         return kl_divergence(q, self.prior())
 
     def probe_posterior(self) -> Distribution:

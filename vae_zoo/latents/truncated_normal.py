@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, constraints
+from torch.distributions import Distribution, Independent, constraints, register_kl
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
@@ -77,11 +77,21 @@ class TruncatedNormal(Distribution):
         return (self.loc + self.scale * torch.special.ndtri(p)).clamp(self.low, self.high)
 
 
+@register_kl(TruncatedNormal, TruncatedNormal)
+def kl_truncated_normal(q: TruncatedNormal, p: TruncatedNormal) -> Tensor:
+    """On a common interval, ``KL(q || p) = -H(q) - E_q[log p(z)]
+    = -H(q) + (Var_q[z] + (E_q[z] - loc_p)^2) / (2 scale_p^2) + log(sqrt(2 pi) scale_p Z_p)`` per coordinate."""
+    if (q.low, q.high) != (p.low, p.high):
+        raise NotImplementedError("truncated Normals on different intervals")
+    second_moment = (q.variance + (q.mean - p.loc).square()) / p.scale.square()
+    return -q.entropy() + 0.5 * second_moment + LOG_SQRT_2PI + torch.log(p.scale * p.mass)
+
+
 class TruncatedNormalLatent(LatentFamily):
     """``q(z|x) = prod_d TN(z_d; mu_d(x), sigma_d(x); [low, high])`` with ``mu`` inside the interval
     (``low + (high - low) sigmoid(.)``) and ``sigma = softplus(.) + floor``; ``p(z)`` the standard Normal
-    truncated to the same interval. Closed-form KL per coordinate (``Z0`` the prior's mass on the interval):
-    ``KL = -H(q) + (Var_q[z] + E_q[z]^2) / 2 + log(sqrt(2 pi) Z0)``.
+    truncated to the same interval. Closed-form KL per coordinate (``kl_truncated_normal``; ``Z0`` the prior's
+    mass on the interval): ``KL = -H(q) + (Var_q[z] + E_q[z]^2) / 2 + log(sqrt(2 pi) Z0)``.
     """
 
     def __init__(
@@ -106,8 +116,3 @@ class TruncatedNormalLatent(LatentFamily):
 
     def prior(self) -> Independent:
         return Independent(TruncatedNormal(self.prior_loc, self.prior_scale, self.low, self.high), 1)
-
-    def kl(self, q: Independent) -> Tensor:
-        q, p = q.base_dist, self.prior().base_dist
-        second_moment = q.variance + q.mean.square()
-        return (-q.entropy() + 0.5 * second_moment + LOG_SQRT_2PI + torch.log(p.mass)).sum(-1)

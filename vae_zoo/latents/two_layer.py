@@ -68,9 +68,8 @@ class TwoLayerLatent(LatentFamily):
     """``q(z1|x)``: Normal from the encoder's features; ``q(z2|z1)``: Normal from an MLP of ``z1``;
     ``p(z2) = N(0, I)``; ``p(z1|z2)``: Normal from an MLP of ``z2``; the decoder reads ``z1``. Samples are
     ``[z1, z2]``. Burda et al.'s MNIST model: ``z1`` 100, ``z2`` 50, both MLPs 100-100 tanh (``hidden``).
-    No closed-form KL: objectives use ``log q(z) - log p(z)`` at their sample."""
-
-    closed_form_kl = False
+    No closed-form KL (the registry has none for the chains): objectives use ``log q(z) - log p(z)`` at their
+    sample."""
 
     def __init__(
         self,

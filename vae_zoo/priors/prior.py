@@ -18,12 +18,12 @@ class Prior(ABC, nn.Module):
     """``p(z)``, built from ``conf/prior/<name>.yaml`` (``# @package model.prior``). ``distribution(model)``
     is a ``torch.distributions`` object over the latent family's samples (``log_prob``, ``sample`` with any
     ``sample_shape``), which may depend on the model's other parts (the VampPrior's encoder).
-    ``closed_form_kl`` says whether ``KL(q || p)`` has a closed form (the family's own prior); otherwise
-    objectives use the one-sample estimate ``log q(z) - log p(z)`` at their own sample. ``requires`` is what
+    Whether ``KL(q || p)`` has a closed form is read from torch's KL registry when the model is built (a
+    prior whose distribution class has a registered KL with the posterior's gets it, ``prior=learned_normal``);
+    otherwise objectives use the one-sample estimate ``log q(z) - log p(z)`` at their own sample. ``requires`` is what
     it needs of the posterior, checked at start-up; ``sizes`` the sizes its parameters need
     (``latent_features``, ``input_shape``), given at construction."""
 
-    closed_form_kl: bool = False
     requires: Requirement = ANY
     sizes: tuple[str, ...] = ()
 

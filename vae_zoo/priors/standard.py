@@ -8,9 +8,7 @@ from vae_zoo.priors.prior import Prior
 
 
 class StandardPrior(Prior):
-    """``p(z) = latent.prior()``; the KL is the family's closed form."""
-
-    closed_form_kl = True
+    """``p(z) = latent.prior()``; the KL is the closed form the family registers, where it does."""
 
     def distribution(self, model) -> Distribution:
         return model.latent.prior()
