@@ -252,13 +252,13 @@ class ProbabilisticModel(nn.Module):
     def pixel_levels(self) -> bool:
         """Whether the likelihood is a distribution of the data's 8-bit levels (a pmf of them, or a density of
         their dequantization), so that its bounds convert to bits per dimension."""
-        return self.pixels in ("8bit", "dequantized") and self.pixels in self.likelihood.fits
+        return self.likelihood.level_offset(self.pixels) is not None
 
     def bits_per_dim(self, nats: Tensor) -> Tensor:
-        """Nats per image to bits per dimension, ``(nats + D ln 256 [dequantized]) / (D ln 2)``: a density
-        on ``(k + u) / 256`` pays ``ln 256`` per dimension for the bin width 1/256 (Theis et al. 2016)."""
+        """Nats per image to bits per dimension, ``(nats + D c) / (D ln 2)`` with ``c`` the likelihood's own
+        per-dimension offset (``Likelihood.level_offset``: ``ln 256`` for a density of dequantized levels)."""
         dims = math.prod(self.input_shape)
-        offset = dims * math.log(256) if self.pixels == "dequantized" else 0.0
+        offset = dims * self.likelihood.level_offset(self.pixels)
         return (nats + offset) / (dims * math.log(2))
 
     def pixel_means(self, z: Tensor) -> Tensor:

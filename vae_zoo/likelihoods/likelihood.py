@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
@@ -51,6 +52,15 @@ class Likelihood(ABC, nn.Module):
     @abstractmethod
     def sample(self, params: Tensor) -> Tensor:
         """``x ~ p(x|z)``, shaped like the images."""
+
+    def level_offset(self, pixels: str) -> float | None:
+        """Nats per dimension that turn this likelihood's ``-log p`` of the data's ``pixels`` into a bound on
+        ``-log P`` of the 8-bit levels, for bits per dimension: 0 for a pmf of the levels, ``ln 256`` for a
+        density of their dequantization ``(k + u) / 256`` (the bin width 1/256; Theis et al. 2016); None where
+        the pixels are not 8-bit levels or this is no distribution of them."""
+        if pixels not in self.fits:
+            return None
+        return {"8bit": 0.0, "dequantized": math.log(256)}.get(pixels)
 
     def distribution(self, params: Tensor, input_shape: Sequence[int]) -> ImageDistribution:
         """``p(x|z)`` for the decoder's output ``params`` as a distribution over images of ``input_shape``."""
