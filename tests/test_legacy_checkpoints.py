@@ -70,11 +70,15 @@ def test_a_3e54cd4_checkpoint_evaluates_to_the_numbers_it_was_written_with(name,
         assert evaluated[metric] == written[metric], metric
 
 
-@pytest.mark.parametrize("name", NAMES_3E54CD4)
-def test_a_3e54cd4_checkpoint_resumes(name, make_cfg, tmp_path):
+@pytest.mark.parametrize(
+    "run",
+    [RUNS_3E54CD4 / name for name in NAMES_3E54CD4] + [RUNS / name for name in CLASSES],
+    ids=lambda p: p.name,
+)
+def test_an_old_checkpoint_resumes(run, make_cfg, tmp_path):
+    """Runs of 3e54cd4 and of 48663a0 (before the axes opened) continue training from their last.ckpt."""
     from vae_zoo.cli import train
 
-    run = RUNS_3E54CD4 / name
     overrides = [o for o in (run / ".hydra" / "overrides.yaml").read_text().split("\n- ") if o.strip()]
     overrides = [
         o.strip().removeprefix("- ") for o in overrides if not o.startswith(("hydra.", "trainer.max_"))

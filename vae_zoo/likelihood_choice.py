@@ -2,7 +2,7 @@
 
 ``conf/train.yaml`` sets ``model.likelihood: ${vae_zoo.likelihood_for_data:${data}}``; a ``likelihood=``
 choice (command line, experiment file) replaces that node. The data config's class and settings say what
-its batches' pixels are (``served_pixels``), and ``MADE_FOR`` names the likelihood for each kind. The
+its batches' pixels are (``served_pixels``), and ``LIKELIHOOD_FOR_PIXELS`` names the likelihood for each kind. The
 options that fit some pixels (``likelihood.fitting``) are named in the one-line refusals.
 """
 
@@ -17,7 +17,11 @@ from vae_zoo.components import component_class
 from vae_zoo.config_groups import options
 
 #: the likelihood option chosen for each kind of pixels when the run names none
-MADE_FOR = {"binary": "bernoulli", "8bit": "discretized_logistic", "dequantized": "continuous_bernoulli"}
+LIKELIHOOD_FOR_PIXELS = {
+    "binary": "bernoulli",
+    "8bit": "discretized_logistic",
+    "dequantized": "continuous_bernoulli",
+}
 
 
 def data_pixels(data: Mapping[str, Any]) -> str:
@@ -32,6 +36,6 @@ def data_pixels(data: Mapping[str, Any]) -> str:
 
 
 def likelihood_for_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The config of ``MADE_FOR[pixels]`` for the data config ``data`` (the resolver
+    """The config of ``LIKELIHOOD_FOR_PIXELS[pixels]`` for the data config ``data`` (the resolver
     ``${vae_zoo.likelihood_for_data:${data}}``)."""
-    return options("likelihood")[MADE_FOR[data_pixels(data)]]
+    return options("likelihood")[LIKELIHOOD_FOR_PIXELS[data_pixels(data)]]

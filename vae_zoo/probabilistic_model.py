@@ -244,9 +244,9 @@ class ProbabilisticModel(nn.Module):
     def iw_chunk_size(self, x: Tensor) -> int:
         """``iw_chunk`` samples, fewer where the decoder's output for the chunk would pass
         ``IW_CHUNK_ELEMENTS`` of the device (e.g. a mixture likelihood's many maps per pixel)."""
-        per_sample = len(x) * math.prod(self.likelihood.param_shape(self.input_shape))
+        outputs_per_sample = len(x) * math.prod(self.likelihood.param_shape(self.input_shape))
         cap = IW_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
-        return max(1, min(self.iw_chunk, cap // per_sample))
+        return max(1, min(self.iw_chunk, cap // outputs_per_sample))
 
     @property
     def pixel_levels(self) -> bool:

@@ -23,7 +23,7 @@ class Cost(NamedTuple):
     value: Tensor  # per image, or per draw and image
     at: Callable[[Tensor], Tensor]  # the same cost at another z of the drawn sample's shape
     x: Tensor | None = None  # the images, (B, C, H, W)
-    per_sample: Tensor | None = None  # log w_i, shape (..., k, B), where the value is -log (1/k) sum_i w_i
+    log_weights: Tensor | None = None  # log w_i, shape (..., k, B), where the value is -log (1/k) sum_i w_i
 
 
 class Draw(NamedTuple):

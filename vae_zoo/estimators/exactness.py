@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Independent
 
-from vae_zoo.components import build, component_class
+from vae_zoo.components import build_with_sizes
 from vae_zoo.config_groups import options
 from vae_zoo.estimators.estimator import Cost, Estimator, surrogate_and_statistics
 from vae_zoo.latents.categorical import GumbelMaxOneHotCategorical
@@ -97,8 +97,8 @@ class SmallModel:
         z = draw.value
         at = lambda z: self.cost(z, samples)
         value = at(z)
-        per_sample = -self.f(z) if samples > 1 else None
-        cost = Cost(value, at, torch.zeros(n, *IMAGE_SHAPE), per_sample)
+        log_weights = -self.f(z) if samples > 1 else None
+        cost = Cost(value, at, torch.zeros(n, *IMAGE_SHAPE), log_weights)
         return value.mean() + estimator_term(surrogate_and_statistics(estimator, q, draw, cost)), logits
 
     def estimates(self, estimator: Estimator, n: int, samples: int = 1) -> Tensor:
@@ -124,8 +124,7 @@ class SmallModel:
         ``IMAGE_SHAPE`` images and the flattened latent."""
         config = {**options("estimator")[name], **settings}
         sizes = {"input_shape": IMAGE_SHAPE, "latent_features": self.features}
-        needs = component_class(config, Estimator, "model.estimator").sizes
-        return build(config, Estimator, "model.estimator", **{key: sizes[key] for key in needs})
+        return build_with_sizes(config, Estimator, "model.estimator", sizes)
 
     def z_scores(
         self, estimator: Estimator, n: int, samples: int = 1, scale: float = 1.0

@@ -29,10 +29,7 @@ class GumbelSoftmaxEstimator(Estimator):
             raise ConfigError(f"model.estimator.temperature={temperature} must be > 0")
         self.temperature = temperature
 
-    def relaxed(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        """The perturbed logits' relaxation, and through the threshold of the same logits the exact sample."""
+    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """The relaxation of perturbed logits at ``temperature`` (not an exact sample of q)."""
         relaxing = relaxation(q)
         return relaxing.relax(relaxing.perturb(sample_shape), self.temperature)
-
-    def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        return self.relaxed(q, sample_shape)

@@ -18,7 +18,7 @@ class VIMCO(Estimator):
     others' ``log w_i`` (their geometric mean in place of ``w_j``), which does not depend on ``z_j``. The
     score part ``sum_j (L - L_{-j}) grad log q(z_j)`` is this surrogate; the part through ``log w_j``'s own
     dependence on q (``sum_j w~_j grad log w_j``) is the objective's autograd. Reads the objective's
-    per-sample ``log w`` (``Cost.per_sample``)."""
+    per-sample ``log w`` (``Cost.log_weights``)."""
 
     requires = LOG_PROB
     min_objective_samples = 2
@@ -27,7 +27,7 @@ class VIMCO(Estimator):
         return q.sample(sample_shape)
 
     def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
-        log_w = cost.per_sample.detach()  # (..., k, B)
+        log_w = cost.log_weights.detach()  # (..., k, B)
         k = log_w.shape[-2]
         bound = torch.logsumexp(log_w, dim=-2) - math.log(k)
         others = (log_w.sum(-2, keepdim=True) - log_w) / (k - 1)  # (..., k, B): mean of the others' log w
