@@ -137,15 +137,18 @@ class ProbabilisticModel(nn.Module):
         one (``flow=False``: the base posterior)."""
         features = full_precision(self.encoder(x))
         with self.autocast_off():
-            q = self.latent.posterior(features)
-            return FlowPosterior(q, self.flow.transforms(features)) if flow and self.flow is not None else q
+            return self.posterior_of_features(features, flow)
+
+    def posterior_of_features(self, features: Tensor, flow: bool = True) -> Distribution:
+        """``q(z|x)`` from the encoder's ``features``: the latent family's, through the flow if there is one."""
+        q = self.latent.posterior(features)
+        return FlowPosterior(q, self.flow.transforms(features)) if flow and self.flow is not None else q
 
     def probe_posterior(self) -> Distribution:
-        """The posterior for one all-zero feature vector, through any flow: what pairings are checked on."""
+        """The posterior for one all-zero feature vector, through any flow: what estimators are paired on (the
+        family's own probe, ``LatentFamily.probe_posterior``, is what priors and flows are checked on)."""
         with torch.no_grad():
-            features = torch.zeros(1, self.latent.in_features)
-            q = self.latent.posterior(features)
-            return FlowPosterior(q, self.flow.transforms(features)) if self.flow is not None else q
+            return self.posterior_of_features(torch.zeros(1, self.latent.in_features))
 
     def prior_distribution(self) -> Distribution:
         """``p(z)``, the prior component's, in float32."""
