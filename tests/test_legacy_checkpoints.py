@@ -28,9 +28,8 @@ def test_load_from_checkpoint_rebuilds_an_old_checkpoints_model(name):
     assert isinstance(model.objective, ELBO) and model.objective.kl == "analytic"
 
 
-@pytest.mark.parametrize("name", CLASSES)
-def test_evaluating_an_old_run_reproduces_the_test_metrics_it_wrote(name, make_cfg, tmp_path):
-    run = RUNS / name
+def evaluated_and_written(run, make_cfg) -> tuple[dict, dict]:
+    """eval.py's metrics of a fixture run's last.ckpt (tested as the run was: one batch, k = 4), and the run's."""
     cfg = make_cfg(
         f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
         "trainer.accelerator=cpu",
@@ -39,8 +38,12 @@ def test_evaluating_an_old_run_reproduces_the_test_metrics_it_wrote(name, make_c
         "eval.iw_chunk=4",
         config_name="eval",
     )
-    evaluated = evaluate(cfg)
-    written = json.loads((run / "metrics.json").read_text())
+    return evaluate(cfg), json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_evaluating_an_old_run_reproduces_the_test_metrics_it_wrote(name, make_cfg, tmp_path):
+    evaluated, written = evaluated_and_written(RUNS / name, make_cfg)
     for metric in ("test/elbo", "test/recon", "test/kl", "test/nll_iw"):
         assert evaluated[metric] == pytest.approx(written[metric], rel=1e-6), metric
     assert (evaluated["model"], evaluated["estimator"]) == (written["model"], written["estimator"])
@@ -55,17 +58,7 @@ NAMES_3E54CD4 = ("bernoulli_nvil", "bernoulli_relax", "vampprior", "iaf")
 
 @pytest.mark.parametrize("name", NAMES_3E54CD4)
 def test_a_3e54cd4_checkpoint_evaluates_to_the_numbers_it_was_written_with(name, make_cfg):
-    run = RUNS_3E54CD4 / name
-    cfg = make_cfg(
-        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-        "trainer.accelerator=cpu",
-        "trainer.limit_test_batches=1",  # as the run was tested
-        "eval.iw_samples=4",
-        "eval.iw_chunk=4",
-        config_name="eval",
-    )
-    evaluated = evaluate(cfg)
-    written = json.loads((run / "metrics.json").read_text())
+    evaluated, written = evaluated_and_written(RUNS_3E54CD4 / name, make_cfg)
     for metric in ("test/elbo", "test/recon", "test/kl", "test/nll_iw"):
         assert evaluated[metric] == written[metric], metric
 
