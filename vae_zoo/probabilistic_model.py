@@ -74,6 +74,8 @@ class ProbabilisticModel(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
+        # moves with the model (.to, .cuda): where it is, read in ~1 us (not saved: checkpoints keep their keys)
+        self.register_buffer("device_marker", torch.empty(0), persistent=False)
         self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape)
         self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
         self.likelihood = build(likelihood, Likelihood, "model.likelihood")
@@ -127,7 +129,7 @@ class ProbabilisticModel(nn.Module):
 
     def autocast_off(self) -> AbstractContextManager:
         """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""
-        device = next(self.parameters()).device.type
+        device = self.device_marker.device.type
         if torch.is_autocast_enabled(device):
             return torch.autocast(device, enabled=False)
         return nullcontext()
