@@ -92,3 +92,23 @@ def test_load_of_something_that_is_not_a_checkpoint_is_one_line(tmp_path):
     with pytest.raises(VaeZooError, match="does not exist"):
         vae_zoo.load(tmp_path / "missing")
     assert "\n" not in str(empty.value) and "\n" not in str(text.value)
+
+
+def test_train_answers_bad_input_with_the_command_lines_one_line_and_writes_nothing(run, data_dir, tmp_path):
+    with pytest.raises(
+        VaeZooError, match=r"^estimator=gumbel_softmax does not pair with latent=gamma"
+    ) as pairing:
+        vae_zoo.train(
+            f"paths.data_dir={data_dir}",
+            "model=gamma_vae",
+            "estimator=gumbel_softmax",
+            directory=tmp_path / "a",
+        )
+    with pytest.raises(VaeZooError, match="Could not override 'nonexistent_group'") as override:
+        vae_zoo.train("nonexistent_group=x", directory=tmp_path / "b")
+    assert "\n" not in str(pairing.value) and "\n" not in str(override.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    before = {p: p.stat().st_mtime_ns for p in run.directory.rglob("*") if p.is_file()}
+    with pytest.raises(VaeZooError, match="already holds a finished run"):
+        vae_zoo.train(f"paths.data_dir={data_dir}", *SHORT, directory=run.directory)
+    assert {p: p.stat().st_mtime_ns for p in run.directory.rglob("*") if p.is_file()} == before

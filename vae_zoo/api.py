@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from vae_zoo.errors import VaeZooError
+from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
 
@@ -64,14 +64,32 @@ def load(path: str | Path) -> ProbabilisticModel:
 
 def train(*overrides: str, directory: str | Path | None = None) -> TrainedRun:
     """Train as ``python train.py <overrides>`` does (the same config groups and overrides, Hydra's compose
-    API), into ``directory`` (default ``outputs/<date>/<time>``); the run directory and its metrics. Bad
-    overrides raise ``VaeZooError`` with the command line's one-line message."""
+    API), into ``directory`` (default ``outputs/<date>/<time>``); the run directory and its metrics. What the
+    command line answers with one line (an override Hydra cannot apply, a pairing that does not train, a
+    directory that holds a finished run) raises ``VaeZooError`` with that line, and nothing is written."""
+    from hydra.errors import HydraException
+
     from vae_zoo.cli import train as train_config
+    from vae_zoo.cli import user_error
     from vae_zoo.compose import compose_config
 
     directory = Path(directory or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
-    cfg = compose_config(list(overrides), directory)
+    if (directory / "metrics.json").is_file():
+        raise VaeZooError(
+            f"{directory} already holds a finished run (metrics.json) -- choose another directory"
+        )
+    try:
+        cfg = compose_config(list(overrides), directory)
+    except HydraException as error:
+        raise ConfigError("; ".join(str(error).splitlines())) from None
+    try:
+        metrics = train_config(cfg)
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        raise cause from None
     (directory / ".hydra").mkdir(parents=True, exist_ok=True)
     (directory / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (directory / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(list(overrides)))
-    return TrainedRun(directory, train_config(cfg))
+    return TrainedRun(directory, metrics)
