@@ -228,11 +228,10 @@ class ProbabilisticModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (``generate(n)``: their pixel means instead)."""
+        p = self.decode(self.prior_samples(n))
         with self.autocast_off():
-            z = self.prior_distribution().sample((n,))
-        return self.decode(z).sample()
+            return p.sample()
 
-    @torch.no_grad()
     def log_likelihood(self, x: Tensor, k: int = 1000) -> Tensor:
         """The importance-weighted lower bound on ``log p(x)`` per image, in nats, with ``k`` exact samples:
         ``-importance_weighted_nll(x, k)``, whose mean over the test images is ``test/nll_iw``."""
@@ -240,7 +239,6 @@ class ProbabilisticModel(nn.Module):
 
     # -- evaluation and pictures --------------------------------------------------------------------------
 
-    @torch.no_grad()
     def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image (``vae_zoo.objectives.iwae.importance_weighted_nll``), drawn
         ``iw_chunk_size(x)`` samples at a time."""
@@ -268,9 +266,14 @@ class ProbabilisticModel(nn.Module):
 
     def pixel_means(self, z: Tensor) -> Tensor:
         """``E[x|z]`` for samples ``z``, the likelihood in float32."""
-        params = self.likelihood_params(z)
+        p = self.decode(z)
         with self.autocast_off():
-            return self.likelihood.mean(params)
+            return p.mean
+
+    def prior_samples(self, n: int) -> Tensor:
+        """``n`` draws of ``p(z)``, in float32."""
+        with self.autocast_off():
+            return self.prior_distribution().sample((n,))
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -280,6 +283,4 @@ class ProbabilisticModel(nn.Module):
     @torch.no_grad()
     def generate(self, n: int) -> Tensor:
         """Pixel means decoded from ``n`` prior samples (drawn in float32)."""
-        with self.autocast_off():
-            z = self.prior_distribution().sample((n,))
-        return self.pixel_means(z)
+        return self.pixel_means(self.prior_samples(n))
