@@ -155,7 +155,7 @@ def _stopped_by_signal(trainer: pl.Trainer) -> None:
     sys.exit(128 + signum)
 
 
-def _reseed(cfg: DictConfig) -> None:
+def reseed(cfg: DictConfig) -> None:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -165,7 +165,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
-    _reseed(cfg)
+    reseed(cfg)
     # Everything that can be wrong with the input fails here, before the config tree is printed:
     datamodule, model = build_datamodule_and_model(cfg)  # pairings, sizes, the likelihood's pixels
     check_optimized_metric(cfg, model)
@@ -197,7 +197,7 @@ def _fit_and_test(
 
     checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint or None, verbose=False)
-    _reseed(cfg)  # evaluation draws the same samples as `eval.py` on this checkpoint
+    reseed(cfg)  # evaluation draws the same samples as `eval.py` on this checkpoint
     test = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint or None)
     metrics = {
         **run_identity(cfg),
@@ -219,7 +219,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = run.model(datamodule)
     print_config_tree(run.config, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
     trainer = build_trainer(run.config, logging=False)
-    _reseed(run.config)
+    reseed(run.config)
     checkpoint = str(cfg.ckpt_path)
     with warnings.catch_warnings():  # it only tests: the callbacks that trained the checkpoint do not matter
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")

@@ -25,6 +25,10 @@ class ForwardPath(Protocol):
 
     latent: LatentFamily
 
+    def batch_mean(self, per_image: Tensor) -> Tensor:
+        """The mean over a batch's images (and any sample dims before them): a scalar, or one per model where
+        models are packed along the batch (``vae_zoo.packing``)."""
+
     def autocast_off(self) -> AbstractContextManager:
         """A context in which autocast is off (for sampling, log-probabilities and KL)."""
 

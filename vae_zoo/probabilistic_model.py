@@ -59,6 +59,9 @@ class ProbabilisticModel(nn.Module):
     (``pixels=None`` skips that check), and so is a prior or flow that needs of the posterior what the latent
     family lacks. ``iw_chunk`` bounds the samples the importance-weighted bound decodes at once."""
 
+    #: models whose weights this module holds stacked, their images in turn along the batch (``vae_zoo.packing``)
+    models: int = 1
+
     def __init__(
         self,
         encoder: dict[str, Any],
@@ -126,6 +129,13 @@ class ProbabilisticModel(nn.Module):
         return name + (f" through {option_name('flow', self.flow)}" if self.flow is not None else "")
 
     # -- the forward path (``vae_zoo.forward_path.ForwardPath``) ------------------------------------------
+
+    def batch_mean(self, per_image: Tensor) -> Tensor:
+        """The mean over the images of a batch and any sample dims before them: a scalar; with ``models = N``
+        packed (``vae_zoo.packing``: the batch holds each model's images in turn) one mean per model, ``(N,)``."""
+        if self.models == 1:
+            return per_image.mean()
+        return per_image.unflatten(-1, (self.models, -1)).movedim(-2, 0).flatten(1).mean(1)
 
     def autocast_off(self) -> AbstractContextManager:
         """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""

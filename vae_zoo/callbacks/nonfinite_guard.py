@@ -20,6 +20,15 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+def nonfinite_message(step: int, terms: list[str], where: str, last_good: str) -> str:
+    """The guard's one line: what was non-finite, where, the last good checkpoint and what to change."""
+    return (
+        f"non-finite {_listed(terms)} at step {step} ({where}); the last good checkpoint is "
+        f"{last_good or 'not written yet'} -- lower model.optimizer.lr, set trainer.gradient_clip_val, "
+        "or skip such batches with model.nonfinite=skip"
+    )
+
+
 class NonFiniteGuard(pl.Callback):
     """After the backward pass and before the optimizer step: if the loss or a gradient is not finite,
     ``stop`` raises ``NonFiniteLossError`` naming the step and the terms (the weights and the last
@@ -153,11 +162,7 @@ class NonFiniteGuard(pl.Callback):
     def _stop(trainer: pl.Trainer, step: int, terms: list[str], where: str) -> None:
         checkpoint = trainer.checkpoint_callback
         last_good = (checkpoint.last_model_path or checkpoint.best_model_path) if checkpoint else ""
-        raise NonFiniteLossError(
-            f"non-finite {_listed(terms)} at step {step} ({where}); the last good checkpoint is "
-            f"{last_good or 'not written yet'} -- lower model.optimizer.lr, set trainer.gradient_clip_val, "
-            "or skip such batches with model.nonfinite=skip"
-        )
+        raise NonFiniteLossError(nonfinite_message(step, terms, where, last_good))
 
     def state_dict(self) -> dict[str, Any]:
         if getattr(self, "every", 1) > 1:

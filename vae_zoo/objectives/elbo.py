@@ -64,6 +64,8 @@ class ELBO(Objective):
             cost = Cost(
                 recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z), x
             )
-        loss = (recon + self.beta * kl).mean() + estimator_term(model.surrogate(q, draw, cost))
-        recon, kl = recon.mean().detach(), kl.mean().detach()
+        loss = model.batch_mean(recon + self.beta * kl) + estimator_term(
+            model.surrogate(q, draw, cost), model.batch_mean
+        )
+        recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
         return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})

@@ -71,8 +71,13 @@ class IWAE(Objective):
         log_w = model.log_weights(x, q, z)
         negative_bound = negative_log_mean_exp(log_w)
         cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
-        loss = negative_bound.mean() + estimator_term(model.surrogate(q, draw, cost))
-        terms = {self.bound_name: negative_bound.mean().detach(), "elbo": -log_w.mean().detach()}
+        loss = model.batch_mean(negative_bound) + estimator_term(
+            model.surrogate(q, draw, cost), model.batch_mean
+        )
+        terms = {
+            self.bound_name: model.batch_mean(negative_bound).detach(),
+            "elbo": -model.batch_mean(log_w).detach(),
+        }
         return ObjectiveOutput(loss, terms)
 
     def bound(self, model: ForwardPath, x: Tensor) -> Tensor:

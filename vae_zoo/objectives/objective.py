@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from torch import Tensor, nn
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
 
 
 class ObjectiveOutput(NamedTuple):
-    """``loss`` to minimise (a scalar with gradient) and named per-batch means (detached), e.g.
+    """``loss`` to minimise (a scalar with gradient; one per model where models are packed,
+    ``ForwardPath.batch_mean``) and named per-batch means (detached, likewise), e.g.
     ``{"elbo": ..., "recon": ..., "kl": ...}``. Logging (``train/<name>``), the epoch means, the
     non-finite guard and the progress bar read ``terms``; nothing downstream assumes which ones."""
 
@@ -20,12 +22,15 @@ class ObjectiveOutput(NamedTuple):
     terms: dict[str, Tensor]
 
 
-def estimator_term(surrogate: Tensor | None) -> Tensor | float:
+def estimator_term(
+    surrogate: Tensor | None, batch_mean: Callable[[Tensor], Tensor] = Tensor.mean
+) -> Tensor | float:
     """An estimator's surrogate as a loss term with its gradient and a value of exactly 0, so ``loss``
-    keeps the value of the objective it estimates (``s - stop(s)``, DiCE's "magic box")."""
+    keeps the value of the objective it estimates (``s - stop(s)``, DiCE's "magic box"); averaged over the
+    batch by ``batch_mean`` (the model's: one mean per packed model)."""
     if surrogate is None:
         return 0.0
-    surrogate = surrogate.mean()
+    surrogate = batch_mean(surrogate)
     return surrogate - surrogate.detach()
 
 

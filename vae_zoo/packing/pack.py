@@ -1,0 +1,62 @@
+"""N probabilistic models of one architecture as one module: every layer's weights stacked along a leading
+model dimension, the models' images in turn along the batch.
+
+Each of the N models is built as an unpacked run builds it (its seed, its initial weights); ``pack`` copies
+their weights into packed layers, and ``unpacked_state_dict`` hands model ``n``'s back as an ordinary state
+dict, so a packed model's checkpoints are single-model checkpoints. Distributions, likelihoods and estimators
+without state of their own work on the packed batch unchanged: they act image by image. What holds other
+state (a learned prior, an estimator's running baseline) is refused until it has a packed form.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+from torch import Tensor, nn
+
+from vae_zoo.config_groups import option_name
+from vae_zoo.errors import ConfigError
+from vae_zoo.flows.iaf import MaskedLinear
+from vae_zoo.packing.packed_linear import PackedLinear
+from vae_zoo.probabilistic_model import ProbabilisticModel
+
+#: the layer types that pack, and how N of them become one
+PACKED_FORMS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {
+    nn.Linear: PackedLinear.stack,
+    MaskedLinear: PackedLinear.stack,
+}
+#: the model's children by the config group that builds them
+GROUPS = ("encoder", "latent", "likelihood", "decoder", "estimator", "flow", "prior")
+
+
+def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
+    """One model computing ``models`` side by side (``ProbabilisticModel.models = N``); their weights copied.
+    A component whose state has no packed form is refused with one ``ConfigError`` line naming it."""
+    first = models[0]
+    shapes = {k: v.shape for k, v in first.state_dict().items()}
+    for model in models[1:]:
+        if {k: v.shape for k, v in model.state_dict().items()} != shapes:
+            raise ValueError("only models of one architecture pack")
+    packed = copy.deepcopy(first)
+    for name, module in list(first.named_modules()):
+        form = PACKED_FORMS.get(type(module))
+        if form is not None:
+            parent, _, attribute = name.rpartition(".")
+            setattr(packed.get_submodule(parent), attribute, form([m.get_submodule(name) for m in models]))
+    packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear)}
+    for key in packed.state_dict():
+        if key.rpartition(".")[0] not in packed_layers:
+            group = key.split(".")[0]
+            component = option_name(group, getattr(first, group)) if group in GROUPS else group
+            raise ConfigError(
+                f"{component} does not pack yet: its state {key} has no packed form -- run these jobs without "
+                "hydra/launcher=packed"
+            )
+    packed.models = len(models)
+    return packed
+
+
+def unpacked_state_dict(packed: ProbabilisticModel, n: int) -> dict[str, Tensor]:
+    """Model ``n``'s state dict, as its unpacked model would hold it (copies)."""
+    return {key: value[n].clone() for key, value in packed.state_dict().items()}

@@ -1,0 +1,201 @@
+"""The LightningModule that trains N packed models: one forward and backward pass, N optimizer steps.
+
+The loss is the sum of the models' own batch means, so model ``n``'s gradient is its unpacked run's. Each
+model keeps its own optimizer (the configured one, on views of its slice of the stacked weights: its state,
+learning rate and step count are an unpacked run's), its gradients clipped by its own norm, and its own
+non-finite guard: a bad step changes none of its parameters or optimizer state, and nothing of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from vae_zoo.callbacks.nonfinite_guard import nonfinite_message
+from vae_zoo.models.vae import VAE
+from vae_zoo.optimizers import build_optimizer
+from vae_zoo.packing.pack import pack
+
+
+class PackedOptimizer(torch.optim.Optimizer):
+    """N optimizers, model ``n``'s over views of slice ``n`` of the packed parameters; ``step`` steps those of
+    the models in ``active`` (set by the guard each step), each after its gradients' views are taken."""
+
+    def __init__(
+        self, params: list[nn.Parameter], build: Callable[[int, list[Tensor]], torch.optim.Optimizer]
+    ):
+        super().__init__(params, {})
+        self.packed = params
+        models = params[0].shape[0]
+        with torch.no_grad():  # leaf views: the optimizers update the stacked storage in place
+            self.views = [[p[n] for p in params] for n in range(models)]
+        self.optimizers = [build(n, views) for n, views in enumerate(self.views)]
+        self.active = [True] * models
+
+    def split_gradients(self) -> None:
+        """Hand each model's optimizer its slice of the gradients (views: clipping them clips the stack)."""
+        for n, views in enumerate(self.views):
+            for view, p in zip(views, self.packed):
+                view.grad = None if p.grad is None else p.grad[n]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.packed:
+            p.grad = None
+        for views in self.views:
+            for view in views:
+                view.grad = None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for optimizer, active in zip(self.optimizers, self.active):
+            if active:
+                optimizer.step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"models": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for optimizer, own in zip(self.optimizers, state_dict["models"], strict=True):
+            optimizer.load_state_dict(own)
+
+
+class PackedVAE(pl.LightningModule):
+    """``runs``: the N unpacked ``VAE``s of one architecture, each built with its seed (their initial weights),
+    trained as one packed ``ProbabilisticModel`` (``self.model``) on the objective they share.
+
+    After each step ``losses`` holds the N losses; after each validation or test epoch ``metrics[stage]`` the
+    N models' epoch means; ``failures`` maps a model stopped by its non-finite guard to its one line."""
+
+    def __init__(self, runs: Sequence[VAE]) -> None:
+        super().__init__()
+        self.runs = tuple(runs)  # a tuple: their modules are not this one's (the packed copy is)
+        self.model = pack([run.model for run in runs])
+        self.objective = runs[0].objective
+        self.nonfinite = runs[0].hparams.nonfinite
+        self.losses: Tensor | None = None
+        self.terms: dict[str, Tensor] = {}
+        self.failures: dict[int, str] = {}
+        self.skipped = [0] * len(runs)
+        self.metrics: dict[str, list[dict[str, float]]] = {}
+        self._sums: dict[str, Tensor] = {}
+        self._images = 0
+
+    @property
+    def models(self) -> int:
+        return self.model.models
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
+        loss, terms = self.objective(self.model, x)  # one value per model (a scalar for a pack of one)
+        self.losses = loss.detach().reshape(-1)
+        self.terms = {name: value.reshape(-1) for name, value in terms.items()}
+        return loss.sum()
+
+    def configure_optimizers(self) -> PackedOptimizer:
+        packed = dict(self.model.named_parameters())
+
+        def build(n: int, views: list[Tensor]) -> torch.optim.Optimizer:
+            run = self.runs[n]
+            view_of = {name: view for name, view in zip(packed, views)}
+            name_of = {id(p): name for name, p in run.model.named_parameters()}
+            groups = [
+                {**group, "params": [view_of[name_of[id(p)]] for p in group["params"]]}
+                for group in run.parameter_groups()
+            ]
+            return build_optimizer(run.hparams.optimizer, groups, self.device)
+
+        return PackedOptimizer(list(packed.values()), build)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Each model's guard: a non-finite loss, term or gradient skips its step (``model.nonfinite=skip``)
+        or stops it for good, recording its one line (``stop``); the other models step as usual."""
+        optimizer.split_gradients()
+        grads = [p.grad for p in optimizer.packed if p.grad is not None]
+        per_model = torch.stack([self.losses, *self.terms.values(), *(g.flatten(1).sum(1) for g in grads)])
+        finite = torch.isfinite(per_model.sum(0)).tolist()
+        for n in range(self.models):
+            # a failed sum of finite values (a float32 overflow) is told apart by the exact check
+            good = finite[n] or not self._bad(n, grads)
+            optimizer.active[n] = n not in self.failures and (good or self.nonfinite == "off")
+            if optimizer.active[n] or n in self.failures:
+                continue
+            if self.nonfinite == "skip":
+                self.skipped[n] += 1
+                continue
+            where = f"epoch {self.trainer.current_epoch}, batch {self.trainer.fit_loop.epoch_loop.batch_idx}"
+            self.failures[n] = nonfinite_message(self.trainer.global_step, self._bad(n, grads), where, "")
+            if len(self.failures) == self.models:
+                self.trainer.should_stop = True
+
+    def _bad(self, n: int, grads: list[Tensor]) -> list[str]:
+        bad = [name for name, value in self.terms.items() if not torch.isfinite(value[n])]
+        if not bad and not torch.isfinite(self.losses[n]):
+            bad = ["loss"]
+        if not bad and not all(torch.isfinite(g[n]).all() for g in grads):
+            bad = ["gradient"]
+        return bad
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """``trainer.gradient_clip_val`` applied to each model by its own gradient norm (or values)."""
+        if not gradient_clip_val:
+            return
+        for views, active in zip(optimizer.views, optimizer.active):
+            if not active:
+                continue
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(views, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(views, gradient_clip_val)
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def _evaluate(self, x: Tensor, stage: str) -> None:
+        """Each model's negative ELBO and terms, its objective's bound and (test) IW bound, summed over the
+        epoch's images (``VAE._evaluate``'s metrics, per model)."""
+        recon, kl = self.model.negative_elbo_terms(x, lambda q: q.sample())
+        values = {"elbo": recon + kl, "recon": recon, "kl": kl}
+        if self.objective.bound_name:
+            values[self.objective.bound_name] = self.objective.bound(self.model, x)
+        if stage == "test":
+            values["nll_iw"] = self.model.importance_weighted_nll(x, self.runs[0].hparams.iw_samples)
+        images = len(x) // self.models
+        for name, value in values.items():
+            total = self.model.batch_mean(value).reshape(-1).double() * images
+            self._sums[name] = self._sums[name] + total if name in self._sums else total
+        self._images += images
+
+    def _epoch_means(self, stage: str) -> None:
+        means = {name: (total / self._images).tolist() for name, total in self._sums.items()}
+        self.metrics[stage] = []
+        for n in range(self.models):
+            metrics = {f"{stage}/{name}": values[n] for name, values in means.items()}
+            if self.model.pixel_levels:
+                metrics[f"{stage}/elbo_bpd"] = float(self.model.bits_per_dim(torch.tensor(means["elbo"][n])))
+                if stage == "test":
+                    metrics["test/bpd"] = float(self.model.bits_per_dim(torch.tensor(means["nll_iw"][n])))
+            self.metrics[stage].append(metrics)
+        self._sums, self._images = {}, 0
+
+    def validation_step(self, x: Tensor, batch_idx: int) -> None:
+        self._evaluate(x, "val")
+
+    def test_step(self, x: Tensor, batch_idx: int) -> None:
+        self._evaluate(x, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_means("test")
