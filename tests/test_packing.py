@@ -3,6 +3,8 @@ unpacked run would be. Deterministic, on the CPU, tiny models on real MNIST."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -11,10 +13,10 @@ from torch import nn
 from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import ConfigError
 from vae_zoo.flows.iaf import MaskedLinear
-from vae_zoo.packing.build import build_pack
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.train_pack import PackJob, build_pack
 
 TINY = (
     "model.encoder.hidden=[32]",
@@ -90,7 +92,7 @@ def test_a_pack_of_one_is_its_unpacked_run(make_cfg):
     reseed(cfg)
     expected = trainer.test(vae, datamodule=datamodule, verbose=False)[0]
 
-    datamodule, packed = build_pack([cfg])
+    datamodule, packed = build_pack([PackJob(cfg)])
     trainer = build_trainer(cfg, logging=False)
     losses = Losses()
     trainer.callbacks.append(losses)
@@ -105,7 +107,7 @@ def test_a_pack_of_one_is_its_unpacked_run(make_cfg):
 def test_model_n_starts_from_its_seeds_weights_and_sees_its_seeds_batches(make_cfg):
     seeds = (3, 5, 7)
     cfgs = [make_cfg(*TINY, f"seed={seed}") for seed in seeds]
-    datamodule, packed = build_pack(cfgs)
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
     datamodule.setup("fit")
     batches = list(zip(range(2), datamodule.train_dataloader()))
     for n, cfg in enumerate(cfgs):
@@ -125,9 +127,9 @@ def test_no_cross_talk_a_diverging_model_changes_nothing_of_the_others(make_cfg)
     common = (*TINY, "+trainer.max_steps=30", "trainer.gradient_clip_val=1")
     calm = [make_cfg(*common, f"seed={seed}") for seed in range(4)]
     wild = [*calm[:3], make_cfg(*common, "seed=3", "model.optimizer.lr=1e30")]
-    datamodule, packed = build_pack(calm)
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in calm])
     calm_losses = fit(calm[0], packed, datamodule)
-    datamodule, packed = build_pack(wild)
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in wild])
     stopped_at = {}
 
     class Watch(pl.Callback):
@@ -155,5 +157,62 @@ def test_a_component_without_a_packed_form_is_refused_in_one_line(make_cfg):
     with pytest.raises(
         ConfigError, match=r"^estimator=nvil does not pack yet: its state estimator\."
     ) as error:
-        build_pack([cfg, cfg])
+        build_pack([PackJob(cfg), PackJob(cfg)])
     assert "\n" not in str(error.value)
+
+
+def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_cfg, tmp_path):
+    """Two seeds packed: each job directory gets ordinary checkpoints (last and best), ``metrics.json`` and
+    its TensorBoard run; ``eval.py`` on the best checkpoint reports the job's test metrics exactly, and
+    ``vae_zoo.load`` reads it; ``ckpt_path=last`` resumes the pack from the jobs' checkpoints."""
+    import json
+
+    import vae_zoo
+    from vae_zoo.cli import evaluate
+    from vae_zoo.packing.train_pack import train_pack
+
+    short = (
+        *TINY,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "logger=tensorboard",
+        "callbacks=default",
+    )
+    dirs = [tmp_path / f"job{seed}" for seed in (0, 1)]
+    jobs = [PackJob(make_cfg(*short, f"seed={seed}", output_dir=d)) for seed, d in zip((0, 1), dirs)]
+    results = train_pack(jobs)
+    for seed, directory, result in zip((0, 1), dirs, results):
+        metrics = json.loads((directory / "metrics.json").read_text())
+        assert metrics == result and metrics["seed"] == seed and metrics["global_step"] == 4
+        assert (directory / "checkpoints" / "last.ckpt").is_file()
+        assert list((directory / "tensorboard").rglob("events.out.tfevents.*"))
+        best = metrics["checkpoint"]
+        assert Path(best).is_file() and Path(best).parent == directory / "checkpoints"
+        evaluation = (
+            f"ckpt_path={best}",
+            f"seed={seed}",
+            "eval.iw_samples=4",
+            "trainer.limit_test_batches=2",
+        )
+        evaluated = evaluate(make_cfg(*evaluation, output_dir=tmp_path / "eval", config_name="eval"))
+        assert {k: evaluated[k] for k in evaluated if k.startswith("test/")} == {
+            k: metrics[k] for k in metrics if k.startswith("test/")
+        }
+        assert vae_zoo.load(best).models == 1
+    assert results[0]["test/elbo"] != results[1]["test/elbo"]
+
+    resumed = [
+        PackJob(make_cfg(*short, f"seed={seed}", "trainer.max_epochs=2", "ckpt_path=last", output_dir=d))
+        for seed, d in zip((0, 1), dirs)
+    ]
+    straight = [
+        PackJob(
+            make_cfg(*short, f"seed={seed}", "trainer.max_epochs=2", output_dir=tmp_path / f"straight{seed}")
+        )
+        for seed in (0, 1)
+    ]
+    for result, expected in zip(train_pack(resumed), train_pack(straight)):
+        assert result["global_step"] == 8 and result["epochs"] == 2
+        assert {k: v for k, v in result.items() if "/" in k} == {
+            k: v for k, v in expected.items() if "/" in k
+        }

@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
 
 from tests.conftest import FAST, run_script
@@ -99,6 +100,17 @@ def test_the_slurm_launcher_composes(tmp_path):
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)
+
+
+def test_hydra_finds_the_projects_launchers_as_plugins():
+    """Hydra instantiates a launcher only from a class its plugin scan registered under ``hydra_plugins``
+    (``vae_zoo.slurm_launcher`` was refused: "not the hydra_plugins package")."""
+    plugins = Plugins.instance()
+    for option in ("slurm", "packed"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
+        target = cfg.hydra.launcher._target_
+        assert plugins.is_in_toplevel_plugins_module(target) and target in plugins.class_name_to_class, target
 
 
 class RecordShards(pl.Callback):

@@ -106,7 +106,7 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def _float_metrics(results: list[dict[str, Any]]) -> dict[str, float]:
+def float_metrics(results: list[dict[str, Any]]) -> dict[str, float]:
     return {name: float(value) for result in results for name, value in result.items()}
 
 
@@ -205,10 +205,10 @@ def _fit_and_test(
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "kl": model.model.kl_origin,  # how val/kl and test/kl were computed: closed form or one-sample estimate
-        **_float_metrics(val + test),
+        **float_metrics(val + test),
     }
     write_metrics(output_dir / "metrics.json", metrics)
-    log_hparams_row(trainer.loggers, cfg, _float_metrics(val + test), step=trainer.global_step)
+    log_hparams_row(trainer.loggers, cfg, float_metrics(val + test), step=trainer.global_step)
     return metrics
 
 
@@ -227,7 +227,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     identity = run_identity(run.run_config, run.choices)
     if "_target_" in (cfg.get("data") or {}):
         identity["data"] = run_identity(run.config, hydra_choices())["data"]
-    metrics = {**identity, "checkpoint": checkpoint, **_float_metrics(test)}
+    metrics = {**identity, "checkpoint": checkpoint, **float_metrics(test)}
     metrics["iw_samples"] = cfg.eval.iw_samples
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,21 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, writes ``summary.csv`` and ``summary.md`` in the sweep dir."""
+    """Hydra callback: after a multirun, writes ``summary.csv`` and ``summary.md`` in the sweep dir; where a job
+    wrote no ``metrics.json`` (a packed job that failed alone), then exits with status 2 naming them."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        write_summary(sweep_dir, collect(sweep_dir))
+        rows = collect(sweep_dir)
+        write_summary(sweep_dir, rows)
         log.info("sweep summary: %s", sweep_dir / "summary.md")
+        failed = [row["job"] for row in rows if "status" in row]
+        if failed:  # jobs of a pack that failed alone (their errors were printed); the others finished
+            print(
+                f"error: {len(failed)} of {len(rows)} jobs wrote no metrics.json (jobs {', '.join(failed)}): "
+                f"their errors are above, the summary lists the others -- {sweep_dir / 'summary.md'}",
+                file=sys.stderr,
+            )
+            sys.exit(2)

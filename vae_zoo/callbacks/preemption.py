@@ -21,7 +21,7 @@ class Preemption(pl.Callback):
     Lightning stops at a batch boundary on SIGTERM; SIGINT and SIGUSR2 are turned into SIGTERM so that
     neither lands between two parameter updates. A second Ctrl+C interrupts at once. After a SIGUSR2 stop,
     ``hand_over`` passes the signal to the handler that was installed before (submitit's, which requeues
-    the job: ``vae_zoo.slurm_launcher`` makes the requeued job resume from this checkpoint).
+    the job: ``hydra_plugins.vae_zoo_launchers.resuming_slurm_launcher`` makes the requeued job resume from this checkpoint).
     ``signal_received`` and ``saved`` tell the caller what happened.
     """
 

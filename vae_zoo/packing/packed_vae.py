@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message
 from vae_zoo.models.vae import VAE
 from vae_zoo.optimizers import build_optimizer
@@ -85,9 +86,14 @@ class PackedVAE(pl.LightningModule):
         self.terms: dict[str, Tensor] = {}
         self.failures: dict[int, str] = {}
         self.skipped = [0] * len(runs)
+        self.last_good = [""] * len(runs)  # each model's last checkpoint, for its guard's line
         self.metrics: dict[str, list[dict[str, float]]] = {}
         self._sums: dict[str, Tensor] = {}
         self._images = 0
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Exact resume: the random-number state travels in the checkpoints (the pack's one stream)."""
+        return [ExactResume()]
 
     @property
     def models(self) -> int:
@@ -133,7 +139,9 @@ class PackedVAE(pl.LightningModule):
                 self.skipped[n] += 1
                 continue
             where = f"epoch {self.trainer.current_epoch}, batch {self.trainer.fit_loop.epoch_loop.batch_idx}"
-            self.failures[n] = nonfinite_message(self.trainer.global_step, self._bad(n, grads), where, "")
+            self.failures[n] = nonfinite_message(
+                self.trainer.global_step, self._bad(n, grads), where, self.last_good[n]
+            )
             if len(self.failures) == self.models:
                 self.trainer.should_stop = True
 

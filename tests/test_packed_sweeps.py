@@ -1,0 +1,79 @@
+"""``hydra/launcher=packed`` from the command line: which jobs pack, each job's own directory and summary row,
+bad input answered in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.conftest import FAST, run_script
+from vae_zoo.packing.grouping import apart, group
+
+SHORT = (
+    *FAST,
+    "hydra/launcher=packed",
+    "model.encoder.hidden=[32]",
+    "model.decoder.hidden=[32]",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks=default",
+    "logger=tensorboard",
+)
+
+
+def _rows(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "summary.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_jobs_pack_by_equal_settings_up_to_max_models_and_say_why_one_trains_alone():
+    a, b = {"seed": 0, "model": {"latent": {"dim": 8}}}, {"seed": 0, "model": {"latent": {"dim": 16}}}
+    assert group([a, a, a, b], max_models=2) == [[0, 1], [2], [3]]
+    assert apart([a, a, a, b], 2) is None  # alone only because the pack before it was full
+    assert apart([a, a, a, b], 3).startswith(
+        "it differs from job 0 in model.latent.dim (the models of a pack"
+    )
+
+
+def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tmp_path, data_dir):
+    """Four jobs, two per pack: the two with ``model.optimizer.lr=-1`` fail with their one line (exit 2 at the
+    end, after the summary); the two others train in their packs and write ordinary run directories."""
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "seed=0,1",
+        "model.optimizer.lr=0.001,-1",
+        "hydra.launcher.max_models=2",
+        *SHORT,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, result.stderr[-3000:]
+    assert all("model.optimizer.lr=-1 must be > 0" in line for line in errors[:2])
+    assert errors[2].startswith("error: 2 of 4 jobs wrote no metrics.json")
+    rows = _rows(sweep)[:4]
+    trained = [row for row in rows if row.get("status") != "no metrics"]
+    assert sorted(row["seed"] for row in trained) == ["0", "1"]
+    for row in trained:
+        job = sweep / row["job"]
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert Path(metrics["checkpoint"]).parent == job / "checkpoints"
+        assert (job / "checkpoints" / "last.ckpt").is_file() and (job / ".hydra" / "config.yaml").is_file()
+        assert list((job / "tensorboard").rglob("events.out.tfevents.*"))
+    assert result.stdout.count("packed: 1 job trains as one model: ") == 2  # each pack's good job
+
+
+def test_max_models_below_one_is_refused_in_one_line(tmp_path, data_dir):
+    result = run_script(
+        "train.py", "-m", "seed=0,1", "hydra.launcher.max_models=0", *SHORT, f"hydra.sweep.dir={tmp_path}"
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1] == "error: hydra.launcher.max_models=0 must be an integer >= 1"
+    )

@@ -1,0 +1,68 @@
+"""Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
+have its own of (``seed``, ``model.optimizer.lr``: each model keeps its own optimizer) and where each job
+writes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import OmegaConf, open_dict
+
+from vae_zoo.packing.job import PackJob
+
+#: settings that may differ between the models of a pack
+PER_MODEL = ("seed", "data.seed", "model.optimizer.lr")
+#: settings every job has its own of (where it writes), never compared
+PER_JOB = ("paths.output_dir", "logger", "callbacks.model_checkpoint")
+
+
+def packing_key(job: PackJob) -> dict[str, Any]:
+    """The job's resolved config less what may differ within a pack, its directory made a placeholder."""
+    cfg = copy.deepcopy(job.cfg)
+    with job.current(), open_dict(cfg):
+        cfg.paths.output_dir = "<job>"
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key in (*PER_MODEL, *PER_JOB):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(resolved, parent) if parent else resolved
+        if node is not None and leaf in node:
+            with open_dict(node):
+                del node[leaf]
+    return OmegaConf.to_container(resolved)
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d
+            for key in sorted(a.keys() | b.keys())
+            for d in differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        ]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def group(keys: Sequence[dict[str, Any]], max_models: int) -> list[list[int]]:
+    """Jobs in packs: each job joins the first open pack whose key equals its own, else opens one."""
+    packs: list[list[int]] = []
+    for n, key in enumerate(keys):
+        home = next((p for p in packs if len(p) < max_models and keys[p[0]] == key), None)
+        if home is None:
+            packs.append([n])
+        else:
+            home.append(n)
+    return packs
+
+
+def apart(keys: Sequence[dict[str, Any]], n: int) -> str | None:
+    """Why job ``n`` packs with no other job (None where one has its settings: it is alone only because the
+    packs before it are full): the settings by which it differs from the job nearest to it."""
+    others = [m for m in range(len(keys)) if m != n]
+    if not others or any(keys[m] == keys[n] for m in others):
+        return None
+    nearest = min(others, key=lambda m: len(differences(keys[n], keys[m])))
+    apart_in = differences(keys[n], keys[nearest])
+    shown = ", ".join(apart_in[:3]) + (f" and {len(apart_in) - 3} more" if len(apart_in) > 3 else "")
+    return f"it differs from job {nearest} in {shown} (the models of a pack differ only in {', '.join(PER_MODEL)})"

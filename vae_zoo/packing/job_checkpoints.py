@@ -1,0 +1,68 @@
+"""A pack's checkpoint as its jobs' ordinary single-model checkpoints, and back.
+
+``job_checkpoint`` cuts model ``n``'s part out of the checkpoint Lightning dumps for the packed module: its
+slice of every weight (the unpacked keys), its optimizer's state, its data position, its run's
+hyperparameters and config; what the models share (epoch, step, loops, the random-number state) is copied.
+``eval.py``, ``sample.py``, ``vae_zoo.load`` and ``train.py ckpt_path=`` read the result like any run's
+checkpoint. ``pack_checkpoint`` stacks the jobs' checkpoints back into one the packed module resumes from.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from vae_zoo.errors import VaeZooError
+from vae_zoo.packing.pack import unpacked_state_dict
+from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.saved_run import KEY
+
+PACKED_PREFIX = "model."  # the packed module's state dict is its packed model's
+
+
+def _loader_states(checkpoint: dict[str, Any]) -> list[Any]:
+    return checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+
+
+def job_checkpoint(
+    checkpoint: dict[str, Any], packed: PackedVAE, n: int, run: dict[str, Any]
+) -> dict[str, Any]:
+    """Job ``n``'s checkpoint from the pack's ``checkpoint``; ``run``: its config and choices (``KEY``)."""
+    job = {**checkpoint, "loops": copy.deepcopy(checkpoint["loops"])}
+    job["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [
+        state["models"][n] for state in _loader_states(checkpoint)
+    ]
+    job["state_dict"] = unpacked_state_dict(packed.model, n)
+    job["optimizer_states"] = [checkpoint["optimizer_states"][0]["models"][n]]
+    job["hparams_name"], job["hyper_parameters"] = "kwargs", dict(packed.runs[n].hparams)
+    job["callbacks"] = {**checkpoint["callbacks"], "NonFiniteGuard": {"skipped_batches": packed.skipped[n]}}
+    job[KEY] = run
+    return job
+
+
+def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
+    """One checkpoint of the packed module from its jobs' (``paths`` name them in errors): the weights
+    stacked, each optimizer's state and data position kept; the jobs must stand at one step."""
+    steps = {job["global_step"] for job in jobs}
+    if len(steps) > 1:
+        where = ", ".join(f"{path} at step {job['global_step']}" for job, path in zip(jobs, paths))
+        raise VaeZooError(
+            f"the checkpoints of a packed resume stand at different steps ({where}) -- resume these jobs "
+            "unpacked, or from checkpoints one pack wrote"
+        )
+    first = jobs[0]
+    packed = {**first, "loops": copy.deepcopy(first["loops"])}
+    loaders = [_loader_states(job) for job in jobs]
+    packed["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [
+        {"models": list(states)} for states in zip(*loaders)
+    ]
+    packed["state_dict"] = {
+        PACKED_PREFIX + key: torch.stack([job["state_dict"][key] for job in jobs])
+        for key in first["state_dict"]
+    }
+    packed["optimizer_states"] = [{"models": [job["optimizer_states"][0] for job in jobs]}]
+    for key in ("hparams_name", "hyper_parameters", KEY):
+        packed.pop(key, None)
+    return packed

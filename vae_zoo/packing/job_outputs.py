@@ -1,0 +1,82 @@
+"""What each job of a pack writes while the pack trains: its loggers' step and epoch values, and its
+``checkpoints/`` (``last.ckpt`` at every validation, the best by its own monitored metric)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+
+from vae_zoo.checkpoint_io import DurableCheckpointIO
+from vae_zoo.packing.job_checkpoints import job_checkpoint
+from vae_zoo.packing.packed_vae import PackedVAE
+
+
+@dataclass
+class JobFiles:
+    """One job's writers: its loggers, its checkpoint naming (its ``callbacks.model_checkpoint``: folder,
+    file name, monitored metric and mode), and the config and choices its checkpoints carry."""
+
+    loggers: list[Logger]
+    checkpoint: ModelCheckpoint | None
+    run: dict[str, Any]
+    best_path: str = ""
+    best_value: float | None = None
+    last_path: str = field(default="")
+
+
+class JobOutputs(pl.Callback):
+    """Writes each job's part of the pack as its unpacked run would: step values every
+    ``log_every_n_steps``, validation means every epoch, ``last.ckpt`` and the best checkpoint (save_top_k
+    = 1). A job whose guard stopped it writes nothing more: its last checkpoint is its last good one."""
+
+    def __init__(self, jobs: list[JobFiles]) -> None:
+        self.jobs = jobs
+        self.io = DurableCheckpointIO()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: PackedVAE, outputs, batch, batch_idx) -> None:
+        every = trainer.log_every_n_steps
+        if not every or trainer.global_step % every:
+            return
+        for n, job in enumerate(self.jobs):
+            if n in module.failures:
+                continue
+            values = {"train/loss": float(module.losses[n])}
+            values |= {f"train/{name}": float(value[n]) for name, value in module.terms.items()}
+            for logger in job.loggers:
+                logger.log_metrics(values, step=trainer.global_step - 1)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
+        if trainer.sanity_checking:
+            return
+        checkpoint = (
+            trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            if any(job.checkpoint for job in self.jobs)
+            else {}
+        )
+        for n, job in enumerate(self.jobs):
+            if n in module.failures:
+                continue
+            metrics = module.metrics["val"][n]
+            for logger in job.loggers:
+                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step)
+            if job.checkpoint is None:
+                continue
+            own = job_checkpoint(checkpoint, module, n, job.run)
+            directory = Path(job.checkpoint.dirpath)
+            job.last_path = str(directory / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
+            self.io.save_checkpoint(own, job.last_path)
+            value, best = metrics[job.checkpoint.monitor], job.best_value
+            if best is None or (value < best if job.checkpoint.mode == "min" else value > best):
+                name = job.checkpoint.format_checkpoint_name(
+                    {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
+                )
+                self.io.save_checkpoint(own, name)
+                if job.best_path and job.best_path != name:
+                    Path(job.best_path).unlink(missing_ok=True)
+                job.best_path, job.best_value = name, value
+            module.last_good[n] = job.last_path

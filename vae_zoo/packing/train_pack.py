@@ -1,0 +1,187 @@
+"""``train()`` for a pack of jobs: each job built and checked as alone, trained together, each job's
+directory written as its unpacked run writes it (``checkpoints/``, ``metrics.json``, its loggers)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.progress_bar import ProgressBar
+from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
+from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
+from vae_zoo.cli import (
+    build_datamodule_and_model,
+    build_trainer,
+    check_optimized_metric,
+    float_metrics,
+    reseed,
+    write_metrics,
+)
+from vae_zoo.errors import VaeZooError, cause_of_type
+from vae_zoo.packing.job import PackJob
+from vae_zoo.packing.job_checkpoints import pack_checkpoint
+from vae_zoo.packing.job_outputs import JobFiles, JobOutputs
+from vae_zoo.packing.pack import unpacked_state_dict
+from vae_zoo.packing.packed_data import PackedDataModule
+from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.run_identity import hydra_choices, run_identity
+from vae_zoo.run_lock import run_directory_lock
+from vae_zoo.trackers import build_loggers, log_hparams_row
+
+#: callbacks that act on the module the models share, and so run in a pack as they run alone
+SHARED_CALLBACKS = (TemperatureAnnealing, KLWarmup, ProgressBar)
+
+
+def build_job(job: PackJob) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """The job's data module and model, seeded and checked as ``train()`` builds them."""
+    with job.current():
+        reseed(job.cfg)
+        datamodule, model = build_datamodule_and_model(job.cfg)
+        check_optimized_metric(job.cfg, model)
+    return datamodule, model
+
+
+def build_pack(jobs: Sequence[PackJob]) -> tuple[PackedDataModule, PackedVAE]:
+    """The pack's data module and packed module, every job built by ``build_job``."""
+    built = [build_job(job) for job in jobs]
+    return PackedDataModule([datamodule for datamodule, _ in built]), PackedVAE([model for _, model in built])
+
+
+def train_pack(jobs: Sequence[PackJob]) -> list[dict[str, Any] | VaeZooError]:
+    """Each job's ``metrics.json`` contents, or the one-line error that kept it from training or stopped it
+    (the others train on)."""
+    results: list[dict[str, Any] | VaeZooError] = [{} for _ in jobs]
+    built = []
+    for n, job in enumerate(jobs):
+        try:
+            built.append((n, *build_job(job)))
+        except Exception as error:  # noqa: BLE001 -- a job with a bad setting fails alone (others re-raise)
+            results[n] = _user_error(error)
+    if built:
+        members = [jobs[n] for n, _, _ in built]
+        outcome = _train_built(members, [d for _, d, _ in built], [m for _, _, m in built])
+        for (n, _, _), result in zip(built, outcome):
+            results[n] = result
+    return results
+
+
+def _user_error(error: Exception) -> VaeZooError:
+    cause = cause_of_type(error, VaeZooError)
+    if cause is None:
+        raise error
+    return cause
+
+
+def _train_built(
+    jobs: Sequence[PackJob], datamodules: list[pl.LightningDataModule], runs: list[pl.LightningModule]
+) -> list[dict[str, Any] | VaeZooError]:
+    datamodules[0].prepare_data()
+    if hasattr(datamodules[0], "read_files"):
+        datamodules[0].read_files()
+    packed = PackedVAE(runs)
+    files = []
+    for job in jobs:
+        with job.current():
+            node = (job.cfg.get("callbacks") or {}).get("model_checkpoint")
+            checkpoint = instantiate(node) if node else None  # callbacks=none: no checkpoints, as alone
+            run = {"config": OmegaConf.to_container(job.cfg, resolve=False), "choices": dict(hydra_choices())}
+            files.append(JobFiles(build_loggers(job.cfg), checkpoint, run))
+            for logger in files[-1].loggers:
+                logger.log_hyperparams(OmegaConf.to_container(job.cfg, resolve=True))
+    with contextlib.ExitStack() as stack:
+        for job in jobs:
+            stack.enter_context(run_directory_lock(job.output_dir))
+            remove_partial_checkpoints(job.output_dir / "checkpoints")
+        resume = _resume_checkpoint(jobs, stack.enter_context(tempfile.TemporaryDirectory()))
+        count = f"{len(jobs)} job" + ("s train" if len(jobs) > 1 else " trains")
+        print(f"packed: {count} as one model: " + ", ".join(str(job.output_dir) for job in jobs))
+        with jobs[0].current():  # the pack's trainer is the first job's
+            trainer = _pack_trainer(jobs[0].cfg, JobOutputs(files))
+            trainer.fit(packed, datamodule=PackedDataModule(datamodules), ckpt_path=resume)
+        return [
+            _finish(job, datamodule, run, own, packed, trainer, n)
+            for n, (job, datamodule, run, own) in enumerate(zip(jobs, datamodules, runs, files))
+        ]
+
+
+def _pack_trainer(cfg: DictConfig, outputs: JobOutputs) -> pl.Trainer:
+    """The pack's Trainer: the first job's settings, the callbacks that act on the shared module, the
+    jobs' own outputs; no logger or checkpoint of its own."""
+    nodes = (cfg.get("callbacks") or {}).values()
+    callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
+    shared = [callback for callback in callbacks if isinstance(callback, SHARED_CALLBACKS)]
+    return instantiate(
+        cfg.trainer,
+        plugins=[DurableCheckpointIO()],
+        callbacks=[*shared, outputs],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in shared),
+    )
+
+
+def _resume_checkpoint(jobs: Sequence[PackJob], scratch: str) -> str | None:
+    """With ``ckpt_path=last`` on every job: the jobs' ``last.ckpt`` stacked into one file in ``scratch``,
+    which the pack resumes from."""
+    wanted = {str(job.cfg.get("ckpt_path")) for job in jobs}
+    if wanted == {"None"}:
+        return None
+    if wanted != {"last"}:
+        raise VaeZooError(
+            f"a pack resumes with ckpt_path=last on every job, not {', '.join(sorted(wanted))} -- resume the "
+            "jobs in their own directories with ckpt_path=last"
+        )
+    paths = [str(job.output_dir / "checkpoints" / "last.ckpt") for job in jobs]
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        raise VaeZooError(f"ckpt_path=last: {missing[0]} does not exist -- train these jobs first")
+    stacked = pack_checkpoint([read_lightning_checkpoint(path) for path in paths], paths)
+    target = Path(scratch) / "pack.ckpt"
+    DurableCheckpointIO().save_checkpoint(stacked, str(target))
+    return str(target)
+
+
+def _finish(
+    job: PackJob,
+    datamodule: pl.LightningDataModule,
+    run: pl.LightningModule,
+    files: JobFiles,
+    packed: PackedVAE,
+    pack_trainer: pl.Trainer,
+    n: int,
+) -> dict[str, Any] | VaeZooError:
+    """The job's final validation and test, unpacked on its best checkpoint as ``train()`` runs them (so its
+    ``metrics.json`` is what ``eval.py`` on that checkpoint reports), and the file written."""
+    if n in packed.failures:
+        print(f"error: {job.output_dir}: {packed.failures[n]}", file=sys.stderr)
+        return VaeZooError(packed.failures[n])
+    run.load_state_dict(unpacked_state_dict(packed.model, n))  # its final weights, where no checkpoint is
+    with job.current():
+        trainer = build_trainer(job.cfg, logging=False)
+        checkpoint = files.best_path or None
+        val = trainer.validate(run, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+        reseed(job.cfg)
+        test = trainer.test(run, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+        values = float_metrics(val + test)
+        metrics = {
+            **run_identity(job.cfg),
+            "checkpoint": files.best_path,
+            "epochs": pack_trainer.current_epoch,
+            "global_step": pack_trainer.global_step,
+            "kl": run.model.kl_origin,
+            **values,
+        }
+        write_metrics(job.output_dir / "metrics.json", metrics)
+        log_hparams_row(files.loggers, job.cfg, values, step=pack_trainer.global_step)
+        for logger in files.loggers:
+            logger.finalize("success")
+    return metrics
