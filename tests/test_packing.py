@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
@@ -16,6 +17,7 @@ from vae_zoo.flows.iaf import MaskedLinear
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
 TINY = (
@@ -216,3 +218,47 @@ def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_c
         assert {k: v for k, v in result.items() if "/" in k} == {
             k: v for k, v in expected.items() if "/" in k
         }
+
+
+def _fit_with_settings(cfgs, annealed: bool = False) -> tuple[torch.Tensor, PackedVAE, PerModelSettings]:
+    """A pack trained with each job's own KL weight and (``annealed``) temperature schedule."""
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
+    annealings = [instantiate(cfg.callbacks.temperature) if annealed else None for cfg in cfgs]
+    settings = PerModelSettings(packed.runs, [None] * len(cfgs), annealings)
+    trainer = build_trainer(cfgs[0], logging=False)
+    losses = Losses()
+    trainer.callbacks += [settings, losses]
+    trainer.fit(packed, datamodule=datamodule)
+    return torch.stack(losses.values), packed, settings
+
+
+def test_each_model_of_a_pack_trains_with_its_own_kl_weight_and_nothing_else_changes(make_cfg):
+    """Model 3's beta = 0.25 enters its loss alone: its loss is its reconstruction plus 0.25 times its KL, and
+    the losses of models 0-2 are bit for bit those of the pack where model 3 has beta = 1."""
+    common = (*TINY, "+trainer.max_steps=20")
+    calm = [make_cfg(*common, f"seed={seed}") for seed in range(4)]
+    light = [*calm[:3], make_cfg(*common, "seed=3", "objective.beta=0.25")]
+    calm_losses, _, _ = _fit_with_settings(calm)
+    light_losses, packed, _ = _fit_with_settings(light)
+    assert torch.equal(light_losses[:, :3], calm_losses[:, :3])
+    assert not torch.equal(light_losses[:, 3], calm_losses[:, 3])
+    recon, kl = packed.terms["recon"], packed.terms["kl"]
+    torch.testing.assert_close(packed.losses, recon + torch.tensor([1, 1, 1, 0.25]) * kl, rtol=1e-6, atol=0)
+
+
+def test_each_model_of_a_pack_anneals_its_own_temperature(make_cfg):
+    """Two categorical models, tau0 = 1 and 2 (exponential schedule, re-evaluated every 5 steps): each step
+    every model relaxes at its own schedule's tau, and model 0's losses do not depend on model 1's."""
+    nets = tuple(o for o in TINY if not o.startswith("model.latent."))
+    common = (*nets, "model=gumbel_vae", "+trainer.max_steps=12", "callbacks.temperature.every_n_steps=5")
+    common += ("callbacks.temperature.rate=0.05", "callbacks.temperature.tau_min=0.1")
+    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
+    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.temperature.tau0=2.0")]
+    same_losses, _, _ = _fit_with_settings(same, annealed=True)
+    apart_losses, packed, settings = _fit_with_settings(apart, annealed=True)
+    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
+    last = 11  # the step of the last batch
+    expected = [annealing.temperature(last) for annealing in settings.annealings]
+    assert settings.values["temperature"] == expected and expected[0] != expected[1]
+    rows = packed.model.estimator.temperature
+    assert rows.shape == (2 * 32,) and rows[:32].eq(expected[0]).all() and rows[32:].eq(expected[1]).all()

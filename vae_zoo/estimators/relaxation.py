@@ -49,7 +49,14 @@ class Relaxation(ABC):
 
     @abstractmethod
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
-        """The relaxed sample at ``temperature``."""
+        """The relaxed sample at ``temperature``: a number, or one per row of the batch (the temperatures of
+        packed models, ``vae_zoo.packing``)."""
+
+    def scaled(self, z: Tensor, temperature: Tensor | float) -> Tensor:
+        """``z / temperature``, a per-row temperature broadcast over each row's coordinates."""
+        if isinstance(temperature, Tensor) and temperature.dim() == 1:
+            temperature = temperature.reshape(-1, *(1,) * (self.logits.dim() - 1))
+        return z / temperature
 
     @abstractmethod
     def conditional(self, b: Tensor) -> Tensor:
@@ -67,7 +74,7 @@ class BinaryRelaxation(Relaxation):
         return (z > 0).to(z.dtype)
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
-        return torch.sigmoid(z / temperature)
+        return torch.sigmoid(self.scaled(z, temperature))
 
     def conditional(self, b: Tensor) -> Tensor:
         v = uniform(b.shape, b.device)
@@ -91,7 +98,7 @@ class CategoricalRelaxation(Relaxation):
         return F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
-        return torch.softmax(z / temperature, dim=-1)
+        return torch.softmax(self.scaled(z, temperature), dim=-1)
 
     def conditional(self, b: Tensor) -> Tensor:
         """In log space, ``z~_i = -logaddexp(log(-log v_i) - t_i, log(-log v_b))``: dividing by ``p_i``

@@ -1,6 +1,6 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
-have its own of (``seed``, ``model.optimizer.lr``: each model keeps its own optimizer) and where each job
-writes."""
+have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
+relaxation's temperature schedule) and where each job writes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ from omegaconf import OmegaConf, open_dict
 from vae_zoo.packing.job import PackJob
 
 #: settings that may differ between the models of a pack
-PER_MODEL = ("seed", "data.seed", "model.optimizer.lr")
+PER_MODEL = (
+    "seed",
+    "data.seed",
+    "model.optimizer.lr",
+    "objective.beta",
+    "model.estimator.temperature",
+    "callbacks.kl_warmup.steps",
+    "callbacks.temperature.tau0",
+    "callbacks.temperature.tau_min",
+    "callbacks.temperature.rate",
+)
 #: settings every job has its own of (where it writes), never compared
 PER_JOB = ("paths.output_dir", "logger", "callbacks.model_checkpoint")
 

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import Logger
 from vae_zoo.checkpoint_io import DurableCheckpointIO
 from vae_zoo.packing.job_checkpoints import job_checkpoint
 from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.per_model_settings import PerModelSettings
 
 
 @dataclass
@@ -34,8 +35,8 @@ class JobOutputs(pl.Callback):
     ``log_every_n_steps``, validation means every epoch, ``last.ckpt`` and the best checkpoint (save_top_k
     = 1). A job whose guard stopped it writes nothing more: its last checkpoint is its last good one."""
 
-    def __init__(self, jobs: list[JobFiles]) -> None:
-        self.jobs = jobs
+    def __init__(self, jobs: list[JobFiles], settings: PerModelSettings) -> None:
+        self.jobs, self.settings = jobs, settings
         self.io = DurableCheckpointIO()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: PackedVAE, outputs, batch, batch_idx) -> None:
@@ -47,6 +48,7 @@ class JobOutputs(pl.Callback):
                 continue
             values = {"train/loss": float(module.losses[n])}
             values |= {f"train/{name}": float(value[n]) for name, value in module.terms.items()}
+            values |= {f"train/{name}": float(value[n]) for name, value in self.settings.values.items()}
             for logger in job.loggers:
                 logger.log_metrics(values, step=trainer.global_step - 1)
 

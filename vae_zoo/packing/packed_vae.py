@@ -8,6 +8,7 @@ non-finite guard: a bad step changes none of its parameters or optimizer state, 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,7 +81,7 @@ class PackedVAE(pl.LightningModule):
         super().__init__()
         self.runs = tuple(runs)  # a tuple: their modules are not this one's (the packed copy is)
         self.model = pack([run.model for run in runs])
-        self.objective = runs[0].objective
+        self.objective = copy.deepcopy(runs[0].objective)  # the pack's: its settings become per model
         self.nonfinite = runs[0].hparams.nonfinite
         self.losses: Tensor | None = None
         self.terms: dict[str, Tensor] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.progress_bar import ProgressBar
@@ -33,12 +33,10 @@ from vae_zoo.packing.job_outputs import JobFiles, JobOutputs
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_data import PackedDataModule
 from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
 from vae_zoo.trackers import build_loggers, log_hparams_row
-
-#: callbacks that act on the module the models share, and so run in a pack as they run alone
-SHARED_CALLBACKS = (TemperatureAnnealing, KLWarmup, ProgressBar)
 
 
 def build_job(job: PackJob) -> tuple[pl.LightningDataModule, pl.LightningModule]:
@@ -104,8 +102,8 @@ def _train_built(
         resume = _resume_checkpoint(jobs, stack.enter_context(tempfile.TemporaryDirectory()))
         count = f"{len(jobs)} job" + ("s train" if len(jobs) > 1 else " trains")
         print(f"packed: {count} as one model: " + ", ".join(str(job.output_dir) for job in jobs))
+        trainer = _pack_trainer(jobs, runs, files)
         with jobs[0].current():  # the pack's trainer is the first job's
-            trainer = _pack_trainer(jobs[0].cfg, JobOutputs(files))
             trainer.fit(packed, datamodule=PackedDataModule(datamodules), ckpt_path=resume)
         return [
             _finish(job, datamodule, run, own, packed, trainer, n)
@@ -113,20 +111,38 @@ def _train_built(
         ]
 
 
-def _pack_trainer(cfg: DictConfig, outputs: JobOutputs) -> pl.Trainer:
-    """The pack's Trainer: the first job's settings, the callbacks that act on the shared module, the
-    jobs' own outputs; no logger or checkpoint of its own."""
-    nodes = (cfg.get("callbacks") or {}).values()
-    callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
-    shared = [callback for callback in callbacks if isinstance(callback, SHARED_CALLBACKS)]
-    return instantiate(
-        cfg.trainer,
-        plugins=[DurableCheckpointIO()],
-        callbacks=[*shared, outputs],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in shared),
+def _callbacks(job: PackJob) -> list[pl.Callback]:
+    with job.current():
+        nodes = (job.cfg.get("callbacks") or {}).values()
+        return [instantiate(node) for node in nodes if node and "_target_" in node]
+
+
+def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
+    return next((callback for callback in callbacks if isinstance(callback, kind)), None)
+
+
+def _pack_trainer(
+    jobs: Sequence[PackJob], runs: list[pl.LightningModule], files: list[JobFiles]
+) -> pl.Trainer:
+    """The pack's Trainer: the first job's settings and progress bar, each job's KL warm-up and temperature
+    annealing applied to its model (``PerModelSettings``), the jobs' own outputs; no logger or checkpoint of
+    its own."""
+    callbacks = [_callbacks(job) for job in jobs]
+    settings = PerModelSettings(
+        runs,
+        [_of_type(c, KLWarmup) for c in callbacks],
+        [_of_type(c, TemperatureAnnealing) for c in callbacks],
     )
+    bar = _of_type(callbacks[0], ProgressBar)
+    with jobs[0].current():
+        return instantiate(
+            jobs[0].cfg.trainer,
+            plugins=[DurableCheckpointIO()],
+            callbacks=[settings, JobOutputs(files, settings), *([bar] if bar else [])],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=bar is not None,
+        )
 
 
 def _resume_checkpoint(jobs: Sequence[PackJob], scratch: str) -> str | None:

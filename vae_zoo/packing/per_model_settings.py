@@ -1,0 +1,79 @@
+"""The settings each model of a pack has its own of, set every step: the KL weight (``objective.beta``, or its
+warm-up's ``min(1, step / steps)``) and the relaxation's temperature (``model.estimator.temperature``, or its
+annealing schedule's tau at the step).
+
+Where the models agree the shared module gets the number itself, as an unpacked run does; where they differ,
+one value per row of the packed batch (model ``n``'s value on its images), which the objective's per-image
+terms and the relaxations broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
+from vae_zoo.models.vae import VAE
+
+
+def per_row(values: Sequence[float], rows: int, device: torch.device) -> float | Tensor:
+    """One value if all models share it, else model ``n``'s value repeated over its ``rows`` images."""
+    if len(set(values)) == 1:
+        return values[0]
+    return torch.tensor(values, device=device).repeat_interleave(rows)
+
+
+class PerModelSettings(pl.Callback):
+    """Each job's own KL warm-up and temperature annealing (None where it has none), evaluated per model; its
+    ``beta`` and ``temperature`` otherwise. ``values`` holds this step's per-model values of those a job
+    schedules (``kl_weight``, ``temperature``), which each job logs."""
+
+    def __init__(
+        self,
+        runs: Sequence[VAE],
+        warmups: Sequence[KLWarmup | None],
+        annealings: Sequence[TemperatureAnnealing | None],
+    ) -> None:
+        self.warmups, self.annealings = list(warmups), list(annealings)
+        self.betas = [run.objective.beta for run in runs]  # each job's own, before any step sets the pack's
+        self.temperatures = [run.model.estimator.temperature for run in runs]
+        self.values: dict[str, list[float]] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for warmup in filter(None, self.warmups):
+            warmup.setup(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        annealings = [a for a in self.annealings if a is not None]
+        for n, annealing in enumerate(annealings):
+            if n == 0:  # says once where the estimator has no temperature
+                annealing.on_fit_start(trainer, pl_module)
+            annealing.active = annealings[0].active
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for annealing in filter(None, self.annealings):
+            annealing.on_train_start(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Tensor, batch_idx: int) -> None:
+        step, rows = trainer.global_step, len(batch) // len(self.betas)
+        self.values = {}
+        if pl_module.objective.beta is not None:
+            betas = [
+                warmup.kl_weight(step) if warmup else beta for warmup, beta in zip(self.warmups, self.betas)
+            ]
+            pl_module.objective.beta = per_row(betas, rows, batch.device)
+            if any(self.warmups):
+                self.values["kl_weight"] = betas
+        if pl_module.model.estimator.temperature is not None:
+            active = [a if a is not None and a.active else None for a in self.annealings]
+            taus = [
+                annealing.temperature(step) if annealing else tau
+                for annealing, tau in zip(active, self.temperatures)
+            ]
+            pl_module.model.estimator.temperature = per_row(taus, rows, batch.device)
+            if any(active):
+                self.values["temperature"] = taus
