@@ -25,7 +25,8 @@ def diagonal_normal(params: Tensor) -> Independent:
 
 class GaussianChain(Distribution):
     """A two-layer Gaussian ``[z1, z2]``: one layer ``first`` drawn directly, the other from
-    ``conditional(first sample)``; ``first_is_z1`` says which. ``log_prob`` is the sum of the two layers'
+    ``conditional(first sample)``; ``first_is_z1`` says which, ``split`` where z1 ends, ``size`` the width of
+    ``[z1, z2]``. ``log_prob`` is the sum of the two layers'
     log-densities at any point; ``rsample`` is ancestral and reparameterized. ``mean`` is the first layer's
     mean with the other layer's conditional mean given it (a location, for plots)."""
 
@@ -34,10 +35,14 @@ class GaussianChain(Distribution):
     arg_constraints: ClassVar[dict] = {}  # its parameters are networks, not constrained tensors
 
     def __init__(
-        self, first: Independent, conditional: Callable[[Tensor], Independent], first_is_z1: bool, split: int
+        self,
+        first: Independent,
+        conditional: Callable[[Tensor], Independent],
+        first_is_z1: bool,
+        split: int,
+        size: int,
     ) -> None:
         self.first, self.conditional, self.first_is_z1, self.split = first, conditional, first_is_z1, split
-        size = first.event_shape[0] + conditional(first.mean).event_shape[0]
         super().__init__(first.batch_shape, torch.Size([size]), validate_args=False)
 
     def _join(self, first: Tensor, second: Tensor) -> Tensor:
@@ -93,11 +98,15 @@ class TwoLayerLatent(LatentFamily):
 
     def posterior(self, features: Tensor) -> GaussianChain:
         first = diagonal_normal(self.head(features))
-        return GaussianChain(first, lambda z1: diagonal_normal(self.up(z1)), True, self.dim)
+        return GaussianChain(
+            first, lambda z1: diagonal_normal(self.up(z1)), True, self.dim, self.dim + self.top
+        )
 
     def prior(self) -> GaussianChain:
         top = Independent(Normal(self.top_loc, torch.ones_like(self.top_loc), validate_args=False), 1)
-        return GaussianChain(top, lambda z2: diagonal_normal(self.down(z2)), False, self.dim)
+        return GaussianChain(
+            top, lambda z2: diagonal_normal(self.down(z2)), False, self.dim, self.dim + self.top
+        )
 
     def decoder_input(self, z: Tensor) -> Tensor:
         return z[..., : self.dim]

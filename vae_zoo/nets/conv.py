@@ -81,7 +81,14 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        lead = z.shape[:-1]
+        """Logits ``(..., B, C, H, W)`` for samples ``(..., B, D)``: the dense layers keep the sample dims, the
+        convolutions take them as images after each batch image's own (so rows that belong together, such as
+        a packed model's images, stay together)."""
+        *samples, batch, _ = z.shape
         c, h, w = self.output_shape
-        logits = self.net(z.reshape(-1, z.shape[-1]))[:, :, :h, :w]
-        return logits.reshape(*lead, c, h, w)
+        dense = self.net[:4](
+            z
+        )  # the two linear layers and their activations (net[4] unflattens a flat batch)
+        images = dense.movedim(-2, 0).reshape(-1, *self.start)
+        logits = self.net[5:](images)[:, :, :h, :w]
+        return logits.reshape(batch, *samples, c, h, w).movedim(0, -4)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
 from vae_zoo.flows.iaf import MaskedLinear
+from vae_zoo.packing.packed_conv import PackedConv
 from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
@@ -25,6 +26,8 @@ from vae_zoo.probabilistic_model import ProbabilisticModel
 PACKED_FORMS: dict[type, Callable[[Sequence[nn.Module]], nn.Module]] = {
     nn.Linear: PackedLinear.stack,
     MaskedLinear: PackedLinear.stack,
+    nn.Conv2d: PackedConv.stack,
+    nn.ConvTranspose2d: PackedConv.stack,
 }
 #: the model's children by the config group that builds them
 GROUPS = ("encoder", "latent", "likelihood", "decoder", "estimator", "flow", "prior")
@@ -44,7 +47,7 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
         if form is not None:
             parent, _, attribute = name.rpartition(".")
             setattr(packed.get_submodule(parent), attribute, form([m.get_submodule(name) for m in models]))
-    packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear)}
+    packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear | PackedConv)}
     for key in packed.state_dict():
         if key.rpartition(".")[0] not in packed_layers:
             group = key.split(".")[0]
