@@ -1,5 +1,5 @@
 """Every component packs, or is refused in one line: for each model below, a pack of two computes each model's
-posterior and likelihood as its unpacked model does (to float32 rounding: batched and grouped kernels add in
+posterior, likelihood and importance weights (its own prior's density included) as its unpacked model does (to float32 rounding: batched and grouped kernels add in
 another order), and trains a few steps to finite losses."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import torch
 
 from vae_zoo.cli import build_trainer
 from vae_zoo.errors import ConfigError
+from vae_zoo.packing.pack import per_image_copies
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
 NETS = ("model.encoder.hidden=[16]", "model.decoder.hidden=[16]")
@@ -38,15 +39,17 @@ PACKING = {
     "discretized_logistic": (*NETS, *EIGHT_BIT, "likelihood=discretized_logistic"),
     "gaussian_likelihood": (*NETS, *DEQUANTIZED, "likelihood=gaussian"),
     "continuous_bernoulli": (*NETS, *DEQUANTIZED, "likelihood=continuous_bernoulli"),
+    "bernoulli_learned_prior": (*NETS, "model=bernoulli_vae", "model.latent.prior=learned"),
+    "categorical_learned_prior": (*NETS, "model=gumbel_vae", "model.latent.prior=learned"),
+    "prior_mog": (*NETS, "prior=mog"),
+    "prior_learned_normal": (*NETS, "prior=learned_normal"),
 }
 REFUSED = {
     "estimator=nvil": (*NETS, "model=bernoulli_vae", "estimator=nvil"),
     "estimator=score_function": (*NETS, "estimator=score_function"),
     "estimator=rebar": (*NETS, "model=bernoulli_vae", "estimator=rebar"),
     "estimator=relax": (*NETS, "model=bernoulli_vae", "estimator=relax"),
-    "prior=mog": (*NETS, "prior=mog"),
     "prior=vamp": (*NETS, "prior=vamp"),
-    "prior=learned_normal": (*NETS, "prior=learned_normal"),
 }
 SHORT = (
     "data.batch_size=8",
@@ -66,14 +69,25 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
     x = next(iter(datamodule.train_dataloader()))
     rows = len(x) // 2
     with torch.no_grad():
+        for key in packed.model.per_image_parameters:  # each model's learned prior made its own
+            stacked = packed.model.get_parameter(key)
+            stacked.add_(0.3 * torch.randn_like(stacked))
+            for n, run in enumerate(packed.runs):
+                run.model.get_parameter(key).copy_(stacked[n])
+    with torch.no_grad(), per_image_copies(packed.model, rows):
         q = packed.model.posterior(x)
         z = q.sample((2,))
         where, nll = packed.model.latent.location(q), packed.model.nll(x, z)
+        flow = packed.model.flow is not None  # a flow's density is known at its own samples alone
+        log_w = None if flow else packed.model.log_weights(x, q, z)
         for n, run in enumerate(packed.runs):
             own = slice(n * rows, (n + 1) * rows)
             alone = run.model.posterior(x[own])
             torch.testing.assert_close(where[own], run.model.latent.location(alone), rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(nll[:, own], run.model.nll(x[own], z[:, own]), rtol=1e-4, atol=1e-3)
+            if log_w is not None:
+                alone_w = run.model.log_weights(x[own], alone, z[:, own])
+                torch.testing.assert_close(log_w[:, own], alone_w, rtol=1e-4, atol=1e-3)
     trainer = build_trainer(cfgs[0], logging=False)
     trainer.fit(packed, datamodule=datamodule)
     assert trainer.global_step == 3 and packed.losses.shape == (2,) and torch.isfinite(packed.losses).all()

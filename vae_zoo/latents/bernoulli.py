@@ -36,6 +36,8 @@ class BernoulliLatent(LatentFamily):
     decoder reads ``z`` as it is.
     """
 
+    per_image_parameters = ("prior_logits",)
+
     def __init__(self, in_features: int, dim: int = 200, prior: str = "uniform") -> None:
         super().__init__(in_features)
         if dim < 1:

@@ -55,6 +55,8 @@ class CategoricalLatent(LatentFamily):
     one-hot rows (relaxed ones under a relaxing estimator); the decoder reads it flattened to ``N * K``.
     """
 
+    per_image_parameters = ("prior_logits",)
+
     def __init__(self, in_features: int, n: int = 20, k: int = 10, prior: str = "uniform") -> None:
         super().__init__(in_features)
         if n < 1 or k < 2:

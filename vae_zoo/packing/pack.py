@@ -4,15 +4,19 @@ model dimension, the models' images in turn along the batch.
 Each of the N models is built as an unpacked run builds it (its seed, its initial weights); ``pack`` copies
 their weights into packed layers, and ``unpacked_state_dict`` hands model ``n``'s back as an ordinary state
 dict, so a packed model's checkpoints are single-model checkpoints. Distributions, likelihoods and estimators
-without state of their own work on the packed batch unchanged: they act image by image. What holds other
-state (a learned prior, an estimator's running baseline) is refused until it has a packed form.
+without state of their own work on the packed batch unchanged: they act image by image. A component's
+``per_image_parameters`` (a learned prior's) are stacked too, and each image gets its model's copy while the
+packed model computes (``per_image_copies``). What holds other state (an estimator's running baseline or
+its own temperature) is refused until it has a packed form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from vae_zoo.config_groups import option_name
@@ -47,9 +51,17 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
         if form is not None:
             parent, _, attribute = name.rpartition(".")
             setattr(packed.get_submodule(parent), attribute, form([m.get_submodule(name) for m in models]))
+    per_image = []
+    for name, module in first.named_modules():
+        for attribute in getattr(module, "per_image_parameters", ()):
+            if isinstance(getattr(module, attribute), nn.Parameter):
+                with torch.no_grad():
+                    stacked = torch.stack([m.get_submodule(name).get_parameter(attribute) for m in models])
+                setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked))
+                per_image.append(f"{name}.{attribute}")
     packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear | PackedConv)}
     for key in packed.state_dict():
-        if key.rpartition(".")[0] not in packed_layers:
+        if key.rpartition(".")[0] not in packed_layers and key not in per_image:
             group = key.split(".")[0]
             component = option_name(group, getattr(first, group)) if group in GROUPS else group
             raise ConfigError(
@@ -57,7 +69,27 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
                 "hydra/launcher=packed"
             )
     packed.models = len(models)
+    packed.per_image_parameters = tuple(per_image)
     return packed
+
+
+@contextlib.contextmanager
+def per_image_copies(packed: ProbabilisticModel, rows: int) -> Iterator[None]:
+    """Inside: each stacked per-image parameter ``(N, ...)`` of the packed model replaced by its rows
+    ``(N * rows, ...)``, model ``n``'s copy on each of its images (one model: its own copy, unexpanded, as
+    unpacked). The replacement is a function of the stacked parameter, so gradients reach it."""
+    owners = [packed.get_submodule(key.rpartition(".")[0]) for key in packed.per_image_parameters]
+    names = [key.rpartition(".")[2] for key in packed.per_image_parameters]
+    stacked = [owner._parameters.pop(name) for owner, name in zip(owners, names)]
+    try:
+        for owner, name, parameter in zip(owners, names, stacked):
+            copies = parameter[0] if packed.models == 1 else parameter.repeat_interleave(rows, 0)
+            owner.__dict__[name] = copies
+        yield
+    finally:
+        for owner, name, parameter in zip(owners, names, stacked):
+            del owner.__dict__[name]
+            owner._parameters[name] = parameter
 
 
 def unpacked_state_dict(packed: ProbabilisticModel, n: int) -> dict[str, Tensor]:

@@ -20,7 +20,7 @@ from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message
 from vae_zoo.models.vae import VAE
 from vae_zoo.optimizers import build_optimizer
-from vae_zoo.packing.pack import pack
+from vae_zoo.packing.pack import pack, per_image_copies
 
 
 class PackedOptimizer(torch.optim.Optimizer):
@@ -103,7 +103,8 @@ class PackedVAE(pl.LightningModule):
     # -- training ----------------------------------------------------------------------------------
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        loss, terms = self.objective(self.model, x)  # one value per model (a scalar for a pack of one)
+        with per_image_copies(self.model, len(x) // self.models):
+            loss, terms = self.objective(self.model, x)  # one value per model (a scalar for a pack of one)
         self.losses = loss.detach().reshape(-1)
         self.terms = {name: value.reshape(-1) for name, value in terms.items()}
         return loss.sum()
@@ -173,13 +174,14 @@ class PackedVAE(pl.LightningModule):
     def _evaluate(self, x: Tensor, stage: str) -> None:
         """Each model's negative ELBO and terms, its objective's bound and (test) IW bound, summed over the
         epoch's images (``VAE._evaluate``'s metrics, per model)."""
-        recon, kl = self.model.negative_elbo_terms(x, lambda q: q.sample())
-        values = {"elbo": recon + kl, "recon": recon, "kl": kl}
-        if self.objective.bound_name:
-            values[self.objective.bound_name] = self.objective.bound(self.model, x)
-        if stage == "test":
-            values["nll_iw"] = self.model.importance_weighted_nll(x, self.runs[0].hparams.iw_samples)
         images = len(x) // self.models
+        with per_image_copies(self.model, images):
+            recon, kl = self.model.negative_elbo_terms(x, lambda q: q.sample())
+            values = {"elbo": recon + kl, "recon": recon, "kl": kl}
+            if self.objective.bound_name:
+                values[self.objective.bound_name] = self.objective.bound(self.model, x)
+            if stage == "test":
+                values["nll_iw"] = self.model.importance_weighted_nll(x, self.runs[0].hparams.iw_samples)
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
             self._sums[name] = self._sums[name] + total if name in self._sums else total

@@ -13,6 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.progress_bar import ProgressBar
@@ -111,10 +112,15 @@ def _train_built(
         ]
 
 
-def _callbacks(job: PackJob) -> list[pl.Callback]:
+#: the callbacks a pack runs for its jobs: checkpoints (``JobOutputs``), the progress bar, and each job's own
+#: warm-up and temperature (``PerModelSettings``)
+PACKED_CALLBACKS = (ModelCheckpoint, ProgressBar, KLWarmup, TemperatureAnnealing)
+
+
+def _callbacks(job: PackJob) -> dict[str, pl.Callback]:
     with job.current():
-        nodes = (job.cfg.get("callbacks") or {}).values()
-        return [instantiate(node) for node in nodes if node and "_target_" in node]
+        nodes = (job.cfg.get("callbacks") or {}).items()
+        return {name: instantiate(node) for name, node in nodes if node and "_target_" in node}
 
 
 def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
@@ -127,7 +133,14 @@ def _pack_trainer(
     """The pack's Trainer: the first job's settings and progress bar, each job's KL warm-up and temperature
     annealing applied to its model (``PerModelSettings``), the jobs' own outputs; no logger or checkpoint of
     its own."""
-    callbacks = [_callbacks(job) for job in jobs]
+    configured = [_callbacks(job) for job in jobs]
+    left_out = [name for name, c in configured[0].items() if not isinstance(c, PACKED_CALLBACKS)]
+    if left_out:
+        print(
+            f"packed: callbacks {', '.join(left_out)} do not run in a pack yet (each job still gets its "
+            "checkpoints, metrics.json and loggers) -- train these jobs unpacked to have them"
+        )
+    callbacks = [list(c.values()) for c in configured]
     settings = PerModelSettings(
         runs,
         [_of_type(c, KLWarmup) for c in callbacks],

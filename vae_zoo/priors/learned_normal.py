@@ -22,6 +22,8 @@ class LearnedNormalPrior(Prior):
     in the registry when the model is built; with other posteriors on R^D (two layers, flows) the one-sample
     estimate."""
 
+    per_image_parameters = ("loc", "raw_scale")
+
     requires = REAL
     sizes = ("latent_features",)
 

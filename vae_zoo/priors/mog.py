@@ -18,6 +18,8 @@ class MixtureOfGaussiansPrior(Prior):
     (initialised from N(0, I)) and scales ``softplus(r) + 1e-4`` (initialised at 1). Needs a posterior on
     all of R^D; no closed-form KL (the one-sample estimate)."""
 
+    per_image_parameters = ("logits", "means", "raw_scales")
+
     requires = REAL
     sizes = ("latent_features",)
 

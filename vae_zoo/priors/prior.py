@@ -26,6 +26,9 @@ class Prior(ABC, nn.Module):
 
     requires: Requirement = ANY
     sizes: tuple[str, ...] = ()
+    #: parameters used only broadcast against per-image values (a learned prior's): a packed model
+    #: (``vae_zoo.packing``) gives each image its own model's copy
+    per_image_parameters: tuple[str, ...] = ()
 
     @abstractmethod
     def distribution(self, model: ForwardPath) -> Distribution:
