@@ -262,3 +262,18 @@ def test_each_model_of_a_pack_anneals_its_own_temperature(make_cfg):
     assert settings.values["temperature"] == expected and expected[0] != expected[1]
     rows = packed.model.estimator.temperature
     assert rows.shape == (2 * 32,) and rows[:32].eq(expected[0]).all() and rows[32:].eq(expected[1]).all()
+
+
+def test_an_error_of_the_whole_pack_is_every_jobs_one_line(make_cfg, tmp_path):
+    """A KL warm-up beside an objective without a KL weight stops the pack at its start: each job gets the
+    one line an unpacked run prints, and no job directory gets metrics."""
+    from vae_zoo.packing.train_pack import train_pack
+
+    overrides = (*TINY, "objective=iwae", "+callbacks@callbacks.kl_warmup=kl_warmup")
+    jobs = [
+        PackJob(make_cfg(*overrides, f"seed={seed}", output_dir=tmp_path / f"job{seed}")) for seed in (0, 1)
+    ]
+    results = train_pack(jobs)
+    assert all(isinstance(result, ConfigError) for result in results)
+    assert str(results[0]).startswith("callbacks.kl_warmup needs an objective with a KL weight")
+    assert not list(tmp_path.rglob("metrics.json"))

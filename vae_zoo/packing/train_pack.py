@@ -4,7 +4,6 @@ directory written as its unpacked run writes it (``checkpoints/``, ``metrics.jso
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +56,8 @@ def build_pack(jobs: Sequence[PackJob]) -> tuple[PackedDataModule, PackedVAE]:
 
 def train_pack(jobs: Sequence[PackJob]) -> list[dict[str, Any] | VaeZooError]:
     """Each job's ``metrics.json`` contents, or the one-line error that kept it from training or stopped it
-    (the others train on)."""
+    (the others train on; an error of the pack as a whole, such as a callback that does not fit the model,
+    is every job's)."""
     results: list[dict[str, Any] | VaeZooError] = [{} for _ in jobs]
     built = []
     for n, job in enumerate(jobs):
@@ -67,7 +67,10 @@ def train_pack(jobs: Sequence[PackJob]) -> list[dict[str, Any] | VaeZooError]:
             results[n] = _user_error(error)
     if built:
         members = [jobs[n] for n, _, _ in built]
-        outcome = _train_built(members, [d for _, d, _ in built], [m for _, _, m in built])
+        try:
+            outcome = _train_built(members, [d for _, d, _ in built], [m for _, _, m in built])
+        except Exception as error:  # noqa: BLE001 -- what stops the pack (a callback's check) fails its jobs
+            outcome = [_user_error(error)] * len(built)
         for (n, _, _), result in zip(built, outcome):
             results[n] = result
     return results
@@ -191,7 +194,6 @@ def _finish(
     """The job's final validation and test, unpacked on its best checkpoint as ``train()`` runs them (so its
     ``metrics.json`` is what ``eval.py`` on that checkpoint reports), and the file written."""
     if n in packed.failures:
-        print(f"error: {job.output_dir}: {packed.failures[n]}", file=sys.stderr)
         return VaeZooError(packed.failures[n])
     run.load_state_dict(unpacked_state_dict(packed.model, n))  # its final weights, where no checkpoint is
     with job.current():
