@@ -4,7 +4,8 @@ On the GPU: `scripts/benchmark.py`'s interleaved measurement (ours against the u
 the same-optimizer loop) for the three models in 32-true, bf16-mixed and 16-mixed, each without and with
 CUDA graphs (`model.compile=reduce-overhead`); the cost of the per-step host read of the non-finite guard
 (`model.nonfinite_check_every=1` against the deferred default); before them the GPU tests (mixed
-precision, CUDA streaming, CUDA graphs). One markdown file, written after every row so that a cut-off run
+precision, CUDA streaming, CUDA graphs) and the packed training step of 16 and 64 seeds of the default model
+against one model's, in 32-true and bf16-mixed. One markdown file, written after every row so that a cut-off run
 keeps what it measured.
 
     python scripts/gpu_report.py [--epochs 2] [--models gaussian_vae] [--out outputs/gpu_report.md]
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 from benchmark import MODELS, measure, table
+from packed_speed import step_seconds
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 GPU_TESTS = ["tests/test_mixed_precision.py", "tests/test_data.py", "-k", "gpu or cuda or streamed"]
@@ -49,6 +51,26 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(rows: list[dict], setup: str) -> None:
         args.out.write_text("\n".join([*sections, table(rows, setup)]))
+
+    packed_rows = [
+        "| seeds | precision | one model, ms/step | pack, ms/step | pack / (seeds x one) |",
+        "|---|---|---|---|---|",
+    ]
+    for precision in ("32-true", "bf16-mixed"):  # issue 31: the default model's seeds packed
+        gpu = ("trainer=gpu", f"trainer.precision={precision}")
+        one, _, _ = step_seconds("default", 1, gpu)
+        for seeds in (16, 64):
+            pack, _, _ = step_seconds("default", seeds, gpu)
+            packed_rows.append(
+                f"| {seeds} | {precision} | {one * 1e3:.2f} | {pack * 1e3:.2f} | {pack / (seeds * one):.3f} |"
+            )
+            args.out.write_text("\n".join([*sections, *packed_rows]))
+    sections.append(
+        "Packed training steps (`scripts/packed_speed.py`'s in-process step):\n\n"
+        + "\n".join(packed_rows)
+        + "\n"
+    )
+    print(sections[-1])
 
     runs = [(m, p, False) for p in PRECISIONS for m in args.models]  # compiled last: they take longest
     runs += [(m, "32-true", "guard read every step") for m in args.models]
