@@ -7,6 +7,7 @@ ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 VAE_ZOO_DATA_DIR=/data
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt train.py eval.py sample.py ./
 COPY vae_zoo ./vae_zoo
+COPY hydra_plugins ./hydra_plugins
 RUN pip install --no-cache-dir . -c constraints.txt
 
 VOLUME ["/data", "/app/outputs"]

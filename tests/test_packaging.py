@@ -16,7 +16,8 @@ def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "vae_zoo", source / "vae_zoo", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("vae_zoo", "hydra_plugins"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
     install = [
         sys.executable,
@@ -32,6 +33,7 @@ def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_
     subprocess.run(install, check=True, capture_output=True, timeout=600)
     shipped = {p.relative_to(site / "vae_zoo") for p in (site / "vae_zoo" / "conf").rglob("*.yaml")}
     assert shipped == {p.relative_to(ROOT / "vae_zoo") for p in (ROOT / "vae_zoo" / "conf").rglob("*.yaml")}
+    assert (site / "hydra_plugins" / "vae_zoo_launchers" / "packed_launcher.py").is_file()  # Hydra's plugin path
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -53,7 +55,7 @@ def test_the_dockerfile_copies_existing_paths_and_installs_the_tested_versions()
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
     sources = [source for sources in copies for source in sources]
-    assert "constraints.txt" in sources and "vae_zoo" in sources
+    assert "constraints.txt" in sources and "vae_zoo" in sources and "hydra_plugins" in sources
     missing = [source for source in sources if not (ROOT / source).exists()]
     assert not missing, f"the Dockerfile copies paths that do not exist: {missing}"
     (install,) = [line for line in lines if line.startswith("RUN ") and "pip install" in line]
