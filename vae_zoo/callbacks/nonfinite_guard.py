@@ -20,6 +20,17 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+def nonfinite_parts(loss: Tensor, terms: dict[str, Tensor], grads: list[Tensor]) -> list[str]:
+    """What is not finite: the terms that are, else ``loss``, else ``gradient``; none where all are finite
+    (a sum of them that overflowed float32 is not a non-finite step)."""
+    bad = [name for name, value in terms.items() if not torch.isfinite(value)]
+    if not bad and not torch.isfinite(loss):
+        bad = ["loss"]
+    if not bad and not all(torch.isfinite(grad).all() for grad in grads):
+        bad = ["gradient"]
+    return bad
+
+
 def nonfinite_message(step: int, terms: list[str], where: str, last_good: str) -> str:
     """The guard's one line: what was non-finite, where, the last good checkpoint and what to change."""
     return (
@@ -85,13 +96,9 @@ class NonFiniteGuard(pl.Callback):
         )
         if math.isfinite(probe.item()):
             return
-        bad = [name for name, value in step.terms.items() if not torch.isfinite(value)]
-        if not bad and not torch.isfinite(step.loss):
-            bad = ["loss"]
+        bad = nonfinite_parts(step.loss, step.terms, grads)
         if not bad:
-            if all(torch.isfinite(grad).all() for grad in grads):
-                return  # finite gradients whose sum overflowed float32
-            bad = ["gradient"]
+            return  # finite values whose sum overflowed float32
         if self.action == "skip":
             self.skipped_batches += 1
             pl_module.log("train/skipped_batches", float(self.skipped_batches))

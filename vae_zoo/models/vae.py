@@ -40,6 +40,29 @@ class StepOutput(NamedTuple):
     images: int | Tensor  # a device-side count where the deferred non-finite guard weights the step
 
 
+def evaluation_terms(
+    model: ProbabilisticModel, objective: Objective, x: Tensor, stage: str, iw_samples: int
+) -> dict[str, Tensor]:
+    """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
+    its terms, the objective's own bound, and in ``test`` the IW bound with ``iw_samples``."""
+    recon, kl = model.negative_elbo_terms(x, lambda q: q.sample())
+    values = {"elbo": recon + kl, "recon": recon, "kl": kl}
+    if objective.bound_name:
+        values[objective.bound_name] = objective.bound(model, x)
+    if stage == "test":
+        values["nll_iw"] = model.importance_weighted_nll(x, iw_samples)
+    return values
+
+
+def with_bits_per_dim(metrics: dict[str, Any], model: ProbabilisticModel, stage: str) -> dict[str, Any]:
+    """``metrics`` (``<stage>/elbo``, ``test/nll_iw``) with their bits per dimension where the pixels are levels."""
+    if model.pixel_levels:
+        metrics[f"{stage}/elbo_bpd"] = model.bits_per_dim(metrics[f"{stage}/elbo"])
+        if stage == "test":
+            metrics["test/bpd"] = model.bits_per_dim(metrics["test/nll_iw"])
+    return metrics
+
+
 class VAE(pl.LightningModule):
     """Trains ``ProbabilisticModel(encoder, decoder, latent, estimator, likelihood, prior, flow, input_shape,
     pixels)`` on ``objective`` with ``optimizer`` (and ``scheduler``).
@@ -157,22 +180,11 @@ class VAE(pl.LightningModule):
         return ("val/elbo", "val/recon", "val/kl", *bound)
 
     def _evaluate(self, x: Tensor, stage: str) -> None:
-        """The negative ELBO with exact posterior samples and the closed-form KL, the objective's bound,
-        and (test) the IW bound with ``iw_samples``."""
-        recon, kl = self.model.negative_elbo_terms(x, lambda q: q.sample())
-        metrics = {
-            f"{stage}/elbo": (recon + kl).mean(),
-            f"{stage}/recon": recon.mean(),
-            f"{stage}/kl": kl.mean(),
-        }
-        if self.objective.bound_name:
-            metrics[f"{stage}/{self.objective.bound_name}"] = self.objective.bound(self.model, x).mean()
-        if stage == "test":
-            metrics["test/nll_iw"] = self.model.importance_weighted_nll(x, self.hparams.iw_samples).mean()
-        if self.model.pixel_levels:
-            metrics[f"{stage}/elbo_bpd"] = self.model.bits_per_dim(metrics[f"{stage}/elbo"])
-            if stage == "test":
-                metrics["test/bpd"] = self.model.bits_per_dim(metrics["test/nll_iw"])
+        """``evaluation_terms`` averaged over the batch, with bits per dimension for 8-bit data."""
+        values = evaluation_terms(self.model, self.objective, x, stage, self.hparams.iw_samples)
+        metrics = with_bits_per_dim(
+            {f"{stage}/{name}": v.mean() for name, v in values.items()}, self.model, stage
+        )
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(x), sync_dist=True)
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class JobFiles:
     run: dict[str, Any]
     best_path: str = ""
     best_value: float | None = None
-    last_path: str = field(default="")
+    last_path: str = ""
 
 
 class JobOutputs(pl.Callback):

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from vae_zoo.callbacks.exact_resume import ExactResume
-from vae_zoo.callbacks.nonfinite_guard import nonfinite_message
-from vae_zoo.models.vae import VAE
+from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
+from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer
 from vae_zoo.packing.pack import pack, per_image_copies
 
@@ -148,12 +148,9 @@ class PackedVAE(pl.LightningModule):
                 self.trainer.should_stop = True
 
     def _bad(self, n: int, grads: list[Tensor]) -> list[str]:
-        bad = [name for name, value in self.terms.items() if not torch.isfinite(value[n])]
-        if not bad and not torch.isfinite(self.losses[n]):
-            bad = ["loss"]
-        if not bad and not all(torch.isfinite(g[n]).all() for g in grads):
-            bad = ["gradient"]
-        return bad
+        """Model ``n``'s non-finite parts (``nonfinite_parts`` of its slice)."""
+        terms = {name: value[n] for name, value in self.terms.items()}
+        return nonfinite_parts(self.losses[n], terms, [g[n] for g in grads])
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
@@ -176,12 +173,7 @@ class PackedVAE(pl.LightningModule):
         epoch's images (``VAE._evaluate``'s metrics, per model)."""
         images = len(x) // self.models
         with per_image_copies(self.model, images):
-            recon, kl = self.model.negative_elbo_terms(x, lambda q: q.sample())
-            values = {"elbo": recon + kl, "recon": recon, "kl": kl}
-            if self.objective.bound_name:
-                values[self.objective.bound_name] = self.objective.bound(self.model, x)
-            if stage == "test":
-                values["nll_iw"] = self.model.importance_weighted_nll(x, self.runs[0].hparams.iw_samples)
+            values = evaluation_terms(self.model, self.objective, x, stage, self.runs[0].hparams.iw_samples)
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
             self._sums[name] = self._sums[name] + total if name in self._sums else total
@@ -192,11 +184,7 @@ class PackedVAE(pl.LightningModule):
         self.metrics[stage] = []
         for n in range(self.models):
             metrics = {f"{stage}/{name}": values[n] for name, values in means.items()}
-            if self.model.pixel_levels:
-                metrics[f"{stage}/elbo_bpd"] = float(self.model.bits_per_dim(torch.tensor(means["elbo"][n])))
-                if stage == "test":
-                    metrics["test/bpd"] = float(self.model.bits_per_dim(torch.tensor(means["nll_iw"][n])))
-            self.metrics[stage].append(metrics)
+            self.metrics[stage].append(with_bits_per_dim(metrics, self.model, stage))
         self._sums, self._images = {}, 0
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
