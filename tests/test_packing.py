@@ -13,6 +13,7 @@ from torch import nn
 
 from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import ConfigError
+from vae_zoo.estimators.estimator import Cost
 from vae_zoo.flows.iaf import MaskedLinear
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_linear import PackedLinear
@@ -81,9 +82,22 @@ def test_a_packed_linear_layer_computes_each_models_layer():
         )
 
 
-def test_a_pack_of_one_is_its_unpacked_run(make_cfg):
+#: the default model, and the estimators with state of their own (running baselines, temperatures, networks)
+ESTIMATORS = {
+    "pathwise": (),
+    "score_function": ("estimator=score_function",),
+    "nvil": ("model=bernoulli_vae", "estimator=nvil", "model.estimator.normalise=true"),
+    "rebar": ("model=bernoulli_vae", "estimator=rebar"),
+    "relax": ("model=bernoulli_vae", "estimator=relax", "model.estimator.hidden=16"),
+}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_a_pack_of_one_is_its_unpacked_run(estimator, make_cfg):
     """50 steps: the losses to 1e-6 relative (bit for bit on this CPU), the final metrics to 1e-5."""
-    cfg = make_cfg(*TINY, "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5")
+    cfg = make_cfg(
+        *TINY, *ESTIMATORS[estimator], "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5"
+    )
     reseed(cfg)
     datamodule, vae = build_datamodule_and_model(cfg)
     trainer = build_trainer(cfg, logging=False)
@@ -154,11 +168,61 @@ def test_no_cross_talk_a_diverging_model_changes_nothing_of_the_others(make_cfg)
     assert all(torch.equal(final[key], value) for key, value in stopped_at["weights"].items())
 
 
+@pytest.mark.parametrize(
+    "estimator, apart",
+    [
+        (("model=bernoulli_vae", "estimator=nvil"), "model.optimizer.lr=3e-3"),
+        (
+            ("model=bernoulli_vae", "estimator=relax", "model.estimator.hidden=16"),
+            "model.estimator.temperature=0.2",
+        ),
+        (("estimator=score_function",), "model.optimizer.lr=3e-3"),
+    ],
+)
+def test_no_cross_talk_each_model_keeps_its_own_estimator_state(estimator, apart, make_cfg):
+    """Running baselines moved by each model's own costs, REBAR's temperature and RELAX's network each
+    model's own: changing model 1 (its learning rate, or its estimator's initial temperature) leaves model 0's
+    losses bit for bit, and model 1's state is its own."""
+    common = (*TINY, *estimator, "+trainer.max_steps=15")
+    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
+    other = [same[0], make_cfg(*common, "seed=1", apart)]
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in same])
+    same_losses = fit(same[0], packed, datamodule)
+    same_state = unpacked_state_dict(packed.model, 1)
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in other])
+    other_losses = fit(other[0], packed, datamodule)
+    assert torch.equal(other_losses[:, 0], same_losses[:, 0])
+    assert not torch.equal(other_losses[:, 1], same_losses[:, 1])
+    own = [key for key in same_state if key.startswith("estimator.")]
+    moved = [
+        key for key in own if not torch.equal(unpacked_state_dict(packed.model, 1)[key], same_state[key])
+    ]
+    assert moved and set(own) - set(moved) <= {"estimator.baseline_started"}
+
+
+@pytest.mark.parametrize(
+    "estimator", [("estimator=score_function",), ("model=bernoulli_vae", "estimator=nvil")]
+)
+def test_a_packed_estimators_statistics_move_with_each_models_own_costs(estimator, make_cfg):
+    """Two models' statistics stacked, ``(2,)``: updates with the packed batch's costs move each as its
+    unpacked estimator moves with its own half of the batch (NVIL's packed baseline network included)."""
+    _, packed = build_pack([PackJob(make_cfg(*TINY, *estimator, f"seed={seed}")) for seed in (0, 1)])
+    alone = [run.model.estimator for run in packed.runs]
+    torch.manual_seed(0)
+    x, costs = torch.rand(2 * 5, 1, 28, 28), torch.randn(2 * 5) * 3 + 100
+    for _ in range(2):  # the score function's first update starts its baseline, the second averages
+        packed.model.estimator.update_statistics(Cost(costs, lambda z: z, x))
+        for n, own in enumerate(alone):
+            own.update_statistics(Cost(costs[5 * n : 5 * (n + 1)], lambda z: z, x[5 * n : 5 * (n + 1)]))
+        for name in packed.model.estimator.per_model_state:
+            expected = torch.stack([own.get_buffer(name) for own in alone])
+            assert packed.model.estimator.get_buffer(name).shape == (2,)
+            torch.testing.assert_close(packed.model.estimator.get_buffer(name), expected, rtol=1e-5, atol=0)
+
+
 def test_a_component_without_a_packed_form_is_refused_in_one_line(make_cfg):
-    cfg = make_cfg(*TINY, "model=bernoulli_vae", "estimator=nvil")
-    with pytest.raises(
-        ConfigError, match=r"^estimator=nvil does not pack yet: its state estimator\."
-    ) as error:
+    cfg = make_cfg(*TINY, "prior=vamp")
+    with pytest.raises(ConfigError, match=r"^prior=vamp does not pack yet: its state prior\.") as error:
         build_pack([PackJob(cfg), PackJob(cfg)])
     assert "\n" not in str(error.value)
 

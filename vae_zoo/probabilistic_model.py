@@ -30,6 +30,7 @@ from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.objectives.iwae import importance_weighted_nll
+from vae_zoo.packed_batch import batch_mean
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
 
@@ -133,9 +134,7 @@ class ProbabilisticModel(nn.Module):
     def batch_mean(self, per_image: Tensor) -> Tensor:
         """The mean over the images of a batch and any sample dims before them: a scalar; with ``models = N``
         packed (``vae_zoo.packing``: the batch holds each model's images in turn) one mean per model, ``(N,)``."""
-        if self.models == 1:
-            return per_image.mean()
-        return per_image.unflatten(-1, (self.models, -1)).movedim(-2, 0).flatten(1).mean(1)
+        return batch_mean(per_image, self.models)
 
     def autocast_off(self) -> AbstractContextManager:
         """Autocast off (for sampling, log-probabilities and KL), where autocast is on at all."""

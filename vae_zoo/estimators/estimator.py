@@ -69,6 +69,12 @@ class Estimator(ABC, nn.Module):
     #: sizes the estimator's own networks need, given at construction: ``input_shape`` (of the images),
     #: ``latent_features`` (of a flattened sample)
     sizes: tuple[str, ...] = ()
+    #: models packed along the batch (``vae_zoo.packing``: their images in turn), set by ``pack``; the
+    #: estimator then reduces its statistics and own objectives per model (``vae_zoo.packed_batch``)
+    models: int = 1
+    #: its scalar statistics and parameters, which packed models hold one each of, ``(N,)``; read per image
+    #: with ``packed_batch.per_image`` (its networks pack as the model's do)
+    per_model_state: tuple[str, ...] = ()
 
     @abstractmethod
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:

@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 from vae_zoo.capabilities import LOG_PROB
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob, own_group, own_learning_rate
+from vae_zoo.packed_batch import batch_mean, batch_variance, per_image
 
 
 class NVIL(Estimator):
@@ -30,6 +31,7 @@ class NVIL(Estimator):
 
     requires = LOG_PROB
     sizes = ("input_shape",)
+    per_model_state = ("signal_mean", "signal_variance")
 
     def __init__(
         self,
@@ -71,12 +73,13 @@ class NVIL(Estimator):
     def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         value = cost.value.detach()
         residual, predicted = self.residual(cost)
-        mean, scale = self.signal_mean, self.signal_scale()
-        fit = (value - mean - predicted).square().mean()  # the baseline's own loss, only it has gradient
+        images = value.shape[-1]
+        mean, scale = per_image(self.signal_mean, images), per_image(self.signal_scale(), images)
+        fit = (value - mean - predicted).square()  # per image: the baseline's own loss, only it has gradient
         signal = (residual - mean) / scale
         return signal * joint_log_prob(q, draw.value, value) + (fit - fit.detach())
 
     def update_statistics(self, cost: Cost) -> None:
         residual, _ = self.residual(cost)
-        self.signal_mean.mul_(self.decay).add_((1 - self.decay) * residual.mean())
-        self.signal_variance.mul_(self.decay).add_((1 - self.decay) * residual.var(unbiased=False))
+        self.signal_mean.mul_(self.decay).add_((1 - self.decay) * batch_mean(residual, self.models))
+        self.signal_variance.mul_(self.decay).add_((1 - self.decay) * batch_variance(residual, self.models))

@@ -20,6 +20,7 @@ from vae_zoo.estimators.estimator import (
     own_learning_rate,
 )
 from vae_zoo.estimators.relaxation import relaxation
+from vae_zoo.packed_batch import per_image
 
 
 class REBAR(Estimator):
@@ -38,6 +39,7 @@ class REBAR(Estimator):
 
     requires = DISCRETE_LOGITS
     extra_cost_evaluations = 2  # f(sigma(z)) and f(sigma(z~))
+    per_model_state = ("log_temperature", "eta")
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float | None = None) -> None:
         super().__init__()
@@ -59,15 +61,17 @@ class REBAR(Estimator):
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return self.draw(q, sample_shape).value
 
-    def control(self, relaxed: Tensor, cost: Cost, logits: Tensor) -> Tensor:
-        """``c(s)`` shaped like the cost, for the relaxed sample ``relaxed``."""
-        return self.eta * cost.at(relaxed)
+    def control(self, relaxed: Tensor, cost: Cost, logits: Tensor, eta: Tensor) -> Tensor:
+        """``c(s)`` shaped like the cost, for the relaxed sample ``relaxed`` (``eta`` per image when packed)."""
+        return eta * cost.at(relaxed)
 
     def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor:
         logits, relaxing, z = coordinates(q).logits, relaxation(q), draw.value
-        temperature = self.log_temperature.exp()
-        control = self.control(relaxing.relax(draw.noise, temperature), cost, logits)
-        control_tilde = self.control(relaxing.relax(relaxing.conditional(z), temperature), cost, logits)
+        # each read once, as its own tensor: the second-order gradients then sum in an unpacked run's order
+        temperature = per_image(self.log_temperature, len(logits)).exp()
+        eta = per_image(self.eta, len(logits))
+        control = self.control(relaxing.relax(draw.noise, temperature), cost, logits, eta)
+        control_tilde = self.control(relaxing.relax(relaxing.conditional(z), temperature), cost, logits, eta)
         value = cost.value.detach()
         (score,) = torch.autograd.grad(joint_log_prob(q, z, value).sum(), logits, retain_graph=True)
         (pathwise,) = torch.autograd.grad(
@@ -77,8 +81,11 @@ class REBAR(Estimator):
         coefficient = coefficient.reshape(coefficient.shape + (1,) * (logits.dim() - coefficient.dim()))
         gradient = coefficient * score + pathwise  # per image, shaped like the logits
         own = [p for p in self.parameters() if p.requires_grad]
-        variance = gradient.square().sum() / len(logits)
+        # the mean over each model's images of ||g||^2, summed over packed models (each model's own parameters
+        # see only its own images)
+        variance = gradient.square().sum() / (len(logits) // self.models)
         own_gradients = torch.autograd.grad(variance, own, retain_graph=True, allow_unused=True)
         own_gradients = [torch.zeros_like(p) if g is None else g for p, g in zip(own, own_gradients)]
-        per_image = (gradient.detach() * logits).flatten(1).sum(-1)
-        return per_image + gradient_term(own, own_gradients)
+        through_logits = (gradient.detach() * logits).flatten(1).sum(-1)
+        # the zero-valued term joins each packed model's batch mean, and the packed loss sums those: once in all
+        return through_logits + gradient_term(own, own_gradients) / self.models

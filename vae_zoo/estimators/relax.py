@@ -29,8 +29,8 @@ class RELAX(REBAR):
             raise ConfigError(f"model.estimator.hidden={hidden} must be >= 1")
         self.network = nn.Sequential(nn.Linear(latent_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-    def control(self, relaxed: Tensor, cost: Cost, logits: Tensor) -> Tensor:
+    def control(self, relaxed: Tensor, cost: Cost, logits: Tensor, eta: Tensor) -> Tensor:
         learned = self.network(relaxed.flatten(-(logits.dim() - 1))).squeeze(-1)  # per sample and image
         reduced = learned.dim() - cost.value.dim()  # the samples the cost is a joint function of
         learned = learned.sum(tuple(range(reduced))) if reduced else learned
-        return super().control(relaxed, cost, logits) + learned
+        return super().control(relaxed, cost, logits, eta) + learned

@@ -9,6 +9,7 @@ from torch.distributions import Distribution
 from vae_zoo.capabilities import LOG_PROB
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
+from vae_zoo.packed_batch import batch_mean, per_image
 
 BASELINES = ("moving_average", "none")
 
@@ -25,6 +26,7 @@ class ScoreFunctionEstimator(Estimator):
     """
 
     requires = LOG_PROB
+    per_model_state = ("baseline_value", "baseline_started")
 
     def __init__(self, baseline: str = "moving_average", decay: float = 0.9) -> None:
         super().__init__()
@@ -44,17 +46,15 @@ class ScoreFunctionEstimator(Estimator):
         log_q = joint_log_prob(q, draw.value, value)
         if self.baseline == "none":
             return value * log_q
-        return (value - self.baseline_value) * log_q
+        return (value - per_image(self.baseline_value, value.shape[-1])) * log_q
 
     def update_statistics(self, cost: Cost) -> None:
         if self.baseline == "none":
             return
-        batch_mean = cost.value.detach().mean()
+        mean = batch_mean(cost.value.detach(), self.models)
         self.baseline_value.copy_(
             torch.where(
-                self.baseline_started,
-                self.decay * self.baseline_value + (1 - self.decay) * batch_mean,
-                batch_mean,
+                self.baseline_started, self.decay * self.baseline_value + (1 - self.decay) * mean, mean
             )
         )
         self.baseline_started.fill_(True)

@@ -3,11 +3,12 @@ model dimension, the models' images in turn along the batch.
 
 Each of the N models is built as an unpacked run builds it (its seed, its initial weights); ``pack`` copies
 their weights into packed layers, and ``unpacked_state_dict`` hands model ``n``'s back as an ordinary state
-dict, so a packed model's checkpoints are single-model checkpoints. Distributions, likelihoods and estimators
-without state of their own work on the packed batch unchanged: they act image by image. A component's
-``per_image_parameters`` (a learned prior's) are stacked too, and each image gets its model's copy while the
-packed model computes (``per_image_copies``). What holds other state (an estimator's running baseline or
-its own temperature) is refused until it has a packed form.
+dict, so a packed model's checkpoints are single-model checkpoints. Distributions and likelihoods work on the
+packed batch unchanged: they act image by image. A component's ``per_image_parameters`` (a learned prior's)
+are stacked too, and each image gets its model's copy while the packed model computes (``per_image_copies``).
+An estimator's ``per_model_state`` (running baselines, its own temperature) is stacked to one value per
+model, which it reads per image and moves per model (``vae_zoo.packed_batch``); its networks pack as the
+model's do. What holds other state is refused until it has a packed form.
 """
 
 from __future__ import annotations
@@ -59,16 +60,24 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
                     stacked = torch.stack([m.get_submodule(name).get_parameter(attribute) for m in models])
                 setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked))
                 per_image.append(f"{name}.{attribute}")
+    per_model = [f"estimator.{name}" for name in first.estimator.per_model_state]
+    for name in first.estimator.per_model_state:
+        with torch.no_grad():
+            stacked = torch.stack([getattr(m.estimator, name) for m in models])
+        if isinstance(getattr(first.estimator, name), nn.Parameter):
+            setattr(packed.estimator, name, nn.Parameter(stacked))
+        else:
+            setattr(packed.estimator, name, stacked)  # a buffer stays a buffer
     packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear | PackedConv)}
     for key in packed.state_dict():
-        if key.rpartition(".")[0] not in packed_layers and key not in per_image:
+        if key.rpartition(".")[0] not in packed_layers and key not in per_image + per_model:
             group = key.split(".")[0]
             component = option_name(group, getattr(first, group)) if group in GROUPS else group
             raise ConfigError(
                 f"{component} does not pack yet: its state {key} has no packed form -- run these jobs without "
                 "hydra/launcher=packed"
             )
-    packed.models = len(models)
+    packed.models = packed.estimator.models = len(models)
     packed.per_image_parameters = tuple(per_image)
     return packed
 

@@ -129,7 +129,9 @@ class PackedVAE(pl.LightningModule):
         or stops it for good, recording its one line (``stop``); the other models step as usual."""
         optimizer.split_gradients()
         grads = [p.grad for p in optimizer.packed if p.grad is not None]
-        per_model = torch.stack([self.losses, *self.terms.values(), *(g.flatten(1).sum(1) for g in grads)])
+        per_model = torch.stack(
+            [self.losses, *self.terms.values(), *(g.reshape(len(g), -1).sum(1) for g in grads)]
+        )
         finite = torch.isfinite(per_model.sum(0)).tolist()
         for n in range(self.models):
             # a failed sum of finite values (a float32 overflow) is told apart by the exact check
@@ -155,12 +157,14 @@ class PackedVAE(pl.LightningModule):
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ) -> None:
-        """``trainer.gradient_clip_val`` applied to each model by its own gradient norm (or values)."""
+        """``trainer.gradient_clip_val`` applied to each model by its own gradient norm (or values), its
+        parameters taken in its optimizer's order as Lightning takes an unpacked run's (the norm's sum order)."""
         if not gradient_clip_val:
             return
-        for views, active in zip(optimizer.views, optimizer.active):
+        for own, active in zip(optimizer.optimizers, optimizer.active):
             if not active:
                 continue
+            views = [p for group in own.param_groups for p in group["params"]]
             if gradient_clip_algorithm == "value":
                 torch.nn.utils.clip_grad_value_(views, gradient_clip_val)
             else:
