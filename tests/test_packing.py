@@ -15,11 +15,12 @@ from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.flows.iaf import MaskedLinear
-from vae_zoo.packing.pack import unpacked_state_dict
+from vae_zoo.packing.pack import pack, unpacked_state_dict
 from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.packing.train_pack import PackJob, build_pack
+from vae_zoo.priors.standard import StandardPrior
 
 TINY = (
     "model.encoder.hidden=[32]",
@@ -82,21 +83,23 @@ def test_a_packed_linear_layer_computes_each_models_layer():
         )
 
 
-#: the default model, and the estimators with state of their own (running baselines, temperatures, networks)
-ESTIMATORS = {
+#: the default model, and the components with state each model holds its own of (running baselines,
+#: temperatures, networks, pseudo-inputs)
+WITH_STATE = {
     "pathwise": (),
     "score_function": ("estimator=score_function",),
     "nvil": ("model=bernoulli_vae", "estimator=nvil", "model.estimator.normalise=true"),
     "rebar": ("model=bernoulli_vae", "estimator=rebar"),
     "relax": ("model=bernoulli_vae", "estimator=relax", "model.estimator.hidden=16"),
+    "vamp": ("prior=vamp", "model.prior.components=20"),
 }
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_a_pack_of_one_is_its_unpacked_run(estimator, make_cfg):
+@pytest.mark.parametrize("component", WITH_STATE)
+def test_a_pack_of_one_is_its_unpacked_run(component, make_cfg):
     """50 steps: the losses to 1e-6 relative (bit for bit on this CPU), the final metrics to 1e-5."""
     cfg = make_cfg(
-        *TINY, *ESTIMATORS[estimator], "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5"
+        *TINY, *WITH_STATE[component], "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5"
     )
     reseed(cfg)
     datamodule, vae = build_datamodule_and_model(cfg)
@@ -220,11 +223,26 @@ def test_a_packed_estimators_statistics_move_with_each_models_own_costs(estimato
             torch.testing.assert_close(packed.model.estimator.get_buffer(name), expected, rtol=1e-5, atol=0)
 
 
-def test_a_component_without_a_packed_form_is_refused_in_one_line(make_cfg):
-    cfg = make_cfg(*TINY, "prior=vamp")
-    with pytest.raises(ConfigError, match=r"^prior=vamp does not pack yet: its state prior\.") as error:
-        build_pack([PackJob(cfg), PackJob(cfg)])
-    assert "\n" not in str(error.value)
+class CountingPrior(StandardPrior):
+    """A user's prior with state that declares no packed form (a count of the batches it served)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("served", torch.zeros((), dtype=torch.long))
+
+
+def test_a_component_with_state_of_no_packed_form_is_refused_in_one_line(make_cfg):
+    cfg = make_cfg(*TINY)
+    models = []
+    for _ in range(2):
+        _, vae = build_datamodule_and_model(cfg)
+        vae.model.prior = CountingPrior()
+        models.append(vae.model)
+    with pytest.raises(
+        ConfigError, match=r"^CountingPrior does not pack yet: its state prior\.served "
+    ) as error:
+        pack(models)
+    assert "\n" not in str(error.value) and "without hydra/launcher=packed" in str(error.value)
 
 
 def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_cfg, tmp_path):

@@ -1,4 +1,4 @@
-"""Every component packs, or is refused in one line: for each model below, a pack of two computes each model's
+"""Every component packs (a component with state of no packed form is refused in one line, test_packing.py): for each model below, a pack of two computes each model's
 posterior, likelihood and importance weights (its own prior's density included) as its unpacked model does (to float32 rounding: batched and grouped kernels add in
 another order), and trains a few steps to finite losses."""
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from vae_zoo.cli import build_trainer
-from vae_zoo.errors import ConfigError
 from vae_zoo.packing.pack import per_image_copies
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
@@ -49,9 +48,8 @@ PACKING = {
     "bernoulli_rebar": (*NETS, "model=bernoulli_vae", "estimator=rebar"),
     "bernoulli_relax": (*NETS, "model=bernoulli_vae", "estimator=relax"),
     "categorical_relax": (*NETS, "model=gumbel_vae", "estimator=relax"),
-}
-REFUSED = {
-    "prior=vamp": (*NETS, "prior=vamp"),
+    "prior_vamp": (*NETS, "prior=vamp", "model.prior.components=5"),
+    "prior_vamp_conv": (*CONV, "prior=vamp", "model.prior.components=5"),
 }
 SHORT = (
     "data.batch_size=8",
@@ -93,14 +91,6 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
     trainer = build_trainer(cfgs[0], logging=False)
     trainer.fit(packed, datamodule=datamodule)
     assert trainer.global_step == 3 and packed.losses.shape == (2,) and torch.isfinite(packed.losses).all()
-
-
-@pytest.mark.parametrize("component", REFUSED)
-def test_a_component_with_state_of_its_own_is_refused_in_one_line(component, make_cfg):
-    cfg = make_cfg(*REFUSED[component], *SHORT)
-    with pytest.raises(ConfigError, match=rf"^{component} does not pack yet: its state ") as error:
-        build_pack([PackJob(cfg), PackJob(cfg)])
-    assert "\n" not in str(error.value) and "hydra/launcher=packed" in str(error.value)
 
 
 @pytest.mark.parametrize("case", PACKING)

@@ -6,9 +6,10 @@ their weights into packed layers, and ``unpacked_state_dict`` hands model ``n``'
 dict, so a packed model's checkpoints are single-model checkpoints. Distributions and likelihoods work on the
 packed batch unchanged: they act image by image. A component's ``per_image_parameters`` (a learned prior's)
 are stacked too, and each image gets its model's copy while the packed model computes (``per_image_copies``).
-An estimator's ``per_model_state`` (running baselines, its own temperature) is stacked to one value per
-model, which it reads per image and moves per model (``vae_zoo.packed_batch``); its networks pack as the
-model's do. What holds other state is refused until it has a packed form.
+An estimator's and a prior's ``per_model_state`` (running baselines, an estimator's own temperature, the
+VampPrior's pseudo-inputs) is stacked to one per model, which they read per image or per model and move per
+model (``vae_zoo.packed_batch``); their networks pack as the model's do. What holds other state is refused
+until it has a packed form.
 """
 
 from __future__ import annotations
@@ -60,14 +61,15 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
                     stacked = torch.stack([m.get_submodule(name).get_parameter(attribute) for m in models])
                 setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked))
                 per_image.append(f"{name}.{attribute}")
-    per_model = [f"estimator.{name}" for name in first.estimator.per_model_state]
-    for name in first.estimator.per_model_state:
-        with torch.no_grad():
-            stacked = torch.stack([getattr(m.estimator, name) for m in models])
-        if isinstance(getattr(first.estimator, name), nn.Parameter):
-            setattr(packed.estimator, name, nn.Parameter(stacked))
-        else:
-            setattr(packed.estimator, name, stacked)  # a buffer stays a buffer
+    per_model = []
+    for name, module in first.named_modules():
+        for attribute in getattr(module, "per_model_state", ()):
+            with torch.no_grad():
+                stacked = torch.stack([getattr(m.get_submodule(name), attribute) for m in models])
+            is_parameter = isinstance(getattr(module, attribute), nn.Parameter)
+            # a buffer stays a buffer
+            setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked) if is_parameter else stacked)
+            per_model.append(f"{name}.{attribute}")
     packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear | PackedConv)}
     for key in packed.state_dict():
         if key.rpartition(".")[0] not in packed_layers and key not in per_image + per_model:

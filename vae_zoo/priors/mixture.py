@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -42,3 +43,26 @@ def mixture(weights: Categorical, components: Distribution) -> MixtureSameFamily
     )
     family = DiagonalGaussianMixture if diagonal_gaussian else MixtureSameFamily
     return family(weights, components, validate_args=False)
+
+
+class PackedUniformMixtures(Distribution):
+    """N packed models' uniform mixtures of K components each, ``p_n(z) = 1/K sum_k c_{n,k}(z)``:
+    ``components`` has batch ``N * K``, model ``n``'s K in turn (the VampPrior's pseudo-inputs through a
+    packed encoder). ``log_prob`` of a packed batch's values ``(..., N * B, *event)`` is model ``n``'s
+    mixture density on its B rows, each row's value evaluated against its own model's K components only."""
+
+    arg_constraints: ClassVar[dict] = {}
+
+    def __init__(self, components: Distribution, models: int) -> None:
+        self.components, self.models = components, models
+        super().__init__(torch.Size(), components.event_shape, validate_args=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        event = len(self.event_shape)
+        rows = value.dim() - event - 1
+        per_model = value.unflatten(rows, (self.models, -1)).movedim(rows, rows + 1)  # (..., B, N, *event)
+        k = self.components.batch_shape[0] // self.models
+        each = per_model.unsqueeze(rows + 2).expand(*per_model.shape[: rows + 2], k, *self.event_shape)
+        log_c = self.components.log_prob(each.flatten(rows + 1, rows + 2))  # (..., B, N * K)
+        log_p = torch.logsumexp(log_c.unflatten(-1, (self.models, k)), -1) - math.log(k)  # (..., B, N)
+        return log_p.movedim(-1, -2).flatten(-2)

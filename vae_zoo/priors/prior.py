@@ -29,6 +29,9 @@ class Prior(ABC, nn.Module):
     #: parameters used only broadcast against per-image values (a learned prior's): a packed model
     #: (``vae_zoo.packing``) gives each image its own model's copy
     per_image_parameters: tuple[str, ...] = ()
+    #: parameters packed models hold one each of, stacked ``(N, ...)``, which the prior reads per model (the
+    #: VampPrior's pseudo-inputs)
+    per_model_state: tuple[str, ...] = ()
 
     @abstractmethod
     def distribution(self, model: ForwardPath) -> Distribution:

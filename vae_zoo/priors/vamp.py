@@ -10,7 +10,7 @@ from torch.distributions import Categorical, Distribution
 
 from vae_zoo.capabilities import CONTINUOUS
 from vae_zoo.errors import ConfigError
-from vae_zoo.priors.mixture import mixture
+from vae_zoo.priors.mixture import PackedUniformMixtures, mixture
 from vae_zoo.priors.prior import Prior
 
 
@@ -21,14 +21,22 @@ class VampPrior(Prior):
 
     requires = CONTINUOUS
     sizes = ("input_shape",)
+    per_model_state = ("pseudo_inputs",)
 
     def __init__(self, input_shape: Sequence[int], components: int = 500) -> None:
         super().__init__()
         if components < 1:
             raise ConfigError(f"model.prior.components={components} must be >= 1")
+        self.image_dims = len(input_shape)
         self.pseudo_inputs = nn.Parameter(torch.randn(components, *input_shape) * 0.04)
 
     def distribution(self, model) -> Distribution:
-        q = model.posterior(torch.sigmoid(self.pseudo_inputs), flow=False)  # batch of K
-        weights = Categorical(logits=torch.zeros(len(self.pseudo_inputs), device=self.pseudo_inputs.device))
-        return mixture(weights, q)
+        u = torch.sigmoid(self.pseudo_inputs)
+        if u.dim() == 2 + self.image_dims and len(u) == 1:
+            u = u[0]  # a pack of one: its model's own numbers
+        if u.dim() == 1 + self.image_dims:
+            q = model.posterior(u, flow=False)  # batch of K
+            return mixture(Categorical(logits=torch.zeros(len(u), device=u.device)), q)
+        # packed, (N, K, ...): every model's pseudo-inputs through the packed encoder at once, each model's
+        # images against its own K posteriors
+        return PackedUniformMixtures(model.posterior(u.flatten(0, 1), flow=False), models=len(u))
