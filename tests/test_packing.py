@@ -302,6 +302,41 @@ def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_c
         }
 
 
+def test_a_pack_stopped_by_a_signal_saves_every_jobs_step_and_resumes_exactly(make_cfg, tmp_path, capsys):
+    """SIGTERM after step 6 of 8 (mid-epoch): the pack stops with one line and exit 143, every job's
+    ``last.ckpt`` holds step 6 (the first job's preemption callback, cut into each job's checkpoint), and the
+    pack resumed with ``ckpt_path=last`` ends with the metrics of the pack never stopped."""
+    from vae_zoo.packing.train_pack import train_pack
+
+    short = (*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=8", "callbacks=default")
+    kill = ("+callbacks.kill._target_=tests.test_reliability.SignalAtStep", "+callbacks.kill.step=6")
+    dirs = [tmp_path / f"job{seed}" for seed in (0, 1)]
+    with pytest.raises(SystemExit) as stopped:
+        train_pack(
+            [PackJob(make_cfg(*short, *kill, f"seed={s}", output_dir=d)) for s, d in zip((0, 1), dirs)]
+        )
+    assert stopped.value.code == 143
+    last = dirs[0] / "checkpoints" / "last.ckpt"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"stopped by SIGTERM at step 6; saved {last} and the same file in each of the pack's other 1 job "
+        "directories -- continue the sweep with ckpt_path=last"
+    )
+    for directory in dirs:
+        saved = torch.load(directory / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert saved["global_step"] == 6 and not (directory / "metrics.json").exists()
+    resumed = train_pack(
+        [PackJob(make_cfg(*short, f"seed={s}", "ckpt_path=last", output_dir=d)) for s, d in zip((0, 1), dirs)]
+    )
+    straight = train_pack(
+        [PackJob(make_cfg(*short, f"seed={s}", output_dir=tmp_path / f"straight{s}")) for s in (0, 1)]
+    )
+    for result, expected in zip(resumed, straight):
+        assert result["global_step"] == 8
+        assert {k: v for k, v in result.items() if "/" in k} == {
+            k: v for k, v in expected.items() if "/" in k
+        }
+
+
 def _fit_with_settings(cfgs, annealed: bool = False) -> tuple[torch.Tensor, PackedVAE, PerModelSettings]:
     """A pack trained with each job's own KL weight and (``annealed``) temperature schedule."""
     datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])

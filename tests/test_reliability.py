@@ -45,6 +45,8 @@ METRICS = (
 class SignalAtStep(pl.Callback):
     """Sends this process ``signal_name`` once the training step ``step`` has finished (as a scheduler would)."""
 
+    pack_wide = True  # a pack runs it too, once
+
     def __init__(self, step: int, signal_name: str = "SIGTERM") -> None:
         self.step, self.signum = step, getattr(signal, signal_name)
 

@@ -138,12 +138,17 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
     return path
 
 
-def _stopped_by_signal(trainer: pl.Trainer) -> None:
-    """After Lightning stopped on SIGTERM/SIGINT/SIGUSR2: one line naming the saved checkpoint, the signal's
-    earlier handler for a SIGUSR2 (a SLURM requeue), exit 128 + signal."""
+def stopped_by_signal(trainer: pl.Trainer, jobs: int = 1) -> None:
+    """After Lightning stopped on SIGTERM/SIGINT/SIGUSR2: one line naming the saved checkpoint (of each of a
+    pack's ``jobs``), the signal's earlier handler for a SIGUSR2 (a SLURM requeue), exit 128 + signal."""
     preemption = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
     signum = (preemption.signal_received if preemption else None) or signal.SIGTERM
-    if preemption is not None and preemption.saved is not None:
+    if preemption is not None and preemption.saved is not None and jobs > 1:
+        where = (
+            f"saved {preemption.saved} and the same file in each of the pack's other {jobs - 1} job directories "
+            "-- continue the sweep with ckpt_path=last"
+        )
+    elif preemption is not None and preemption.saved is not None:
         where = f"saved {preemption.saved} -- continue with ckpt_path={preemption.saved}"
     else:
         where = "no checkpoint saved (the preemption callback is off)"
@@ -193,7 +198,7 @@ def _fit_and_test(
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
-        _stopped_by_signal(trainer)
+        stopped_by_signal(trainer)
 
     checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=checkpoint or None, verbose=False)

@@ -15,6 +15,9 @@ class PeriodicCheckpoint(pl.Callback):
     save or the start (0: off), or every ``every_n_train_steps`` optimizer steps (0: off); the best-epoch
     checkpoints are ``ModelCheckpoint``'s, unchanged. ``ckpt_path=last`` resumes from the newest save."""
 
+    #: a pack runs it once for all its jobs (``vae_zoo.packing``)
+    pack_wide = True
+
     def __init__(
         self,
         dirpath: str,

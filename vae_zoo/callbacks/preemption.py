@@ -25,6 +25,9 @@ class Preemption(pl.Callback):
     ``signal_received`` and ``saved`` tell the caller what happened.
     """
 
+    #: a pack runs it once for all its jobs (``vae_zoo.packing``)
+    pack_wide = True
+
     CAUGHT = (signal.SIGINT, signal.SIGUSR2)
 
     def __init__(self, dirpath: str, filename: str = "last.ckpt") -> None:

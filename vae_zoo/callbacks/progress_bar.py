@@ -10,6 +10,9 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 
 class ProgressBar(TQDMProgressBar):
+    #: a pack runs it once for all its jobs (``vae_zoo.packing``)
+    pack_wide = True
+
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)

@@ -1,5 +1,6 @@
 """What each job of a pack writes while the pack trains: its loggers' step and epoch values, and its
-``checkpoints/`` (``last.ckpt`` at every validation, the best by its own monitored metric)."""
+``checkpoints/`` (``last.ckpt`` at every validation, the best by its own monitored metric, and whatever the
+pack's callbacks save: periodic and preemption checkpoints)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from vae_zoo.checkpoint_io import DurableCheckpointIO
+from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import job_checkpoint
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
@@ -82,3 +84,23 @@ class JobOutputs(pl.Callback):
                     Path(job.best_path).unlink(missing_ok=True)
                 job.best_path, job.best_value = name, value
             module.last_good[n] = job.last_path
+
+
+class JobCheckpointIO(DurableCheckpointIO):
+    """The pack trainer's checkpoint writer: a checkpoint saved to a path in the first job's directory (by
+    ``PeriodicCheckpoint`` or ``Preemption``, which run as the first job's) is cut into each job's own and
+    written at the same path in each job's directory. A job its guard stopped keeps its last good one."""
+
+    def __init__(self, jobs: list[PackJob], files: list[JobFiles], module: PackedVAE) -> None:
+        super().__init__()
+        self.jobs, self.files, self.module = jobs, files, module
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        within = Path(path).resolve().relative_to(self.jobs[0].output_dir.resolve())
+        for n, (job, files) in enumerate(zip(self.jobs, self.files)):
+            if n in self.module.failures:
+                continue
+            target = job.output_dir / within
+            super().save_checkpoint(job_checkpoint(checkpoint, self.module, n, files.run), target)
+            if target.name == f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt":
+                files.last_path = self.module.last_good[n] = str(target)

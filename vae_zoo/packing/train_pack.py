@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.progress_bar import ProgressBar
@@ -24,12 +25,13 @@ from vae_zoo.cli import (
     check_optimized_metric,
     float_metrics,
     reseed,
+    stopped_by_signal,
     write_metrics,
 )
 from vae_zoo.errors import VaeZooError, cause_of_type
 from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import pack_checkpoint
-from vae_zoo.packing.job_outputs import JobFiles, JobOutputs
+from vae_zoo.packing.job_outputs import JobCheckpointIO, JobFiles, JobOutputs
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_data import PackedDataModule
 from vae_zoo.packing.packed_vae import PackedVAE
@@ -106,18 +108,22 @@ def _train_built(
         resume = _resume_checkpoint(jobs, stack.enter_context(tempfile.TemporaryDirectory()))
         count = f"{len(jobs)} job" + ("s train" if len(jobs) > 1 else " trains")
         print(f"packed: {count} as one model: " + ", ".join(str(job.output_dir) for job in jobs))
-        trainer = _pack_trainer(jobs, runs, files)
+        trainer = _pack_trainer(jobs, packed, files)
         with jobs[0].current():  # the pack's trainer is the first job's
-            trainer.fit(packed, datamodule=PackedDataModule(datamodules), ckpt_path=resume)
+            try:
+                trainer.fit(packed, datamodule=PackedDataModule(datamodules), ckpt_path=resume)
+            except SIGTERMException:
+                stopped_by_signal(trainer, jobs=len(jobs))
         return [
             _finish(job, datamodule, run, own, packed, trainer, n)
             for n, (job, datamodule, run, own) in enumerate(zip(jobs, datamodules, runs, files))
         ]
 
 
-#: the callbacks a pack runs for its jobs: checkpoints (``JobOutputs``), the progress bar, and each job's own
-#: warm-up and temperature (``PerModelSettings``)
-PACKED_CALLBACKS = (ModelCheckpoint, ProgressBar, KLWarmup, TemperatureAnnealing)
+#: the callbacks a pack runs per job: checkpoints (``JobOutputs``), each job's own warm-up and temperature
+#: (``PerModelSettings``); callbacks with ``pack_wide = True`` (the progress bar, periodic and preemption
+#: checkpoints, which ``JobCheckpointIO`` writes for every job) run once, as the first job's
+PER_JOB_CALLBACKS = (ModelCheckpoint, KLWarmup, TemperatureAnnealing)
 
 
 def _callbacks(job: PackJob) -> dict[str, pl.Callback]:
@@ -130,14 +136,16 @@ def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
     return next((callback for callback in callbacks if isinstance(callback, kind)), None)
 
 
-def _pack_trainer(
-    jobs: Sequence[PackJob], runs: list[pl.LightningModule], files: list[JobFiles]
-) -> pl.Trainer:
-    """The pack's Trainer: the first job's settings and progress bar, each job's KL warm-up and temperature
-    annealing applied to its model (``PerModelSettings``), the jobs' own outputs; no logger or checkpoint of
-    its own."""
+def _pack_trainer(jobs: Sequence[PackJob], packed: PackedVAE, files: list[JobFiles]) -> pl.Trainer:
+    """The pack's Trainer: the first job's settings, progress bar, periodic and preemption checkpoints (cut
+    into every job's by ``JobCheckpointIO``), each job's KL warm-up and temperature annealing applied to its
+    model (``PerModelSettings``), the jobs' own outputs; no logger or checkpoint of its own."""
     configured = [_callbacks(job) for job in jobs]
-    left_out = [name for name, c in configured[0].items() if not isinstance(c, PACKED_CALLBACKS)]
+    left_out = [
+        name
+        for name, c in configured[0].items()
+        if not isinstance(c, PER_JOB_CALLBACKS) and not getattr(c, "pack_wide", False)
+    ]
     if left_out:
         print(
             f"packed: callbacks {', '.join(left_out)} do not run in a pack yet (each job still gets its "
@@ -145,19 +153,19 @@ def _pack_trainer(
         )
     callbacks = [list(c.values()) for c in configured]
     settings = PerModelSettings(
-        runs,
+        packed.runs,
         [_of_type(c, KLWarmup) for c in callbacks],
         [_of_type(c, TemperatureAnnealing) for c in callbacks],
     )
-    bar = _of_type(callbacks[0], ProgressBar)
+    first = [c for c in callbacks[0] if getattr(c, "pack_wide", False)]
     with jobs[0].current():
         return instantiate(
             jobs[0].cfg.trainer,
-            plugins=[DurableCheckpointIO()],
-            callbacks=[settings, JobOutputs(files, settings), *([bar] if bar else [])],
+            plugins=[JobCheckpointIO(list(jobs), files, packed)],
+            callbacks=[settings, JobOutputs(files, settings), *first],
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=bar is not None,
+            enable_progress_bar=_of_type(first, ProgressBar) is not None,
         )
 
 
