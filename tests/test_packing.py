@@ -3,6 +3,7 @@ unpacked run would be. Deterministic, on the CPU, tiny models on real MNIST."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,37 @@ def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_c
         assert {k: v for k, v in result.items() if "/" in k} == {
             k: v for k, v in expected.items() if "/" in k
         }
+
+
+def test_each_job_of_a_pack_draws_its_own_grids_gradient_variance_and_latent_maps(make_cfg, tmp_path, capsys):
+    """Image grids every validation epoch, the encoder gradient's variance every 2 steps, and (a 2-d latent)
+    the latent maps after the final test: each job's, from its own model, in its own TensorBoard run and
+    directory, as its unpacked run draws them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vae_zoo.packing.train_pack import train_pack
+
+    short = (*TINY, "model.latent.dim=2", "trainer.max_epochs=1", "trainer.limit_train_batches=4")
+    short += ("callbacks=default", "logger=tensorboard", "callbacks.latent_maps.num_points=200")
+    short += (
+        "+callbacks@callbacks.gradient_variance=gradient_variance",
+        "callbacks.gradient_variance.every_n_steps=2",
+    )
+    short += ("callbacks.gradient_variance.draws=3", "callbacks.gradient_variance.images=20")
+    dirs = [tmp_path / f"job{seed}" for seed in (0, 1)]
+    train_pack([PackJob(make_cfg(*short, f"seed={s}", output_dir=d)) for s, d in zip((0, 1), dirs)])
+    assert "do not run in a pack" not in capsys.readouterr().out
+    samples = []
+    for directory in dirs:
+        (run,) = (directory / "tensorboard").iterdir()
+        events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+        assert {"images/reconstructions", "images/samples"} <= set(events.Tags()["images"])
+        variance = events.Scalars("train/grad_log10_variance")
+        assert [e.step for e in variance] == [0, 2] and all(math.isfinite(e.value) for e in variance)
+        samples.append(events.Images("images/samples")[-1].encoded_image_string)
+        assert (directory / "latent_manifold.png").is_file()
+        assert (directory / "latent_posterior_locations.png").is_file()
+    assert samples[0] != samples[1]  # each job's grid is its own model's
 
 
 def test_a_pack_stopped_by_a_signal_saves_every_jobs_step_and_resumes_exactly(make_cfg, tmp_path, capsys):

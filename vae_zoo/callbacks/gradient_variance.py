@@ -30,15 +30,23 @@ class GradientVariance(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
     ) -> None:
-        if trainer.global_step % self.every_n_steps or not trainer.is_global_zero:
-            return
-        x = next(iter(trainer.datamodule.val_dataloader()))[: self.images].to(pl_module.device)
+        if self.due(trainer, trainer.loggers):
+            self.draw(trainer, pl_module, trainer.datamodule, trainer.loggers)
+
+    def due(self, trainer: pl.Trainer, loggers: list) -> bool:
+        """Whether this step measures: every ``every_n_steps`` (and step 0), on the first process."""
+        return trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, datamodule, loggers: list) -> None:
+        """The measurement for ``pl_module`` on ``datamodule``'s first validation images, to ``loggers`` at the
+        trainer's step (a pack measures each job's: ``vae_zoo.packing.job_diagnostics``)."""
+        x = next(iter(datamodule.val_dataloader()))[: self.images].to(pl_module.device)
         variance, mean_norm2 = self.measure(pl_module, x)
         values = {
             "train/grad_log10_variance": math.log10(max(variance, 1e-30)),
             "train/grad_log10_mean_norm2": math.log10(max(mean_norm2, 1e-30)),
         }
-        for logger in trainer.loggers:  # once per measurement, at its step (not repeated on later steps)
+        for logger in loggers:  # once per measurement, at its step (not repeated on later steps)
             logger.log_metrics(values, step=trainer.global_step)
 
     def measure(self, pl_module: pl.LightningModule, x: torch.Tensor) -> tuple[float, float]:

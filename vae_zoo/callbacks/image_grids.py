@@ -20,9 +20,19 @@ class ImageGrids(pl.Callback):
         self.per_row = per_row
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.loggers or trainer.current_epoch % self.every_n_epochs:
-            return
-        x = trainer.datamodule.sample_images("val", self.num_images).to(pl_module.device)
+        if self.due(trainer, trainer.loggers):
+            self.draw(trainer, pl_module, trainer.datamodule, trainer.loggers)
+
+    def due(self, trainer: pl.Trainer, loggers: list) -> bool:
+        """Whether this validation epoch draws (not a sanity check; every ``every_n_epochs``; a logger)."""
+        return (
+            bool(loggers) and not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0
+        )
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, datamodule, loggers: list) -> None:
+        """The grids of ``pl_module``'s model on ``datamodule``'s validation images, to ``loggers`` at the
+        trainer's step (a pack draws each job's: ``vae_zoo.packing.job_diagnostics``)."""
+        x = datamodule.sample_images("val", self.num_images).to(pl_module.device)
         reconstructions = pl_module.model.reconstruct(x)
         rows = torch.cat(
             [row for pair in zip(x.split(self.per_row), reconstructions.split(self.per_row)) for row in pair]
@@ -33,6 +43,6 @@ class ImageGrids(pl.Callback):
                 pl_module.model.generate(self.num_images), nrow=self.per_row, pad_value=1.0
             ),
         }
-        for logger in trainer.loggers:
+        for logger in loggers:
             for tag, grid in grids.items():
                 log_image(logger, tag, grid.float().clamp(0, 1).cpu(), trainer.global_step)

@@ -34,13 +34,17 @@ class LatentMaps(pl.Callback):
         self.grid = grid
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw(trainer, pl_module, trainer.datamodule, trainer.loggers)
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, datamodule, loggers: list) -> None:
+        """The two pictures of ``pl_module``'s model on ``datamodule``'s test images, to ``dirpath`` and
+        ``loggers`` at the trainer's step (a pack draws each job's after its final test)."""
         model = pl_module.model
         latent, prior = model.latent, model.prior_distribution()
         if tuple(prior.event_shape) != (2,) or not trainer.is_global_zero:
             return
         was_training = pl_module.training
         pl_module.eval()
-        datamodule = trainer.datamodule
         x = datamodule.sample_images("test", self.num_points).to(pl_module.device)
         with torch.no_grad(), model.autocast_off():
             points = torch.cat([latent.location(model.posterior(b)) for b in x.split(500)]).cpu()
@@ -55,7 +59,7 @@ class LatentMaps(pl.Callback):
         figure.canvas.print_png(self.dirpath / "latent_posterior_locations.png")
         save_image(manifold, self.dirpath / "latent_manifold.png")
         locations = figure_pixels(figure)
-        for logger in trainer.loggers:
+        for logger in loggers:
             log_image(logger, "latent/posterior_locations", locations, trainer.global_step)
             log_image(logger, "latent/manifold", manifold, trainer.global_step)
 

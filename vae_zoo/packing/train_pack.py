@@ -15,7 +15,10 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vae_zoo.callbacks.gradient_variance import GradientVariance
+from vae_zoo.callbacks.image_grids import ImageGrids
 from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.latent_maps import LatentMaps
 from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
@@ -31,6 +34,7 @@ from vae_zoo.cli import (
 from vae_zoo.errors import VaeZooError, cause_of_type
 from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import pack_checkpoint
+from vae_zoo.packing.job_diagnostics import JobDiagnostics
 from vae_zoo.packing.job_outputs import JobCheckpointIO, JobFiles, JobOutputs
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_data import PackedDataModule
@@ -108,22 +112,31 @@ def _train_built(
         resume = _resume_checkpoint(jobs, stack.enter_context(tempfile.TemporaryDirectory()))
         count = f"{len(jobs)} job" + ("s train" if len(jobs) > 1 else " trains")
         print(f"packed: {count} as one model: " + ", ".join(str(job.output_dir) for job in jobs))
-        trainer = _pack_trainer(jobs, packed, files)
+        configured = [_callbacks(job) for job in jobs]
+        trainer = _pack_trainer(jobs, packed, files, configured, datamodules)
         with jobs[0].current():  # the pack's trainer is the first job's
             try:
                 trainer.fit(packed, datamodule=PackedDataModule(datamodules), ckpt_path=resume)
             except SIGTERMException:
                 stopped_by_signal(trainer, jobs=len(jobs))
         return [
-            _finish(job, datamodule, run, own, packed, trainer, n)
+            _finish(job, datamodule, run, own, packed, trainer, n, list(configured[n].values()))
             for n, (job, datamodule, run, own) in enumerate(zip(jobs, datamodules, runs, files))
         ]
 
 
 #: the callbacks a pack runs per job: checkpoints (``JobOutputs``), each job's own warm-up and temperature
-#: (``PerModelSettings``); callbacks with ``pack_wide = True`` (the progress bar, periodic and preemption
-#: checkpoints, which ``JobCheckpointIO`` writes for every job) run once, as the first job's
-PER_JOB_CALLBACKS = (ModelCheckpoint, KLWarmup, TemperatureAnnealing)
+#: (``PerModelSettings``), image grids and gradient variance (``JobDiagnostics``), latent maps (after its
+#: final test); callbacks with ``pack_wide = True`` (the progress bar, periodic and preemption checkpoints,
+#: which ``JobCheckpointIO`` writes for every job) run once, as the first job's
+PER_JOB_CALLBACKS = (
+    ModelCheckpoint,
+    KLWarmup,
+    TemperatureAnnealing,
+    ImageGrids,
+    GradientVariance,
+    LatentMaps,
+)
 
 
 def _callbacks(job: PackJob) -> dict[str, pl.Callback]:
@@ -136,11 +149,16 @@ def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
     return next((callback for callback in callbacks if isinstance(callback, kind)), None)
 
 
-def _pack_trainer(jobs: Sequence[PackJob], packed: PackedVAE, files: list[JobFiles]) -> pl.Trainer:
+def _pack_trainer(
+    jobs: Sequence[PackJob],
+    packed: PackedVAE,
+    files: list[JobFiles],
+    configured: list[dict[str, pl.Callback]],
+    datamodules: list[pl.LightningDataModule],
+) -> pl.Trainer:
     """The pack's Trainer: the first job's settings, progress bar, periodic and preemption checkpoints (cut
     into every job's by ``JobCheckpointIO``), each job's KL warm-up and temperature annealing applied to its
-    model (``PerModelSettings``), the jobs' own outputs; no logger or checkpoint of its own."""
-    configured = [_callbacks(job) for job in jobs]
+    model (``PerModelSettings``), the jobs' own outputs and diagnostics; no logger or checkpoint of its own."""
     left_out = [
         name
         for name, c in configured[0].items()
@@ -162,7 +180,12 @@ def _pack_trainer(jobs: Sequence[PackJob], packed: PackedVAE, files: list[JobFil
         return instantiate(
             jobs[0].cfg.trainer,
             plugins=[JobCheckpointIO(list(jobs), files, packed)],
-            callbacks=[settings, JobOutputs(files, settings), *first],
+            callbacks=[
+                settings,
+                JobOutputs(files, settings),
+                JobDiagnostics(callbacks, datamodules, files, settings),
+                *first,
+            ],
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=_of_type(first, ProgressBar) is not None,
@@ -198,9 +221,10 @@ def _finish(
     packed: PackedVAE,
     pack_trainer: pl.Trainer,
     n: int,
+    callbacks: list[pl.Callback],
 ) -> dict[str, Any] | VaeZooError:
     """The job's final validation and test, unpacked on its best checkpoint as ``train()`` runs them (so its
-    ``metrics.json`` is what ``eval.py`` on that checkpoint reports), and the file written."""
+    ``metrics.json`` is what ``eval.py`` on that checkpoint reports), its latent maps, and the file written."""
     if n in packed.failures:
         return VaeZooError(packed.failures[n])
     run.load_state_dict(unpacked_state_dict(packed.model, n))  # its final weights, where no checkpoint is
@@ -210,6 +234,8 @@ def _finish(
         val = trainer.validate(run, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
         reseed(job.cfg)
         test = trainer.test(run, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+        for maps in (c for c in callbacks if isinstance(c, LatentMaps)):
+            maps.draw(pack_trainer, run, datamodule, files.loggers)
         values = float_metrics(val + test)
         metrics = {
             **run_identity(job.cfg),
