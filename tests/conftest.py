@@ -74,9 +74,10 @@ def build_model(
 
 
 def run_command(
-    command: Sequence[str], cwd: Path = ROOT, pythonpath: Path = ROOT
+    command: Sequence[str], cwd: Path = ROOT, pythonpath: Path | str = ROOT
 ) -> subprocess.CompletedProcess:
-    """``command`` in a subprocess with ``pythonpath`` first on the import path, output captured."""
+    """``command`` in a subprocess with ``pythonpath`` (a path, or paths joined by ``os.pathsep``) first on
+    the import path, output captured."""
     return subprocess.run(
         list(command),
         check=False,

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 from pathlib import Path
 
-from tests.conftest import FAST, run_script
+from hydra_plugins.vae_zoo_launchers.packed_slurm_launcher import resumed
+from tests.conftest import FAST, ROOT, run_command, run_script
 from vae_zoo.packing.grouping import apart, group
 
 SHORT = (
@@ -77,3 +80,61 @@ def test_max_models_below_one_is_refused_in_one_line(tmp_path, data_dir):
     assert (
         result.stderr.strip().splitlines()[-1] == "error: hydra.launcher.max_models=0 must be an integer >= 1"
     )
+
+
+#: ``hydra/launcher=packed_slurm`` on submitit's local executor, as a Hydra plugin of its own (Hydra instantiates
+#: launchers only from the ``hydra_plugins`` namespace): the same grouping, submission and pack tasks, each
+#: pack one local process where a cluster runs one SLURM job; SLURM-only settings dropped
+LOCAL_PACKS = """
+from omegaconf import OmegaConf
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.vae_zoo_launchers.packed_slurm_launcher import PackedSlurmLauncher
+
+
+class LocalPacks(PackedSlurmLauncher):
+    _EXECUTOR = "local"
+
+    def __init__(self, max_models=16, **params):
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        super().__init__(max_models, **{key: value for key, value in params.items() if key in shared})
+"""
+
+
+def test_packed_slurm_submits_one_job_per_pack_and_each_writes_its_jobs(tmp_path, data_dir):
+    """Three seeds, packs of two: two submitit jobs (a pack of two and a lone job), three ordinary job
+    directories, the summary; a requeued task resumes every job of its pack from its last.ckpt."""
+    plugin = tmp_path / "plugins" / "hydra_plugins" / "vae_zoo_local_packs"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text("")
+    (plugin / "local_packs.py").write_text(LOCAL_PACKS)
+    sweep = tmp_path / "sweep"
+    settings = [o for o in SHORT if o != "hydra/launcher=packed"]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "seed=0,1,2",
+        *settings,
+        "hydra/launcher=packed_slurm",
+        "hydra.launcher._target_=hydra_plugins.vae_zoo_local_packs.local_packs.LocalPacks",
+        "hydra.launcher.max_models=2",
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_command(command, pythonpath=f"{tmp_path / 'plugins'}{os.pathsep}{ROOT}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tasks = sorted(p for p in (sweep / ".submitit").iterdir() if p.name.isdigit())  # one per submitted task
+    assert len(tasks) == 2
+    logs = " ".join(p.read_text() for task in tasks for p in task.glob("*_log.out"))
+    assert logs.count("packed: 2 jobs train as one model: ") == 1
+    rows = _rows(sweep)
+    assert sorted(row["seed"] for row in rows[:3]) == ["0", "1", "2"]
+    for row in rows[:3]:
+        assert (sweep / row["job"] / "metrics.json").is_file()
+
+    pack = [(["seed=0"], 0), (["seed=1", "ckpt_path=old.ckpt"], 1)]
+    assert resumed(pack, ["seed=0"]) == pack
+    assert resumed(pack, ["seed=0", "ckpt_path=last"]) == [
+        (["seed=0", "ckpt_path=last"], 0),
+        (["seed=1", "ckpt_path=last"], 1),
+    ]

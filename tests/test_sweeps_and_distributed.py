@@ -106,7 +106,7 @@ def test_hydra_finds_the_projects_launchers_as_plugins():
     """Hydra instantiates a launcher only from a class its plugin scan registered under ``hydra_plugins``
     (``vae_zoo.slurm_launcher`` was refused: "not the hydra_plugins package")."""
     plugins = Plugins.instance()
-    for option in ("slurm", "packed"):
+    for option in ("slurm", "packed", "packed_slurm"):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[f"hydra/launcher={option}"], return_hydra_config=True)
         target = cfg.hydra.launcher._target_
