@@ -39,6 +39,19 @@ def test_an_unavailable_implementation_is_one_line_naming_what_is(impl, message)
         implementation_flags(impl, torch.optim.Adam, CPU)
 
 
+def test_clipping_under_mixed_precision_leaves_out_the_fused_kernel(make_cfg):
+    """Lightning refuses to clip a fused optimizer's gradients under mixed precision (it leaves their unscaling
+    to the kernel): ``auto`` then picks the loop, ``fused`` is one line, and such a run trains."""
+    assert implementation_flags("auto", torch.optim.Adam, CPU, clips_mixed_precision=True) == {
+        "fused": False,
+        "foreach": False,
+    }
+    with pytest.raises(ConfigError, match=r"^model.optimizer.impl=fused cannot have its gradients clipped"):
+        implementation_flags("fused", torch.optim.Adam, CPU, clips_mixed_precision=True)
+    metrics = train(make_cfg(*SHORT, "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1"))
+    assert metrics["global_step"] > 0 and torch.isfinite(torch.tensor(metrics["test/elbo"]))
+
+
 def _trained_parameters(impl: str, images: torch.Tensor, steps: int) -> torch.Tensor:
     torch.manual_seed(0)
     model = build_model(hidden=(64,))

@@ -84,10 +84,11 @@ def test_a_packed_linear_layer_computes_each_models_layer():
         )
 
 
-#: the default model, and the components with state each model holds its own of (running baselines,
-#: temperatures, networks, pseudo-inputs)
-WITH_STATE = {
+#: the default model (also in bf16 mixed precision), and the components with state each model holds its own
+#: of (running baselines, temperatures, networks, pseudo-inputs)
+PACK_OF_ONE = {
     "pathwise": (),
+    "pathwise_bf16_mixed": ("trainer.precision=bf16-mixed",),
     "score_function": ("estimator=score_function",),
     "nvil": ("model=bernoulli_vae", "estimator=nvil", "model.estimator.normalise=true"),
     "rebar": ("model=bernoulli_vae", "estimator=rebar"),
@@ -96,11 +97,11 @@ WITH_STATE = {
 }
 
 
-@pytest.mark.parametrize("component", WITH_STATE)
+@pytest.mark.parametrize("component", PACK_OF_ONE)
 def test_a_pack_of_one_is_its_unpacked_run(component, make_cfg):
     """50 steps: the losses to 1e-6 relative (bit for bit on this CPU), the final metrics to 1e-5."""
     cfg = make_cfg(
-        *TINY, *WITH_STATE[component], "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5"
+        *TINY, *PACK_OF_ONE[component], "+trainer.max_steps=50", "seed=3", "trainer.gradient_clip_val=5"
     )
     reseed(cfg)
     datamodule, vae = build_datamodule_and_model(cfg)

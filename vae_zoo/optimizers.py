@@ -38,11 +38,24 @@ def available(optimizer_class: type, device: torch.device) -> list[str]:
     return [*found, "for_loop"]
 
 
-def implementation_flags(impl: str, optimizer_class: type, device: torch.device) -> dict[str, bool]:
-    """``fused``/``foreach`` keyword arguments for ``impl`` (``auto``: the fastest available)."""
+def implementation_flags(
+    impl: str, optimizer_class: type, device: torch.device, clips_mixed_precision: bool = False
+) -> dict[str, bool]:
+    """``fused``/``foreach`` keyword arguments for ``impl`` (``auto``: the fastest available). Lightning
+    cannot clip the gradients of a fused optimizer under mixed precision (it leaves their unscaling to the
+    fused kernel and refuses), so with ``clips_mixed_precision`` ``auto`` picks the next one and ``fused`` is
+    refused in one line."""
     if impl not in IMPLEMENTATIONS:
         raise ConfigError(f"model.optimizer.impl={impl!r} is not one of {', '.join(IMPLEMENTATIONS)}")
     options = available(optimizer_class, device)
+    if clips_mixed_precision:
+        if impl == "fused":
+            raise ConfigError(
+                "model.optimizer.impl=fused cannot have its gradients clipped under mixed precision (Lightning "
+                "leaves their unscaling to the fused kernel) -- use model.optimizer.impl=auto or drop "
+                "trainer.gradient_clip_val"
+            )
+        options = [option for option in options if option != "fused"]
     chosen = options[0] if impl == "auto" else impl
     if chosen not in options:
         raise ConfigError(
@@ -62,14 +75,18 @@ def check_learning_rate(config: dict[str, Any]) -> None:
 
 
 def build_optimizer(
-    config: dict[str, Any], params: Iterable[torch.nn.Parameter], device: torch.device
+    config: dict[str, Any],
+    params: Iterable[torch.nn.Parameter],
+    device: torch.device,
+    clips_mixed_precision: bool = False,
 ) -> torch.optim.Optimizer:
-    """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``."""
+    """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``;
+    ``clips_mixed_precision``: the trainer clips gradients under mixed precision (``implementation_flags``)."""
     check_learning_rate(config)
     config = dict(config)
     impl = config.pop("impl", "auto")
     factory = build(config, torch.optim.Optimizer, "model.optimizer")
-    flags = implementation_flags(impl, factory.func, device)
+    flags = implementation_flags(impl, factory.func, device, clips_mixed_precision)
     optimizer = factory(params=params, **flags)
     optimizer.register_load_state_dict_pre_hook(_keep_implementation)
     return optimizer
@@ -83,3 +100,10 @@ def _keep_implementation(optimizer: torch.optim.Optimizer, state_dict: dict[str,
         for saved, group in zip(state_dict["param_groups"], optimizer.param_groups)
     ]
     return {**state_dict, "param_groups": groups}
+
+
+def clips_mixed_precision(trainer) -> bool:
+    """Whether ``trainer`` (None: a module outside any) clips gradients under 16-bit mixed precision."""
+    return (
+        trainer is not None and bool(trainer.gradient_clip_val) and str(trainer.precision).endswith("-mixed")
+    )

@@ -25,7 +25,7 @@ from vae_zoo.compilation import compile_in_place
 from vae_zoo.components import build
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
-from vae_zoo.optimizers import build_optimizer, check_learning_rate
+from vae_zoo.optimizers import build_optimizer, check_learning_rate, clips_mixed_precision
 from vae_zoo.pairing import check_pairing
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
@@ -162,7 +162,9 @@ class VAE(pl.LightningModule):
         return [{"params": [p for p in self.parameters() if id(p) not in owned]}, *own]
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameter_groups(), self.device)
+        optimizer = build_optimizer(
+            self.hparams.optimizer, self.parameter_groups(), self.device, clips_mixed_precision(self._trainer)
+        )
         if not self.hparams.scheduler:
             return optimizer
         scheduler = build(self.hparams.scheduler, LRScheduler, "model.scheduler")(optimizer=optimizer)

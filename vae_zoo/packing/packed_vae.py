@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
-from vae_zoo.optimizers import build_optimizer
+from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packing.pack import pack, per_image_copies
 
 
@@ -120,7 +120,10 @@ class PackedVAE(pl.LightningModule):
                 {**group, "params": [view_of[name_of[id(p)]] for p in group["params"]]}
                 for group in run.parameter_groups()
             ]
-            return build_optimizer(run.hparams.optimizer, groups, self.device)
+            # each model's optimizer as its unpacked run builds it (the implementation included)
+            return build_optimizer(
+                run.hparams.optimizer, groups, self.device, clips_mixed_precision(self._trainer)
+            )
 
         return PackedOptimizer(list(packed.values()), build)
 
