@@ -1,5 +1,6 @@
 """Lightning callbacks of vae_zoo: the configurable ones, and those the model adds itself."""
 
+from vae_zoo.callbacks.ema import ExponentialMovingAverage
 from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.image_grids import ImageGrids
@@ -14,6 +15,7 @@ from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 __all__ = [
     "EpochMeans",
     "ExactResume",
+    "ExponentialMovingAverage",
     "ImageGrids",
     "KLWarmup",
     "LatentMaps",
