@@ -21,6 +21,9 @@ class ExponentialMovingAverage(EMAWeightAveraging):
     average's own state beside them, and ``ckpt_path=`` resumes both exactly. The final validation and test
     on the best checkpoint evaluate the averaged weights."""
 
+    #: a pack runs it once for all its jobs: the average of the stacked weights is each model's average
+    pack_wide = True
+
     def __init__(
         self, decay: float = 0.999, update_every_n_steps: int = 1, update_starting_at_step: int | None = None
     ) -> None:

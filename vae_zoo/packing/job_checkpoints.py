@@ -1,7 +1,7 @@
 """A pack's checkpoint as its jobs' ordinary single-model checkpoints, and back.
 
 ``job_checkpoint`` cuts model ``n``'s part out of the checkpoint Lightning dumps for the packed module: its
-slice of every weight (the unpacked keys), its optimizer's state, its data position, its run's
+slice of every weight (the unpacked keys; with weight averaging, of the average and of the trained weights), its optimizer's state, its data position, its run's
 hyperparameters and config; what the models share (epoch, step, loops, the random-number state) is copied.
 ``eval.py``, ``sample.py``, ``vae_zoo.load`` and ``train.py ckpt_path=`` read the result like any run's
 checkpoint. ``pack_checkpoint`` stacks the jobs' checkpoints back into one the packed module resumes from.
@@ -15,11 +15,20 @@ from typing import Any
 import torch
 
 from vae_zoo.errors import VaeZooError
-from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.saved_run import KEY
 
 PACKED_PREFIX = "model."  # the packed module's state dict is its packed model's
+
+
+#: the entries holding model weights: Lightning's, and the trained weights an average replaced there
+#: (``callbacks.ema``: the average is the ``state_dict``)
+WEIGHTS = ("state_dict", "current_model_state")
+
+
+def _model_part(weights: dict[str, Any], n: int) -> dict[str, Any]:
+    """Model ``n``'s unpacked weights from the packed module's (``model.``-prefixed, stacked)."""
+    return {key[len(PACKED_PREFIX) :]: value[n].clone() for key, value in weights.items()}
 
 
 def _loader_states(checkpoint: dict[str, Any]) -> list[Any]:
@@ -34,7 +43,9 @@ def job_checkpoint(
     job["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [
         state["models"][n] for state in _loader_states(checkpoint)
     ]
-    job["state_dict"] = unpacked_state_dict(packed.model, n)
+    for weights in WEIGHTS:  # the weights, and the trained ones beside an average (weight averaging)
+        if weights in checkpoint:
+            job[weights] = _model_part(checkpoint[weights], n)
     job["optimizer_states"] = [checkpoint["optimizer_states"][0]["models"][n]]
     job["hparams_name"], job["hyper_parameters"] = "kwargs", dict(packed.runs[n].hparams)
     job["callbacks"] = {**checkpoint["callbacks"], "NonFiniteGuard": {"skipped_batches": packed.skipped[n]}}
@@ -58,10 +69,12 @@ def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, A
     packed["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [
         {"models": list(states)} for states in zip(*loaders)
     ]
-    packed["state_dict"] = {
-        PACKED_PREFIX + key: torch.stack([job["state_dict"][key] for job in jobs])
-        for key in first["state_dict"]
-    }
+    for weights in WEIGHTS:
+        if weights in first:
+            packed[weights] = {
+                PACKED_PREFIX + key: torch.stack([job[weights][key] for job in jobs])
+                for key in first[weights]
+            }
     packed["optimizer_states"] = [{"models": [job["optimizer_states"][0] for job in jobs]}]
     for key in ("hparams_name", "hyper_parameters", KEY):
         packed.pop(key, None)
