@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
+from torch import Tensor
 
 from vae_zoo.checkpoint_io import DurableCheckpointIO
 from vae_zoo.packing.job import PackJob
@@ -34,14 +36,58 @@ class JobFiles:
 
 class JobOutputs(pl.Callback):
     """Writes each job's part of the pack as its unpacked run would: step values every
-    ``log_every_n_steps``, validation means every epoch, ``last.ckpt`` and the best checkpoint (save_top_k
-    = 1). A job whose guard stopped it writes nothing more: its last checkpoint is its last good one."""
+    ``log_every_n_steps``, the epoch means of its training loss and terms (``train/<name>_epoch``, its
+    skipped batches left out, checkpointed for a resume mid-epoch), validation means every epoch,
+    ``last.ckpt`` and the best checkpoint (save_top_k = 1). A job whose guard stopped it writes nothing more:
+    its last checkpoint is its last good one."""
 
     def __init__(self, jobs: list[JobFiles], settings: PerModelSettings) -> None:
         self.jobs, self.settings = jobs, settings
         self.io = DurableCheckpointIO()
+        self.names: list[str] = []
+        self.sums: Tensor | None = None  # (models, names): image-weighted sums over the epoch's batches
+        self.images: Tensor | None = None  # (models,)
+        self.epoch = -1
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: PackedVAE) -> None:
+        if self.epoch != trainer.current_epoch:  # else a resume mid-epoch: the sums restored go on
+            self.names, self.sums, self.images, self.epoch = [], None, None, trainer.current_epoch
+
+    def _add_to_epoch_means(self, trainer: pl.Trainer, module: PackedVAE, rows: int) -> None:
+        """This step's loss and terms, weighted by each model's images where its update was applied."""
+        values = torch.stack([module.losses, *module.terms.values()], 1).detach().double().cpu()
+        applied = torch.tensor(trainer.optimizers[0].active, dtype=torch.float64) * rows
+        if self.sums is None:
+            self.names, self.sums, self.images = (
+                ["loss", *module.terms],
+                torch.zeros_like(values),
+                torch.zeros(len(values), dtype=torch.float64),
+            )
+        self.sums += torch.nan_to_num(values) * applied[:, None]
+        self.images += applied
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
+        if self.sums is None:
+            return
+        for n, job in enumerate(self.jobs):
+            if n in module.failures or not self.images[n]:
+                continue
+            means = {
+                f"train/{name}_epoch": float(self.sums[n, i] / self.images[n])
+                for i, name in enumerate(self.names)
+            }
+            for logger in job.loggers:  # at the epoch's last step, where Lightning logs an unpacked run's
+                logger.log_metrics(means, step=trainer.global_step - 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "names": self.names, "sums": self.sums, "images": self.images}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epoch, self.names = state_dict["epoch"], state_dict["names"]
+        self.sums, self.images = state_dict["sums"], state_dict["images"]
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: PackedVAE, outputs, batch, batch_idx) -> None:
+        self._add_to_epoch_means(trainer, module, len(batch) // module.models)
         every = trainer.log_every_n_steps
         if not every or trainer.global_step % every:
             return
@@ -67,7 +113,8 @@ class JobOutputs(pl.Callback):
                 continue
             metrics = module.metrics["val"][n]
             for logger in job.loggers:
-                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step)
+                # at the epoch's last step, as Lightning logs an unpacked run's validation
+                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step - 1)
             if job.checkpoint is None:
                 continue
             own = job_checkpoint(checkpoint, module, n, job.run)

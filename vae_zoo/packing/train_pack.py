@@ -246,6 +246,8 @@ def _finish(
             **values,
         }
         write_metrics(job.output_dir / "metrics.json", metrics)
+        for logger in files.loggers:  # the final validation and test, as an unpacked run's trainer logs them
+            logger.log_metrics(values, step=pack_trainer.global_step)
         log_hparams_row(files.loggers, job.cfg, values, step=pack_trainer.global_step)
         for logger in files.loggers:
             logger.finalize("success")
