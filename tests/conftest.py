@@ -19,6 +19,21 @@ from vae_zoo.models import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ("eval.iw_samples=8", "eval.iw_chunk=4", "trainer.accelerator=cpu")
+#: a tiny MLP model trained deterministically on the CPU, without callbacks or loggers
+TINY = (
+    "model.encoder.hidden=[32]",
+    "model.decoder.hidden=[32]",
+    "model.latent.dim=8",
+    "data.batch_size=32",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.eval_batch_size=50",
+    "eval.iw_samples=4",
+    "trainer.deterministic=true",
+    "trainer.accelerator=cpu",
+    "callbacks=none",
+    "logger=[]",
+)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,9 @@ def test_a_regular_install_trains_with_vae_zoo_train_from_another_directory(tmp_
     subprocess.run(install, check=True, capture_output=True, timeout=600)
     shipped = {p.relative_to(site / "vae_zoo") for p in (site / "vae_zoo" / "conf").rglob("*.yaml")}
     assert shipped == {p.relative_to(ROOT / "vae_zoo") for p in (ROOT / "vae_zoo" / "conf").rglob("*.yaml")}
-    assert (site / "hydra_plugins" / "vae_zoo_launchers" / "packed_launcher.py").is_file()  # Hydra's plugin path
+    assert (
+        site / "hydra_plugins" / "vae_zoo_launchers" / "packed_launcher.py"
+    ).is_file()  # Hydra's plugin path
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from tests.conftest import TINY
 from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
@@ -22,21 +23,6 @@ from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.packing.train_pack import PackJob, build_pack
 from vae_zoo.priors.standard import StandardPrior
-
-TINY = (
-    "model.encoder.hidden=[32]",
-    "model.decoder.hidden=[32]",
-    "model.latent.dim=8",
-    "data.batch_size=32",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "data.eval_batch_size=50",
-    "eval.iw_samples=4",
-    "trainer.deterministic=true",
-    "trainer.accelerator=cpu",
-    "callbacks=none",
-    "logger=[]",
-)
 
 
 class Losses(pl.Callback):
