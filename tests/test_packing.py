@@ -438,3 +438,21 @@ def test_an_error_of_the_whole_pack_is_every_jobs_one_line(make_cfg, tmp_path):
     assert all(isinstance(result, ConfigError) for result in results)
     assert str(results[0]).startswith("callbacks.kl_warmup needs an objective with a KL weight")
     assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_a_pack_refuses_to_save_checkpoints_outside_its_jobs_directories(make_cfg, tmp_path):
+    """Each job's periodic and preemption checkpoints go to its own directory: a dirpath outside the first
+    job's is every job's one line before training, and nothing is written there."""
+    from vae_zoo.errors import VaeZooError
+    from vae_zoo.packing.train_pack import train_pack
+
+    overrides = (
+        *TINY,
+        "callbacks=default",
+        f"callbacks.periodic_checkpoint.dirpath={tmp_path / 'elsewhere'}",
+    )
+    jobs = [PackJob(make_cfg(*overrides, f"seed={s}", output_dir=tmp_path / f"job{s}")) for s in (0, 1)]
+    results = train_pack(jobs)
+    assert all(isinstance(result, VaeZooError) for result in results)
+    assert str(results[0]).startswith("a pack writes each job's checkpoints in its own directory, and ")
+    assert "\n" not in str(results[0]) and not (tmp_path / "elsewhere").exists()

@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import Logger
 from torch import Tensor
 
 from vae_zoo.checkpoint_io import DurableCheckpointIO
+from vae_zoo.errors import VaeZooError
 from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import job_checkpoint
 from vae_zoo.packing.packed_vae import PackedVAE
@@ -142,8 +143,19 @@ class JobCheckpointIO(DurableCheckpointIO):
         super().__init__()
         self.jobs, self.files, self.module = jobs, files, module
 
+    def within(self, path) -> Path:
+        """``path`` relative to the first job's directory, or one line: a pack saves nowhere else."""
+        first = self.jobs[0].output_dir.resolve()
+        if not Path(path).resolve().is_relative_to(first):
+            raise VaeZooError(
+                f"a pack writes each job's checkpoints in its own directory, and {path} is outside the first "
+                f"job's ({first}) -- keep callbacks.periodic_checkpoint.dirpath and callbacks.preemption.dirpath "
+                "under ${paths.output_dir}"
+            )
+        return Path(path).resolve().relative_to(first)
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
-        within = Path(path).resolve().relative_to(self.jobs[0].output_dir.resolve())
+        within = self.within(path)
         for n, (job, files) in enumerate(zip(self.jobs, self.files)):
             if n in self.module.failures:
                 continue

@@ -176,10 +176,13 @@ def _pack_trainer(
         [_of_type(c, TemperatureAnnealing) for c in callbacks],
     )
     first = [c for c in callbacks[0] if getattr(c, "pack_wide", False)]
+    io = JobCheckpointIO(list(jobs), files, packed)
+    for path in filter(None, (getattr(c, "path", None) for c in first)):  # where they will save, checked now
+        io.within(path)
     with jobs[0].current():
         return instantiate(
             jobs[0].cfg.trainer,
-            plugins=[JobCheckpointIO(list(jobs), files, packed)],
+            plugins=[io],
             callbacks=[
                 settings,
                 JobOutputs(files, settings),
