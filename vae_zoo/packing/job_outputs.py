@@ -55,15 +55,18 @@ class JobOutputs(pl.Callback):
             self.names, self.sums, self.images, self.epoch = [], None, None, trainer.current_epoch
 
     def _add_to_epoch_means(self, trainer: pl.Trainer, module: PackedVAE, rows: int) -> None:
-        """This step's loss and terms, weighted by each model's images where its update was applied."""
-        values = torch.stack([module.losses, *module.terms.values()], 1).detach().double().cpu()
-        applied = torch.tensor(trainer.optimizers[0].active, dtype=torch.float64) * rows
+        """This step's loss and terms, weighted by each model's images where its update was applied; the sums
+        stay on the device (no host synchronization per step)."""
+        values = torch.stack([module.losses, *module.terms.values()], 1).detach().double()
+        applied = torch.tensor(trainer.optimizers[0].active, dtype=torch.float64, device=values.device) * rows
         if self.sums is None:
             self.names, self.sums, self.images = (
                 ["loss", *module.terms],
                 torch.zeros_like(values),
-                torch.zeros(len(values), dtype=torch.float64),
+                applied * 0,
             )
+        elif self.sums.device != values.device:  # restored from a checkpoint (on the host)
+            self.sums, self.images = self.sums.to(values.device), self.images.to(values.device)
         self.sums += torch.nan_to_num(values) * applied[:, None]
         self.images += applied
 
@@ -81,7 +84,13 @@ class JobOutputs(pl.Callback):
                 logger.log_metrics(means, step=trainer.global_step - 1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "names": self.names, "sums": self.sums, "images": self.images}
+        host = lambda t: None if t is None else t.cpu()
+        return {
+            "epoch": self.epoch,
+            "names": self.names,
+            "sums": host(self.sums),
+            "images": host(self.images),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epoch, self.names = state_dict["epoch"], state_dict["names"]
