@@ -80,6 +80,12 @@ PACK_OF_ONE = {
     "rebar": ("model=bernoulli_vae", "estimator=rebar"),
     "relax": ("model=bernoulli_vae", "estimator=relax", "model.estimator.hidden=16"),
     "vamp": ("prior=vamp", "model.prior.components=20"),
+    "conditional_vamp": (
+        "condition=label",
+        "model.condition.embedding=4",
+        "prior=vamp",
+        "model.prior.components=20",
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vae_zoo.cli import build_trainer
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.packing.pack import per_image_copies
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
@@ -50,6 +51,8 @@ PACKING = {
     "categorical_relax": (*NETS, "model=gumbel_vae", "estimator=relax"),
     "prior_vamp": (*NETS, "prior=vamp", "model.prior.components=5"),
     "prior_vamp_conv": (*CONV, "prior=vamp", "model.prior.components=5"),
+    "conditional_embedding": (*NETS, "condition=label", "model.condition.embedding=3"),
+    "conditional_conv_vamp": (*CONV, "condition=label", "prior=vamp", "model.prior.components=5"),
 }
 SHORT = (
     "data.batch_size=8",
@@ -66,7 +69,7 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
     cfgs = [make_cfg(*PACKING[case], *SHORT, f"seed={seed}") for seed in (0, 1)]
     datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
     datamodule.setup("fit")
-    x = next(iter(datamodule.train_dataloader()))
+    x, labels = images_and_labels(next(iter(datamodule.train_dataloader())))
     rows = len(x) // 2
     with torch.no_grad():
         for key in packed.model.per_image_parameters:  # each model's learned prior made its own
@@ -74,7 +77,7 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
             stacked.add_(0.3 * torch.randn_like(stacked))
             for n, run in enumerate(packed.runs):
                 run.model.get_parameter(key).copy_(stacked[n])
-    with torch.no_grad(), per_image_copies(packed.model, rows):
+    with torch.no_grad(), per_image_copies(packed.model, rows), packed.model.given(labels):
         q = packed.model.posterior(x)
         z = q.sample((2,))
         where, nll = packed.model.latent.location(q), packed.model.nll(x, z)
@@ -82,11 +85,13 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
         log_w = None if flow else packed.model.log_weights(x, q, z)
         for n, run in enumerate(packed.runs):
             own = slice(n * rows, (n + 1) * rows)
-            alone = run.model.posterior(x[own])
-            torch.testing.assert_close(where[own], run.model.latent.location(alone), rtol=1e-4, atol=1e-5)
-            torch.testing.assert_close(nll[:, own], run.model.nll(x[own], z[:, own]), rtol=1e-4, atol=1e-3)
+            with run.model.given(None if labels is None else labels[own]):
+                alone = run.model.posterior(x[own])
+                where_alone, nll_alone = run.model.latent.location(alone), run.model.nll(x[own], z[:, own])
+                alone_w = None if log_w is None else run.model.log_weights(x[own], alone, z[:, own])
+            torch.testing.assert_close(where[own], where_alone, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(nll[:, own], nll_alone, rtol=1e-4, atol=1e-3)
             if log_w is not None:
-                alone_w = run.model.log_weights(x[own], alone, z[:, own])
                 torch.testing.assert_close(log_w[:, own], alone_w, rtol=1e-4, atol=1e-3)
     trainer = build_trainer(cfgs[0], logging=False)
     trainer.fit(packed, datamodule=datamodule)
@@ -103,14 +108,15 @@ def test_two_equal_models_get_twice_the_gradient_of_one_model_on_their_whole_bat
     cfgs = [make_cfg(*PACKING[case], *SHORT, "seed=0") for _ in range(2)]
     datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
     datamodule.setup("fit")
-    x = next(iter(datamodule.train_dataloader()))
+    x, labels = images_and_labels(next(iter(datamodule.train_dataloader())))
     run = packed.runs[0]
     torch.manual_seed(5)
-    with per_image_copies(packed.model, len(x) // 2):
+    with per_image_copies(packed.model, len(x) // 2), packed.model.given(labels):
         loss, _ = packed.objective(packed.model, x)
     loss.sum().backward()
     torch.manual_seed(5)
-    alone, _ = run.objective(run.model, x)
+    with run.model.given(labels):
+        alone, _ = run.objective(run.model, x)
     alone.backward()
     for name, parameter in run.model.named_parameters():
         expected, stacked = 2 * parameter.grad, packed.model.get_parameter(name).grad

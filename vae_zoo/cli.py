@@ -25,6 +25,7 @@ from vae_zoo.components import build
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.console import route_lightning_logs_through_hydra, start_line
+from vae_zoo.data.datamodule import serve_labels
 from vae_zoo.data.files import DataFileError
 from vae_zoo.errors import ConfigError, DataNotFoundError, VaeZooError, cause_of_type
 from vae_zoo.resolvers import register_resolvers
@@ -44,10 +45,15 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The datamodule, and the model sized to its images and checked against its pixels; components
-    (and the top-level ``objective``) reach the model as plain dicts."""
+    """The datamodule, and the model sized to its images (and a conditional model to its classes, the
+    datamodule then serving labels) and checked against its pixels; components (and the top-level
+    ``objective``) reach the model as plain dicts."""
     datamodule = build(OmegaConf.to_container(cfg.data, resolve=True), pl.LightningDataModule, "data")
     objective = OmegaConf.to_container(cfg.objective, resolve=True) if "objective" in cfg else None
+    conditional = {}
+    if cfg.model.get("condition"):
+        serve_labels(datamodule)
+        conditional["classes"] = datamodule.classes
     model = build(
         OmegaConf.to_container(cfg.model, resolve=True),
         pl.LightningModule,
@@ -57,6 +63,7 @@ def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule,
         objective=objective,
         iw_samples=cfg.eval.iw_samples,
         iw_chunk=cfg.eval.iw_chunk,
+        **conditional,
     )
     return datamodule, model
 
@@ -125,7 +132,19 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
         raise VaeZooError(
             f"ckpt_path={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
-    state = read_lightning_checkpoint(path)["state_dict"]
+    checkpoint = read_lightning_checkpoint(path)
+    saved = bool((checkpoint.get("hyper_parameters") or {}).get("condition"))
+    if saved != bool(model.hparams.get("condition")):
+        kinds = (
+            ("an unconditional", "conditional (condition=label)", "none")
+            if not saved
+            else ("a conditional", "unconditional (condition=none)", "label")
+        )
+        raise VaeZooError(
+            f"ckpt_path={path} holds {kinds[0]} model's weights, and this run is {kinds[1]} -- resume it with "
+            f"condition={kinds[2]}, or start this run without ckpt_path"
+        )
+    state = checkpoint["state_dict"]
     expected = model.state_dict()
     problems = sorted(set(expected) ^ set(state)) + [
         k for k in expected if k in state and state[k].shape != expected[k].shape

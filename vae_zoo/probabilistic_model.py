@@ -5,15 +5,18 @@ with ``z ~ q(z|x)``:
     negative ELBO  = -log p(x|z) + KL(q(z|x) || p(z))
     IW bound       = -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q  (Burda et al. 2016)
 both in nats per image (summed over pixels) as positive numbers. Sampling, log-probabilities and KL run in
-float32 with autocast off; encoder and decoder run under it. Every path (training, evaluation, the IW bound,
+float32 with autocast off; encoder and decoder run under it. A conditional model (``condition=label``) is
+``q(z|x, y)``, ``p(x|z, y)`` with the prior ``p(z)``: the same terms, with each image's label ``y`` given for
+the duration of a computation (``given``), so that its bounds are on ``-log p(x|y)``. Every path (training, evaluation, the IW bound,
 reconstructions, samples) goes through ``posterior``, ``sample``/``q.sample`` and ``nll``. Objectives and priors
 receive it as ``vae_zoo.forward_path.ForwardPath``; the LightningModule (``vae_zoo.models.VAE``) trains it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
@@ -23,7 +26,9 @@ from torch.distributions import Distribution, kl_divergence
 
 from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
+from vae_zoo.conditions.label import LabelCondition
 from vae_zoo.config_groups import option_name
+from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
 from vae_zoo.flows.flow import Flow
 from vae_zoo.flows.posterior import FlowPosterior
@@ -34,6 +39,8 @@ from vae_zoo.packed_batch import batch_mean
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
 
+#: ``given(ABSENT)``: inputs without a label, read with the zero condition
+ABSENT = "absent"
 DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
 
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
@@ -75,12 +82,20 @@ class ProbabilisticModel(nn.Module):
         input_shape: Sequence[int] = (1, 28, 28),
         pixels: str | None = None,
         iw_chunk: int = 100,
+        condition: dict[str, Any] | None = None,
+        classes: int | None = None,
     ) -> None:
         super().__init__()
         self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
         # moves with the model (.to, .cuda): where it is, read in ~1 us (not saved: checkpoints keep their keys)
         self.register_buffer("device_marker", torch.empty(0), persistent=False)
-        self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape)
+        self.condition = (
+            build(condition, LabelCondition, "model.condition", classes=classes) if condition else None
+        )
+        # the networks' extra input width: passed only to a conditional model's (a user's nets need not know it)
+        conditioned = {"condition_features": self.condition.out_features} if self.condition else {}
+        self.labels: Tensor | None | str = None  # what ``given`` set: each image's class, or ABSENT
+        self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape, **conditioned)
         self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
         self.likelihood = build(likelihood, Likelihood, "model.likelihood")
         if pixels is not None:
@@ -91,6 +106,7 @@ class ProbabilisticModel(nn.Module):
             "model.decoder",
             in_features=self.latent.sample_features,
             output_shape=self.likelihood.param_shape(self.input_shape),
+            **conditioned,
         )
         # a flattened sample's width (the decoder may read less or more: z1 of two layers, an angle's cos and sin)
         latent_features = math.prod(self.latent.probe_posterior().event_shape)
@@ -129,6 +145,31 @@ class ProbabilisticModel(nn.Module):
         name = option_name("latent", self.latent)
         return name + (f" through {option_name('flow', self.flow)}" if self.flow is not None else "")
 
+    # -- conditioning --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def given(self, labels: Tensor | None | str) -> Iterator[None]:
+        """Inside: a conditional model computes on images whose classes are ``labels`` (one per image of the
+        batch, in its order; for samples ``z`` of shape ``(..., B, D)`` one per row ``B``), or ``ABSENT``
+        (the zero condition: inputs without a label). An unconditional model ignores it."""
+        outer, self.labels = self.labels, labels
+        try:
+            yield
+        finally:
+            self.labels = outer
+
+    def condition_input(self, rows: int) -> Tensor | None:
+        """The networks' condition ``c(y)`` for ``rows`` images (None for an unconditional model)."""
+        if self.condition is None:
+            return None
+        if self.labels is None:
+            raise ConfigError(
+                "this model is conditional (condition=label): give each image's class, e.g. model.encode(x, y)"
+            )
+        if isinstance(self.labels, str):
+            return self.condition.absent(rows, self.device_marker.device)
+        return self.condition(self.labels)
+
     # -- the forward path (``vae_zoo.forward_path.ForwardPath``) ------------------------------------------
 
     def batch_mean(self, per_image: Tensor) -> Tensor:
@@ -146,7 +187,8 @@ class ProbabilisticModel(nn.Module):
     def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
         """``q(z|x)``: the encoder under autocast, the distribution in float32, through the flow if there is
         one (``flow=False``: the base posterior)."""
-        features = full_precision(self.encoder(x))
+        condition = self.condition_input(len(x))
+        features = full_precision(self.encoder(x) if condition is None else self.encoder(x, condition))
         with self.autocast_off():
             return self.posterior_of_features(features, flow)
 
@@ -162,8 +204,9 @@ class ProbabilisticModel(nn.Module):
             return self.posterior_of_features(torch.zeros(1, self.latent.in_features))
 
     def prior_distribution(self) -> Distribution:
-        """``p(z)``, the prior component's, in float32."""
-        with self.autocast_off():
+        """``p(z)``, the prior component's, in float32 (a conditional model's VampPrior reads its pseudo-inputs
+        with the zero condition: ``p(z)`` has no label)."""
+        with self.autocast_off(), self.given(ABSENT):
             return self.prior.distribution(self)
 
     def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
@@ -173,7 +216,9 @@ class ProbabilisticModel(nn.Module):
 
     def likelihood_params(self, z: Tensor) -> Tensor:
         """The decoder's output for samples ``z`` (any leading sample dims), in float32."""
-        return full_precision(self.decoder(self.latent.decoder_input(z)))
+        inputs = self.latent.decoder_input(z)
+        condition = self.condition_input(inputs.shape[-2] if inputs.dim() > 1 else 1)
+        return full_precision(self.decoder(inputs) if condition is None else self.decoder(inputs, condition))
 
     def nll(self, x: Tensor, z: Tensor) -> Tensor:
         """``-log p(x|z)`` per sample and image."""
@@ -223,28 +268,45 @@ class ProbabilisticModel(nn.Module):
 
     # -- the Python API (``vae_zoo.load``) ------------------------------------------------------------------
 
-    def encode(self, x: Tensor) -> Distribution:
-        """``q(z|x)`` of images ``x`` ``(B, C, H, W)``: a distribution with one batch entry per image."""
-        return self.posterior(x)
+    def given_labels(self, y: Tensor | None, rows: int) -> AbstractContextManager:
+        """``given(y)`` for a user's call with ``rows`` images or samples, ``y`` checked first (a conditional
+        model's: one class per row); without ``y`` what is already given stays."""
+        if y is None:
+            return nullcontext()
+        if self.condition is None:
+            raise ConfigError("this model is unconditional (condition=none): call it without labels y")
+        self.condition.check(y, rows)
+        return self.given(y)
 
-    def decode(self, z: Tensor) -> Distribution:
-        """``p(x|z)`` of latent samples ``z`` (any leading dims): a distribution over images, with ``mean``,
-        ``sample()`` and ``log_prob(x)`` (nats per image)."""
-        params = self.likelihood_params(z)
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
+        """``q(z|x)`` of images ``x`` ``(B, C, H, W)`` (a conditional model's ``q(z|x, y)``, ``y`` their
+        classes ``(B,)``): a distribution with one batch entry per image."""
+        with self.given_labels(y, len(x)):
+            return self.posterior(x)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
+        """``p(x|z)`` of latent samples ``z`` (any leading dims; a conditional model's ``p(x|z, y)``, ``y`` one
+        class per row of ``z``'s batch dim): a distribution over images, with ``mean``, ``sample()`` and
+        ``log_prob(x)`` (nats per image)."""
+        with self.given_labels(y, z.shape[-2] if z.dim() > 1 else 1):
+            params = self.likelihood_params(z)
         with self.autocast_off():
             return self.likelihood.distribution(params, self.input_shape)
 
     @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (``generate(n)``: their pixel means instead)."""
-        p = self.decode(self.prior_samples(n))
+    def sample(self, n: int, y: Tensor | None = None) -> Tensor:
+        """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (a conditional model's ``p(x|z, y)``, ``y`` ``(n,)``
+        classes; ``generate(n)``: their pixel means instead)."""
+        p = self.decode(self.prior_samples(n), y)
         with self.autocast_off():
             return p.sample()
 
-    def log_likelihood(self, x: Tensor, k: int = 1000) -> Tensor:
-        """The importance-weighted lower bound on ``log p(x)`` per image, in nats, with ``k`` exact samples:
-        ``-importance_weighted_nll(x, k)``, whose mean over the test images is ``test/nll_iw``."""
-        return -self.importance_weighted_nll(x, k)
+    def log_likelihood(self, x: Tensor, k: int = 1000, y: Tensor | None = None) -> Tensor:
+        """The importance-weighted lower bound on ``log p(x)`` per image (a conditional model's ``log p(x|y)``),
+        in nats, with ``k`` exact samples: ``-importance_weighted_nll(x, k)``, whose mean over the test images
+        is ``test/nll_iw``."""
+        with self.given_labels(y, len(x)):
+            return -self.importance_weighted_nll(x, k)
 
     # -- evaluation and pictures --------------------------------------------------------------------------
 
@@ -273,9 +335,9 @@ class ProbabilisticModel(nn.Module):
         offset = dims * self.likelihood.level_offset(self.pixels)
         return (nats + offset) / (dims * math.log(2))
 
-    def pixel_means(self, z: Tensor) -> Tensor:
-        """``E[x|z]`` for samples ``z``, the likelihood in float32."""
-        p = self.decode(z)
+    def pixel_means(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """``E[x|z]`` (a conditional model's ``E[x|z, y]``) for samples ``z``, the likelihood in float32."""
+        p = self.decode(z, y)
         with self.autocast_off():
             return p.mean
 
@@ -285,11 +347,13 @@ class ProbabilisticModel(nn.Module):
             return self.prior_distribution().sample((n,))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean."""
-        return self.pixel_means(self.posterior(x).mean)
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean (given ``y``, a conditional
+        model's)."""
+        with self.given_labels(y, len(x)):
+            return self.pixel_means(self.posterior(x).mean)
 
     @torch.no_grad()
-    def generate(self, n: int) -> Tensor:
-        """Pixel means decoded from ``n`` prior samples (drawn in float32)."""
-        return self.pixel_means(self.prior_samples(n))
+    def generate(self, n: int, y: Tensor | None = None) -> Tensor:
+        """Pixel means decoded from ``n`` prior samples (drawn in float32; given ``y``, a conditional model's)."""
+        return self.pixel_means(self.prior_samples(n), y)

@@ -20,10 +20,11 @@ RUN_GROUPS = {
     "likelihood": "model.likelihood",
     "prior": "model.prior",
     "flow": "model.flow",
+    "condition": "model.condition",
     "data": "data",
 }
 #: options that add nothing to the model (the family's own prior, no flow): left out of run names
-UNREMARKABLE = {"prior": "standard", "flow": "none"}
+UNREMARKABLE = {"prior": "standard", "flow": "none", "condition": "none"}
 # where and how long a run goes, not what it trains
 NOT_DESCRIPTIVE = (
     "hydra.",
@@ -43,7 +44,7 @@ def hydra_choices() -> dict[str, Any]:
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Which model preset, latent, estimator, objective, likelihood and data a run used, by their
+    """Which model preset, latent, estimator, objective, likelihood, prior, flow, condition and data a run used, by their
     config-group option names: the option chosen, else the one its class is built from (the likelihood the
     data's pixels chose), else the class name (a run that predates the group)."""
     if choices is None:

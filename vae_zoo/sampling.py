@@ -110,7 +110,10 @@ def write_grids(
     ``traversals.png`` in ``out_dir``; the same pictures for the same ``seed``. Traversals label each row
     with its coordinate and each image with the coordinate's value there; interpolations label their
     endpoints (the test images' indices) and the mixing level. Without a ``datamodule`` (no test images),
-    the prior samples alone, and traversals around the prior's median."""
+    the prior samples alone, and traversals around the prior's median. A conditional model's samples are
+    one row of ``sqrt(n)`` per class; its test images are decoded with their own class (interpolations with
+    the first endpoint's, traversals with test image 0's; class 0 without test images), and
+    ``analogies.png`` decodes the posterior of ``pairs`` test images with every class (same ``z``, each ``y``)."""
     if min(n, pairs, steps, dims) < 1 or not 0 < temperature <= 1:
         raise ConfigError(
             f"grids.n={n}, pairs={pairs}, steps={steps}, dims={dims} must be >= 1 and "
@@ -123,31 +126,45 @@ def write_grids(
     if not scalar and temperature != 1:
         raise ConfigError(f"grids.temperature={temperature} needs a latent of scalar coordinates; use 1.0")
     quantiles = PriorQuantiles(prior) if scalar else None
-    decode = lambda z: model.pixel_means(z).float().clamp(0, 1).cpu()
+    classes = model.condition.classes if model.condition is not None else None
+    decode = lambda z, y=None: model.pixel_means(z, y).float().clamp(0, 1).cpu()
     out_dir.mkdir(parents=True, exist_ok=True)
     per_row = int(math.sqrt(n)) or 1
-    written = []
+    written = [out_dir / "samples.png"]
 
+    count = n if classes is None else classes * per_row
     with model.autocast_off():
         if temperature == 1:
-            z = prior.sample((n,))
+            z = prior.sample((count,))
         else:
-            u = 0.5 + temperature * (torch.rand(n, *prior.event_shape) - 0.5)
+            u = 0.5 + temperature * (torch.rand(count, *prior.event_shape) - 0.5)
             z = quantiles.quantile(u)
-    written.append(out_dir / "samples.png")
-    save_image(decode(z), written[-1], nrow=per_row, pad_value=1.0)
+    if classes is None:
+        save_image(decode(z), written[-1], nrow=per_row, pad_value=1.0)
+    else:
+        y = torch.arange(classes).repeat_interleave(per_row)
+        labelled_rows(
+            written[-1],
+            decode(z, y).unflatten(0, (classes, per_row)),
+            [f"y={k}" for k in range(classes)],
+            [[""] * per_row] * classes,
+            "prior samples decoded with each class y (one row per class)",
+        )
 
+    first_class = torch.zeros(steps, dtype=torch.long) if classes is not None else None
     if datamodule is not None:
         x = datamodule.sample_images("test", max(n, 2 * pairs)).cpu()
-        locations = latent.location(model.posterior(x))
-        originals, rebuilt = x[:n], decode(locations[:n])
+        y = datamodule.sample_labels("test", len(x)).cpu() if classes is not None else None
+        locations = latent.location(model.encode(x, y))
+        originals, rebuilt = x[:n], decode(locations[:n], None if y is None else y[:n])
         rows = [row for pair in zip(originals.split(per_row), rebuilt.split(per_row)) for row in pair]
         written.append(out_dir / "reconstructions.png")
         save_image(torch.cat(rows), written[-1], nrow=per_row, pad_value=1.0)
 
         a, b = locations[:pairs], locations[pairs : 2 * pairs]
-        path = interpolate(latent, prior, quantiles, a, b, steps).transpose(0, 1)  # (pairs, steps, *event)
-        grid = torch.cat([x[:pairs, None], decode(path), x[pairs : 2 * pairs, None]], dim=1)
+        path = interpolate(latent, prior, quantiles, a, b, steps)  # (steps, pairs, *event)
+        decoded = decode(path, None if y is None else y[:pairs]).transpose(0, 1)
+        grid = torch.cat([x[:pairs, None], decoded, x[pairs : 2 * pairs, None]], dim=1)
         levels = [f"t={t:.2g}" for t in torch.linspace(0, 1, steps).tolist()]
         written.append(out_dir / "interpolations.png")
         labelled_rows(
@@ -155,9 +172,23 @@ def write_grids(
             grid,
             [f"test {i} -> {pairs + i}" for i in range(pairs)],
             [[f"test {i}", *levels, f"test {pairs + i}"] for i in range(pairs)],
-            "interpolations between the posterior locations of two test images (t: quantile-space mixing level)",
+            "interpolations between the posterior locations of two test images (t: quantile-space mixing level)"
+            + (", decoded with the first image's class" if classes is not None else ""),
         )
         centre, around = locations[0], "the posterior location of test image 0"
+        if classes is not None:
+            first_class = y[:1].expand(steps)
+            analogies = torch.stack(
+                [decode(locations[:pairs], torch.full((pairs,), k)) for k in range(classes)], 1
+            )
+            written.append(out_dir / "analogies.png")
+            labelled_rows(
+                written[-1],
+                torch.cat([x[:pairs, None], analogies], dim=1),
+                [f"test {i} (y={y[i].item()})" for i in range(pairs)],
+                [[f"test {i}", *(f"y={k}" for k in range(classes))] for i in range(pairs)],
+                "analogies: each test image's posterior location decoded with every class (same z, each y)",
+            )
     elif scalar:
         centre, around = quantiles.quantile(torch.full((1, prior.event_shape[0]), 0.5))[0], "the prior median"
 
@@ -171,9 +202,10 @@ def write_grids(
         written.append(out_dir / "traversals.png")
         labelled_rows(
             written[-1],
-            decode(z),
+            decode(z, first_class),
             [f"z[{d}]" for d in range(count)],
             [values(sweep[:, d]) for d in range(count)],
-            f"one coordinate at a time through the prior's quantiles 0.05 ... 0.95, around {around}",
+            f"one coordinate at a time through the prior's quantiles 0.05 ... 0.95, around {around}"
+            + (f", decoded with class {first_class[0].item()}" if classes is not None else ""),
         )
     return written

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_zoo.checkpoint_io import read_lightning_checkpoint
 from vae_zoo.components import build
+from vae_zoo.data.datamodule import serve_labels
 from vae_zoo.errors import ConfigError, VaeZooError
 
 KEY = "vae_zoo_run"
@@ -69,7 +70,8 @@ class SavedRun:
 
     def model(self, datamodule: pl.LightningDataModule | None = None) -> pl.LightningModule:
         """The model of the checkpoint's hyperparameters with this invocation's ``eval`` settings, its
-        weights loaded; checked against ``datamodule``'s images and pixels where one is given."""
+        weights loaded; checked against ``datamodule``'s images and pixels where one is given (which then
+        serves labels for a conditional model)."""
         hparams = dict(self.checkpoint.get("hyper_parameters") or {})
         if datamodule is not None:
             shape = tuple(datamodule.input_shape)
@@ -79,6 +81,8 @@ class SavedRun:
                     f"{tuple(hparams['input_shape'])} -- evaluate it on data of that shape"
                 )
             hparams["pixels"] = datamodule.pixels
+            if hparams.get("condition"):
+                serve_labels(datamodule)
         settings = {"iw_samples": self.config.eval.iw_samples, "iw_chunk": self.config.eval.iw_chunk}
         target = {"_target_": self.run_config.model._target_}
         model = build({**target, **hparams, **settings}, pl.LightningModule, "model")

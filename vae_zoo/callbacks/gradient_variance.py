@@ -7,6 +7,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
 
 
@@ -40,8 +41,10 @@ class GradientVariance(pl.Callback):
     def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, datamodule, loggers: list) -> None:
         """The measurement for ``pl_module`` on ``datamodule``'s first validation images, to ``loggers`` at the
         trainer's step (a pack measures each job's: ``vae_zoo.packing.job_diagnostics``)."""
-        x = next(iter(datamodule.val_dataloader()))[: self.images].to(pl_module.device)
-        variance, mean_norm2 = self.measure(pl_module, x)
+        x, labels = images_and_labels(next(iter(datamodule.val_dataloader())))
+        labels = None if labels is None else labels[: self.images].to(pl_module.device)
+        with pl_module.model.given(labels):
+            variance, mean_norm2 = self.measure(pl_module, x[: self.images].to(pl_module.device))
         values = {
             "train/grad_log10_variance": math.log10(max(variance, 1e-30)),
             "train/grad_log10_mean_norm2": math.log10(max(mean_norm2, 1e-30)),

@@ -46,13 +46,18 @@ class LatentMaps(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         x = datamodule.sample_images("test", self.num_points).to(pl_module.device)
-        with torch.no_grad(), model.autocast_off():
-            points = torch.cat([latent.location(model.posterior(b)) for b in x.split(500)]).cpu()
         labels = datamodule.test_labels()
-        labels = None if labels is None else torch.as_tensor(labels[: len(points)])
+        labels = None if labels is None else torch.as_tensor(labels[: len(x)])
+        # a conditional model's posterior is given each image's class, its manifold drawn for class 0
+        given = model.condition is not None
+        batches = x.split(500)
+        classes = labels.to(x.device).split(500) if given else [None] * len(batches)
+        with torch.no_grad(), model.autocast_off():
+            points = torch.cat([latent.location(model.encode(b, y)) for b, y in zip(batches, classes)]).cpu()
         z = prior_quantile_grid(prior, self.grid).to(pl_module.device)
+        first_class = torch.zeros(len(z), dtype=torch.long, device=z.device) if given else None
         with torch.no_grad():
-            manifold = make_grid(model.pixel_means(z).float().cpu(), nrow=self.grid, padding=0)
+            manifold = make_grid(model.pixel_means(z, first_class).float().cpu(), nrow=self.grid, padding=0)
         pl_module.train(was_training)
         figure = self.scatter(points, labels, type(latent).__name__)
         self.dirpath.mkdir(parents=True, exist_ok=True)

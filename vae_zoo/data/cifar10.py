@@ -55,9 +55,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CIFAR10DataModule(HeldOutValidationDataModule):
-    """Ten classes of small colour photographs; labels kept for the test split."""
+    """Ten classes of small colour photographs."""
 
     input_shape = (3, 32, 32)
+    classes = 10
     train_images, default_val_size = 50_000, 5_000
     default_binarize = "none"
 
@@ -79,6 +80,11 @@ class CIFAR10DataModule(HeldOutValidationDataModule):
         self.prepare_data()
         train = np.concatenate([read_batch(self.folder / name)[0] for name in TRAIN_FILES])
         return train, read_batch(self.folder / TEST_FILE)[0]
+
+    def load_train_test_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        self.prepare_data()
+        train = np.concatenate([read_batch(self.folder / name)[1] for name in TRAIN_FILES])
+        return train, read_batch(self.folder / TEST_FILE)[1]
 
     def test_labels(self) -> np.ndarray | None:
         return read_batch(self.folder / TEST_FILE)[1]

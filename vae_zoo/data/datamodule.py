@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from vae_zoo.data.files import DataFileError
 from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
 
@@ -20,6 +21,19 @@ DEVICE_MEMORY_SHARE = (
 )
 EVAL_BINARIZATION_SEED = 1234  # fixed, so val/test images are the same for every run and seed
 EVAL_NOISE_SEED = 4321  # the same for the dequantization noise of val/test batches
+
+
+def checked_labels(
+    labels: dict[str, np.ndarray], images: dict[str, np.ndarray], classes: int
+) -> dict[str, np.ndarray]:
+    """``labels`` if each split has one label in ``[0, classes)`` per image; else a one-line DataFileError."""
+    for name, array in labels.items():
+        if len(array) != len(images[name]) or (len(array) and not 0 <= array.min() <= array.max() < classes):
+            raise DataFileError(
+                f"the {name} split's labels do not fit its images: {len(array)} labels for {len(images[name])} "
+                f"images, or a label outside [0, {classes}) -- check the dataset's label files"
+            )
+    return labels
 
 
 def scale(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -42,6 +56,16 @@ def binarize_dynamic(images: Tensor, generator: torch.Generator | None = None) -
     return uniform.lt_(scale(images))
 
 
+def serve_labels(datamodule: pl.LightningDataModule) -> None:
+    """Labelled batches from ``datamodule`` for a conditional model; one line where it cannot serve them."""
+    if not hasattr(datamodule, "serve_labels"):
+        raise ConfigError(
+            f"condition=label needs class labels, and data={type(datamodule).__name__} serves none -- use a "
+            "labelled dataset or condition=none"
+        )
+    datamodule.serve_labels()
+
+
 class TensorDataModule(pl.LightningDataModule):
     """Images as uint8 tensors ``(N, C, H, W)`` on the training device, split into train/val/test.
 
@@ -53,9 +77,13 @@ class TensorDataModule(pl.LightningDataModule):
     density of them is refused. Subclasses implement ``load_splits``; statically binarized sets store pixels as
     0/255 and set ``stored_pixels = "binary"``; ``default_binarize`` is what an unset ``binarize`` means
     (``dynamic`` for grey digits, ``none`` for colour photographs and sets that are binary already).
+    After ``serve_labels`` (a conditional model's data) batches are ``(images, labels)``, the labels from
+    ``load_label_splits``.
     """
 
     input_shape: tuple[int, int, int]
+    #: the number of classes of the dataset's labels; None: it has none (a conditional model refuses it)
+    classes: int | None = None
     stored_pixels = "8bit"
     default_binarize = "dynamic"
 
@@ -91,11 +119,28 @@ class TensorDataModule(pl.LightningDataModule):
         self.download = download
         self.seed = seed
         self.splits: dict[str, Tensor] | None = None
+        self.label_splits: dict[str, Tensor] | None = None
+        self.labelled = False
         self._read: dict[str, np.ndarray] | None = None
+        self._read_labels: dict[str, np.ndarray] | None = None
 
     @abstractmethod
     def load_splits(self) -> dict[str, np.ndarray]:
         """uint8 arrays ``(N, C, H, W)`` for ``train``, ``val`` and ``test``."""
+
+    def load_label_splits(self) -> dict[str, np.ndarray]:
+        """int64 class labels in ``[0, classes)`` for ``train``, ``val`` and ``test``, one per image of
+        ``load_splits`` (datasets with ``classes`` implement it)."""
+        raise NotImplementedError
+
+    def serve_labels(self) -> None:
+        """Batches from now on are ``(images, labels)``; one line where the dataset has no labels."""
+        if self.classes is None:
+            raise ConfigError(
+                f"condition=label needs class labels, and data={type(self).__name__} has none -- use a labelled "
+                "dataset (mnist, fashion_mnist, cifar10, svhn) or condition=none"
+            )
+        self.labelled = True
 
     def test_labels(self) -> np.ndarray | None:
         """The test images' class labels, where the dataset has them (for latent-space figures)."""
@@ -132,18 +177,28 @@ class TensorDataModule(pl.LightningDataModule):
         run here with its one-line error; ``setup`` then uses what was read."""
         if self._read is None and self.splits is None:
             self._read = self.load_splits()
+        if self.labelled and self._read_labels is None and self.label_splits is None:
+            self._read_labels = checked_labels(
+                self.load_label_splits(), self._read or self.splits, self.classes
+            )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits is not None:
-            return
-        loaded, self._read = self._read if self._read is not None else self.load_splits(), None
-        arrays = {name: torch.tensor(array) for name, array in loaded.items()}
-        if self.binarize == "dynamic":
-            generator = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
-            for name in ("val", "test"):
-                probs = scale(arrays[name])
-                arrays[name] = (torch.bernoulli(probs, generator=generator) * 255).to(torch.uint8)
-        self.splits = {name: images.to(self._storage_device(arrays)) for name, images in arrays.items()}
+        if self.splits is None:
+            loaded, self._read = self._read if self._read is not None else self.load_splits(), None
+            arrays = {name: torch.tensor(array) for name, array in loaded.items()}
+            if self.binarize == "dynamic":
+                generator = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
+                for name in ("val", "test"):
+                    probs = scale(arrays[name])
+                    arrays[name] = (torch.bernoulli(probs, generator=generator) * 255).to(torch.uint8)
+            device = self._storage_device(arrays)
+            self.splits = {name: images.to(device) for name, images in arrays.items()}
+        if self.labelled and self.label_splits is None:
+            labels = self._read_labels or checked_labels(self.load_label_splits(), self.splits, self.classes)
+            self.label_splits = {
+                name: torch.tensor(array).to(self.splits[name].device) for name, array in labels.items()
+            }
+            self._read_labels = None
 
     def _storage_device(self, arrays: dict[str, Tensor]) -> torch.device:
         """The training device when the splits fit there (``placement: auto``: half its free memory), else
@@ -180,6 +235,7 @@ class TensorDataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
             device=self._device(),
+            labels=self.label_splits[split] if self.labelled else None,
         )
 
     def train_dataloader(self) -> TensorBatches:
@@ -196,6 +252,12 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits is None:
             self.setup()
         return scale(self.splits[split][:n])
+
+    def sample_labels(self, split: str, n: int) -> Tensor:
+        """The class labels of ``sample_images(split, n)`` (after ``serve_labels``)."""
+        if self.label_splits is None:
+            self.setup()
+        return self.label_splits[split][:n]
 
 
 class HeldOutValidationDataModule(TensorDataModule):
@@ -218,5 +280,15 @@ class HeldOutValidationDataModule(TensorDataModule):
         """uint8 arrays ``(N, C, H, W)`` of the training and the test file."""
 
     def load_splits(self) -> dict[str, np.ndarray]:
-        train, test = self.load_train_test()
+        return self.split_train_test(*self.load_train_test())
+
+    def load_train_test_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class labels of the training and the test file (datasets with ``classes`` implement it)."""
+        raise NotImplementedError
+
+    def load_label_splits(self) -> dict[str, np.ndarray]:
+        return self.split_train_test(*self.load_train_test_labels())
+
+    def split_train_test(self, train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+        """The training file's rows less the last ``val_size`` (``train``), those (``val``), and ``test``."""
         return {"train": train[: -self.val_size], "val": train[-self.val_size :], "test": test}

@@ -32,9 +32,10 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SVHNDataModule(HeldOutValidationDataModule):
-    """Street-view digits in colour; labels kept for the test split."""
+    """Street-view digits in colour."""
 
     input_shape = (3, 32, 32)
+    classes = 10
     train_images, default_val_size = 73_257, 5_000
     default_binarize = "none"
 
@@ -58,6 +59,10 @@ class SVHNDataModule(HeldOutValidationDataModule):
     def load_train_test(self) -> tuple[np.ndarray, np.ndarray]:
         self.prepare_data()
         return read_mat(self.folder / FILES["train"])[0], read_mat(self.folder / FILES["test"])[0]
+
+    def load_train_test_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        self.prepare_data()
+        return read_mat(self.folder / FILES["train"])[1], read_mat(self.folder / FILES["test"])[1]
 
     def test_labels(self) -> np.ndarray | None:
         return read_mat(self.folder / FILES["test"])[1]

@@ -7,6 +7,8 @@ before the same transform, with the same generator: the batches equal the reside
 takes every ``world_size``-th index of the shared permutation, padded by wrap-around as
 ``DistributedSampler`` does, so the ranks' shards are disjoint and together cover the data each epoch.
 
+With ``labels`` (a conditional model's data) each batch is the pair ``(images, labels)``: the same rows of both.
+
 Everything random here is a function of (seed, epoch, batch, rank): the permutation, and the generator
 handed to the transform. A batch is therefore the same whatever else consumed random numbers before it,
 and after a resume mid-epoch (``state_dict`` / ``load_state_dict``) the remaining batches are exactly
@@ -22,8 +24,14 @@ import torch
 from torch import Tensor
 
 
+def images_and_labels(batch: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """A batch's images and its class labels (None where the batches carry none)."""
+    return (batch[0], batch[1]) if isinstance(batch, tuple | list) else (batch, None)
+
+
 class TensorBatches:
-    """An iterable of batches ``transform(images[idx])``; reshuffled per epoch when ``shuffle``.
+    """An iterable of batches ``transform(images[idx])``, or ``(transform(images[idx]), labels[idx])`` with
+    ``labels``; reshuffled per epoch when ``shuffle``.
 
     The permutation of epoch ``e`` is drawn from a generator seeded with ``(seed, e)``, so it is the same
     on every rank and after a resume, and needs no state in the checkpoint.
@@ -40,8 +48,10 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | None = None,
+        labels: Tensor | None = None,
     ) -> None:
         self.images = images
+        self.labels = labels
         # host-resident images stream to it batch by batch; "cuda" is resolved to its index ("cuda:0")
         self.device = torch.empty(0, device=device).device if device is not None else images.device
         self.batch_size = batch_size
@@ -74,7 +84,7 @@ class TensorBatches:
         seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 8191 + self.rank
         return torch.Generator(device=self.device).manual_seed(seed % 2**63)
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         epoch = self.epoch()
         skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
         self._resume, self._yielded = None, skip
@@ -86,7 +96,8 @@ class TensorBatches:
             if images.device != self.device:  # streaming: gather on the host, copy, transform on the device
                 pinned = images.pin_memory() if self.device.type == "cuda" else images
                 images = pinned.to(self.device, non_blocking=True)
-            yield self.transform(images, self._generator(epoch, index))
+            x = self.transform(images, self._generator(epoch, index))
+            yield x if self.labels is None else (x, self.labels[batch].to(self.device, non_blocking=True))
 
     def state_dict(self) -> dict[str, int]:
         """Position in the epoch, saved in Lightning checkpoints. For a sized iterable Lightning fetches a

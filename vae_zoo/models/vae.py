@@ -4,7 +4,8 @@ The model itself (``vae_zoo.probabilistic_model.ProbabilisticModel``: encoder, l
 estimator, decoder, likelihood and the forward path) is a plain module held as ``self.model``; the objective
 receives it, never this class. Validation reports the negative ELBO with exact posterior samples and its
 terms, the objective's own bound, and (test) the importance-weighted bound ``test/nll_iw`` with
-``iw_samples``; bits per dimension for 8-bit data. A checkpoint's ``state_dict`` is the model's.
+``iw_samples``; bits per dimension for 8-bit data. A checkpoint's ``state_dict`` is the model's. A
+conditional model's batches are ``(images, labels)``; every step computes given the labels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.compilation import compile_in_place
 from vae_zoo.components import build
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer, check_learning_rate, clips_mixed_precision
@@ -93,6 +95,8 @@ class VAE(pl.LightningModule):
         nonfinite: str = "stop",
         nonfinite_check_every: int | None = None,
         monitor: str = "val/elbo",
+        condition: dict[str, Any] | None = None,
+        classes: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -106,7 +110,18 @@ class VAE(pl.LightningModule):
         ]
         self.step_output: StepOutput | None = None
         self.model = ProbabilisticModel(
-            encoder, decoder, latent, estimator, likelihood, prior, flow, input_shape, pixels, iw_chunk
+            encoder,
+            decoder,
+            latent,
+            estimator,
+            likelihood,
+            prior,
+            flow,
+            input_shape,
+            pixels,
+            iw_chunk,
+            condition,
+            classes,
         )
         self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
         self.objective.bind(self.model.kl_origin)
@@ -115,12 +130,15 @@ class VAE(pl.LightningModule):
             model.latent, model.estimator, self.objective, model.probe_posterior(), model.posterior_name
         )
         self.compiled_loss = compile_in_place(self.model, self.objective, compile, compile_scope)
-        self.example_input_array = torch.zeros(1, *input_shape)  # the model summary's FLOPs per image
+        # the model summary's FLOPs per image
+        image = torch.zeros(1, *input_shape)
+        self.example_input_array = image if condition is None else (image, torch.zeros(1, dtype=torch.long))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """The model's negative ELBO per image (``ProbabilisticModel.forward``); on ``example_input_array``
-        the model summary counts its FLOPs per image."""
-        return self.model(x)
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The model's negative ELBO per image (``ProbabilisticModel.forward``), given a conditional model's
+        ``labels``; on ``example_input_array`` the model summary counts its FLOPs per image."""
+        with self.model.given(labels):
+            return self.model(x)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The probabilistic model's (keys ``encoder.*``, ``latent.*``, ...): this module keeps no state of
@@ -140,9 +158,11 @@ class VAE(pl.LightningModule):
             torch._dynamo.mark_static(x, 0)
         return self.objective(self.model, x)
 
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """The objective's loss; its terms go to the loggers (``train/<name>``), the guard and the epoch means."""
-        loss, terms = self.training_loss(x)
+        x, labels = images_and_labels(batch)
+        with self.model.given(labels):
+            loss, terms = self.training_loss(x)
         self.step_output = StepOutput(loss.detach(), terms, len(x))
         if is_logging_step(self.trainer):
             self.log("train/loss", loss.detach(), prog_bar=True)
@@ -181,16 +201,18 @@ class VAE(pl.LightningModule):
         bound = (f"val/{self.objective.bound_name}",) if self.objective.bound_name else ()
         return ("val/elbo", "val/recon", "val/kl", *bound)
 
-    def _evaluate(self, x: Tensor, stage: str) -> None:
+    def _evaluate(self, batch: Tensor | tuple[Tensor, Tensor], stage: str) -> None:
         """``evaluation_terms`` averaged over the batch, with bits per dimension for 8-bit data."""
-        values = evaluation_terms(self.model, self.objective, x, stage, self.hparams.iw_samples)
+        x, labels = images_and_labels(batch)
+        with self.model.given(labels):
+            values = evaluation_terms(self.model, self.objective, x, stage, self.hparams.iw_samples)
         metrics = with_bits_per_dim(
             {f"{stage}/{name}": v.mean() for name, v in values.items()}, self.model, stage
         )
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(x), sync_dist=True)
 
-    def validation_step(self, x: Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "val")
+    def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
 
-    def test_step(self, x: Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "test")
+    def test_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")

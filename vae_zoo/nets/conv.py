@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.nets.activations import activation as make_activation
+from vae_zoo.nets.mlp import with_condition
 
 
 def check_sizes(part: str, channels: Sequence[int], features: int) -> None:
@@ -23,12 +24,18 @@ def check_sizes(part: str, channels: Sequence[int], features: int) -> None:
 
 
 class ConvEncoder(nn.Module):
+    """Stride-2 convolutions, then a dense layer to ``features``. A conditional model's ``condition``
+    ``(B, condition_features)`` joins the flattened convolution maps at that dense layer: the label says
+    what the whole image is, not what is where, and there it costs ``condition_features x features``
+    weights (as constant input channels it would cost a kernel per class and channel, over every pixel)."""
+
     def __init__(
         self,
         input_shape: Sequence[int],
         channels: Sequence[int] = (32, 64),
         features: int = 256,
         activation: str = "ReLU",
+        condition_features: int = 0,
     ):
         super().__init__()
         c, h, w = input_shape
@@ -42,15 +49,21 @@ class ConvEncoder(nn.Module):
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
             raise ValueError(f"{len(channels)} stride-2 layers shrink a {input_shape} image to nothing")
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * h * w, features), make_activation(activation)]
+        dense = nn.Linear(channels[-1] * h * w + condition_features, features)
+        layers += [nn.Flatten(), dense, make_activation(activation)]
         self.net = nn.Sequential(*layers)
         self.out_features = features
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        if condition is None:
+            return self.net(x)
+        return self.net[-2:](with_condition(self.net[:-2](x), condition))
 
 
 class ConvDecoder(nn.Module):
+    """Dense layers from ``z`` (and a conditional model's ``condition``, joined to ``z``), then transposed
+    convolutions up to the image."""
+
     def __init__(
         self,
         in_features: int,
@@ -58,6 +71,7 @@ class ConvDecoder(nn.Module):
         channels: Sequence[int] = (64, 32),
         features: int = 256,
         activation: str = "ReLU",
+        condition_features: int = 0,
     ):
         super().__init__()
         c, h, w = output_shape
@@ -66,7 +80,7 @@ class ConvDecoder(nn.Module):
         scale = 2 ** len(channels)
         self.start = (channels[0], math.ceil(h / scale), math.ceil(w / scale))
         layers: list[nn.Module] = [
-            nn.Linear(in_features, features),
+            nn.Linear(in_features + condition_features, features),
             make_activation(activation),
             nn.Linear(features, math.prod(self.start)),
             make_activation(activation),
@@ -80,10 +94,11 @@ class ConvDecoder(nn.Module):
         layers.append(nn.ConvTranspose2d(channels[-1], c, kernel_size=4, stride=2, padding=1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """Logits ``(..., B, C, H, W)`` for samples ``(..., B, D)``: the dense layers keep the sample dims, the
         convolutions take them as images after each batch image's own (so rows that belong together, such as
         a packed model's images, stay together)."""
+        z = with_condition(z, condition)
         *samples, batch, _ = z.shape
         c, h, w = self.output_shape
         dense = self.net[:4](

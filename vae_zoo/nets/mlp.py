@@ -6,6 +6,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from vae_zoo.errors import ConfigError
@@ -23,24 +24,39 @@ def mlp(sizes: Sequence[int], act: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def with_condition(inputs: Tensor, condition: Tensor | None) -> Tensor:
+    """``inputs`` ``(..., B, F)`` with a conditional model's ``condition`` ``(B, C)`` appended to each row,
+    repeated over any leading sample dims: ``(..., B, F + C)``; unchanged without one."""
+    if condition is None:
+        return inputs
+    return torch.cat([inputs, condition.expand(*inputs.shape[:-1], condition.shape[-1])], dim=-1)
+
+
 class MLPEncoder(nn.Module):
     """Flattened image ``(B, C, H, W)`` through hidden layers to ``out_features`` features; with
-    ``hidden: []`` the features are the pixels, and the latent head is a linear model of the image."""
+    ``hidden: []`` the features are the pixels, and the latent head is a linear model of the image. A
+    conditional model's ``condition`` ``(B, condition_features)`` joins the pixels at the input."""
 
     def __init__(
-        self, input_shape: Sequence[int], hidden: Sequence[int] = (512, 256), activation: str = "ReLU"
+        self,
+        input_shape: Sequence[int],
+        hidden: Sequence[int] = (512, 256),
+        activation: str = "ReLU",
+        condition_features: int = 0,
     ):
         super().__init__()
-        self.net = mlp([math.prod(input_shape), *hidden], activation)
-        self.out_features = hidden[-1] if hidden else math.prod(input_shape)
+        inputs = math.prod(input_shape) + condition_features
+        self.net = mlp([inputs, *hidden], activation)
+        self.out_features = hidden[-1] if hidden else inputs
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(start_dim=-3))
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        return self.net(with_condition(x.flatten(start_dim=-3), condition))
 
 
 class MLPDecoder(nn.Module):
     """Latent samples ``(..., D)`` to logits shaped ``(..., *output_shape)``; any leading dims pass through;
-    ``hidden: []`` is one linear layer."""
+    ``hidden: []`` is one linear layer. A conditional model's ``condition`` ``(B, condition_features)`` joins
+    ``z`` at the input."""
 
     def __init__(
         self,
@@ -48,13 +64,12 @@ class MLPDecoder(nn.Module):
         output_shape: Sequence[int],
         hidden: Sequence[int] = (256, 512),
         activation: str = "ReLU",
+        condition_features: int = 0,
     ):
         super().__init__()
         self.output_shape = tuple(output_shape)
-        self.net = nn.Sequential(
-            mlp([in_features, *hidden], activation),
-            nn.Linear([in_features, *hidden][-1], math.prod(output_shape)),
-        )
+        sizes = [in_features + condition_features, *hidden]
+        self.net = nn.Sequential(mlp(sizes, activation), nn.Linear(sizes[-1], math.prod(output_shape)))
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).unflatten(-1, self.output_shape)
+    def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        return self.net(with_condition(z, condition)).unflatten(-1, self.output_shape)

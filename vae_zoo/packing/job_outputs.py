@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import Logger
 from torch import Tensor
 
 from vae_zoo.checkpoint_io import DurableCheckpointIO
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import VaeZooError
 from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import job_checkpoint
@@ -97,7 +98,7 @@ class JobOutputs(pl.Callback):
         self.sums, self.images = state_dict["sums"], state_dict["images"]
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: PackedVAE, outputs, batch, batch_idx) -> None:
-        self._add_to_epoch_means(trainer, module, len(batch) // module.models)
+        self._add_to_epoch_means(trainer, module, len(images_and_labels(batch)[0]) // module.models)
         every = trainer.log_every_n_steps
         if not every or trainer.global_step % every:
             return

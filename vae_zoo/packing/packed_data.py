@@ -22,9 +22,10 @@ class PackedBatches:
     def __len__(self) -> int:
         return len(self.batches[0])
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         for parts in zip(*self.batches, strict=True):
-            yield torch.cat(parts)
+            # labelled batches (a conditional model's): the images and the labels each concatenated
+            yield tuple(map(torch.cat, zip(*parts))) if isinstance(parts[0], tuple) else torch.cat(parts)
 
     def state_dict(self) -> dict[str, Any]:
         return {"models": [batches.state_dict() for batches in self.batches]}
@@ -47,7 +48,7 @@ class PackedDataModule(pl.LightningDataModule):
             datamodule.trainer = self.trainer
         first.setup(stage)
         for datamodule in self.datamodules[1:]:
-            datamodule.splits = first.splits
+            datamodule.splits, datamodule.label_splits = first.splits, first.label_splits
 
     def train_dataloader(self) -> PackedBatches:
         return PackedBatches([datamodule.train_dataloader() for datamodule in self.datamodules])

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packing.pack import pack, per_image_copies
@@ -102,8 +103,9 @@ class PackedVAE(pl.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------
 
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        with per_image_copies(self.model, len(x) // self.models):
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, labels = images_and_labels(batch)
+        with per_image_copies(self.model, len(x) // self.models), self.model.given(labels):
             loss, terms = self.objective(self.model, x)  # one value per model (a scalar for a pack of one)
         self.losses = loss.detach().reshape(-1)
         self.terms = {name: value.reshape(-1) for name, value in terms.items()}
@@ -175,11 +177,12 @@ class PackedVAE(pl.LightningModule):
 
     # -- evaluation --------------------------------------------------------------------------------
 
-    def _evaluate(self, x: Tensor, stage: str) -> None:
+    def _evaluate(self, batch: Tensor | tuple[Tensor, Tensor], stage: str) -> None:
         """Each model's negative ELBO and terms, its objective's bound and (test) IW bound, summed over the
         epoch's images (``VAE._evaluate``'s metrics, per model)."""
+        x, labels = images_and_labels(batch)
         images = len(x) // self.models
-        with per_image_copies(self.model, images):
+        with per_image_copies(self.model, images), self.model.given(labels):
             values = evaluation_terms(self.model, self.objective, x, stage, self.runs[0].hparams.iw_samples)
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
@@ -194,11 +197,11 @@ class PackedVAE(pl.LightningModule):
             self.metrics[stage].append(with_bits_per_dim(metrics, self.model, stage))
         self._sums, self._images = {}, 0
 
-    def validation_step(self, x: Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "val")
+    def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
 
-    def test_step(self, x: Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "test")
+    def test_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_means("val")

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
+from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.models.vae import VAE
 
 
@@ -59,13 +60,14 @@ class PerModelSettings(pl.Callback):
             annealing.on_train_start(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Tensor, batch_idx: int) -> None:
-        step, rows = trainer.global_step, len(batch) // len(self.betas)
+        x, _ = images_and_labels(batch)
+        step, rows = trainer.global_step, len(x) // len(self.betas)
         self.values = {}
         if pl_module.objective.beta is not None:
             betas = [
                 warmup.kl_weight(step) if warmup else beta for warmup, beta in zip(self.warmups, self.betas)
             ]
-            pl_module.objective.beta = per_row(betas, rows, batch.device)
+            pl_module.objective.beta = per_row(betas, rows, x.device)
             if any(self.warmups):
                 self.values["kl_weight"] = betas
         if pl_module.model.estimator.temperature is not None:
@@ -74,6 +76,6 @@ class PerModelSettings(pl.Callback):
                 annealing.temperature(step) if annealing else tau
                 for annealing, tau in zip(active, self.temperatures)
             ]
-            pl_module.model.estimator.temperature = per_row(taus, rows, batch.device)
+            pl_module.model.estimator.temperature = per_row(taus, rows, x.device)
             if any(active):
                 self.values["temperature"] = taus

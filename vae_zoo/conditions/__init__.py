@@ -1,0 +1,1 @@
+"""What a conditional model conditions on (``condition=label``: the class label)."""
