@@ -186,7 +186,7 @@ def test_a_dataset_without_labels_is_refused_in_one_line_writing_nothing(data_di
     )
     assert one_error_line(result) == (
         "error: condition=label needs class labels, and data=BinarizedMNISTDataModule has none -- use a labelled "
-        "dataset (mnist, fashion_mnist, cifar10, svhn) or condition=none"
+        "dataset (mnist, fashion_mnist, cifar10, svhn, an image_folder of class subfolders) or condition=none"
     )
     assert not (tmp_path / "run" / "checkpoints").exists()
 

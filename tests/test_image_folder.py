@@ -137,3 +137,77 @@ def test_train_cli_on_a_colour_image_folder(tmp_path, make_cfg):
         )
     )
     assert metrics["test/bpd"] > 0 and np.isfinite(metrics["test/nll_iw"])
+
+
+def write_classes(root: Path, counts: dict[str, int], start: int = 0) -> None:
+    """``counts[name]`` 8x8 grey PNGs in ``root/<name>/``, each filled with its class's grey level (the
+    sorted index times 60), so that a label can be read back from its image."""
+    for k, name in enumerate(sorted(counts)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(counts[name]):
+            Image.fromarray(np.full((8, 8), 60 * k, np.uint8)).save(root / name / f"{start + index}.png")
+
+
+def labels_from_pixels(images: np.ndarray) -> np.ndarray:
+    return images[:, 0, 0, 0].astype(np.int64) // 60
+
+
+def test_class_subfolders_label_each_image_through_splits_skips_and_the_cache(tmp_path):
+    root = tmp_path / "images"
+    write_classes(root, {"cat": 12, "dog": 7, "emu": 9})
+    (root / "dog" / "broken.png").write_bytes(b"not a png")  # skipped: the labels stay with their images
+    for attempt in ("decoded", "cached"):
+        datamodule = ImageFolderDataModule(
+            str(root), cache_dir=str(tmp_path / "c"), val_fraction=0.2, test_fraction=0.2
+        )
+        assert datamodule.classes == 3, attempt
+        splits, labels = datamodule.load_splits(), datamodule.load_label_splits()
+        assert sum(len(split) for split in splits.values()) == 28
+        for split in ("train", "val", "test"):
+            assert np.array_equal(labels[split], labels_from_pixels(splits[split])), (attempt, split)
+
+
+def test_split_folders_share_the_training_images_classes(tmp_path):
+    root = tmp_path / "images"
+    write_classes(root / "train", {"a": 5, "b": 5})
+    write_classes(root / "val", {"a": 2, "b": 2})
+    write_classes(root / "test", {"b": 3})  # a split need not hold every class: "b" is the training images' 1
+    datamodule = ImageFolderDataModule(str(root), cache_dir=str(tmp_path / "c"))
+    datamodule.serve_labels()
+    datamodule.setup()
+    assert datamodule.label_splits["test"].tolist() == [1, 1, 1]
+    assert datamodule.label_splits["val"].tolist() == [0, 0, 1, 1]
+    write_classes(root / "val", {"zebra": 1}, start=100)
+    with pytest.raises(ConfigError) as refusal:
+        ImageFolderDataModule(str(root), cache_dir=str(tmp_path / "d")).load_label_splits()
+    assert str(refusal.value) == (
+        f"{root / 'val'}/zebra is not a class of the training images (their folders: a, b): its label would be "
+        "outside [0, 2) -- move it, or add the class to train/"
+    )
+
+
+def test_a_folder_with_images_outside_class_folders_has_no_labels(tmp_path):
+    write_classes(tmp_path / "images", {"a": 3})
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / "loose.png")
+    datamodule = ImageFolderDataModule(str(tmp_path / "images"), cache_dir=str(tmp_path / "c"))
+    assert datamodule.classes is None
+    with pytest.raises(ConfigError, match=r"condition=label needs class labels"):
+        datamodule.serve_labels()
+
+
+def test_a_conditional_model_trains_on_class_subfolders(tmp_path, make_cfg):
+    write_classes(tmp_path / "images", {"a": 20, "b": 20, "c": 20})
+    metrics = train(
+        make_cfg(
+            "data=image_folder",
+            f"data.path={tmp_path / 'images'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.batch_size=16",
+            "condition=label",
+            *SHORT,
+            *FAST,
+            "callbacks=none",
+            "logger=[]",
+        )
+    )
+    assert metrics["condition"] == "label" and np.isfinite(metrics["test/nll_iw"])

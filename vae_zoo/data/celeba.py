@@ -34,6 +34,10 @@ class CelebADataModule(ImageFolderDataModule):
         )
         self.torchvision_root = Path(data_dir)
 
+    def _class_names(self, files: dict[str, list[Path]]) -> None:
+        """None: one folder of faces, no class labels (the attributes are not classes)."""
+        return None
+
     def _files_by_split(self) -> dict[str, list[Path]]:
         partition = self.data_dir / PARTITION_FILE
         if not partition.is_file() or not (self.data_dir / IMAGES).is_dir():

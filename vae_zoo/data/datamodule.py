@@ -138,7 +138,7 @@ class TensorDataModule(pl.LightningDataModule):
         if self.classes is None:
             raise ConfigError(
                 f"condition=label needs class labels, and data={type(self).__name__} has none -- use a labelled "
-                "dataset (mnist, fashion_mnist, cifar10, svhn) or condition=none"
+                "dataset (mnist, fashion_mnist, cifar10, svhn, an image_folder of class subfolders) or condition=none"
             )
         self.labelled = True
 

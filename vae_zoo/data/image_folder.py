@@ -7,7 +7,10 @@ its shorter side resized to ``image_size`` and centre-cropped to a square (no re
 ``image_size`` is unset and all images have one size), after an optional centre crop to ``crop``
 pixels (CelebA's usual 148). The decoded arrays are written to
 ``<cache_dir>/image_folder-<key>.npz``, keyed by the folder, every file's name, size and mtime, and
-the settings, so a second run loads them in seconds and a changed folder is decoded again.
+the settings, so a second run loads them in seconds and a changed folder is decoded again. Where every
+image lies in a class subfolder (``<class>/*.png``, under ``train/`` and the other split folders where there
+is a ``train/``), the images are labelled by their folder: classes in sorted name order, torchvision's
+``ImageFolder`` convention; the labels are cached beside the images.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from vae_zoo.errors import ConfigError, DataNotFoundError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 BAD_IMAGE_POLICIES = ("skip", "error")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: class labels beside the images
+LABELS = "_labels"  # a cache's labels of split s: the array "s_labels"
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
@@ -69,8 +73,15 @@ def read_cache(path: Path) -> dict[str, np.ndarray] | None:
             raise TypeError("not an .npz archive")
         with stored:
             arrays = {name: stored[name] for name in stored.files}
-        if not arrays or any(array.dtype != np.uint8 or array.ndim != 4 for array in arrays.values()):
+        images = {name: array for name, array in arrays.items() if not name.endswith(LABELS)}
+        labels = {name: array for name, array in arrays.items() if name.endswith(LABELS)}
+        if not images or any(array.dtype != np.uint8 or array.ndim != 4 for array in images.values()):
             raise ValueError("not uint8 image arrays")
+        if any(
+            array.dtype != np.int64 or array.shape != (len(images.get(name.removesuffix(LABELS), ())),)
+            for name, array in labels.items()
+        ):
+            raise ValueError("labels that are not one int64 per image")
         return arrays
     except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as error:
         reason = (str(error) or type(error).__name__).splitlines()[0]
@@ -122,10 +133,57 @@ class ImageFolderDataModule(TensorDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.load_splits()["train"].shape[1:])
 
+    @property
+    def classes(self) -> int | None:
+        """The number of class subfolders, where every image lies in one; else None (no labels)."""
+        names = self._class_names(self._files_by_split())
+        return len(names) if names else None
+
     def load_splits(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             self._arrays = self._load()
-        return self._arrays
+        return {name: array for name, array in self._arrays.items() if not name.endswith(LABELS)}
+
+    def load_label_splits(self) -> dict[str, np.ndarray]:
+        self.load_splits()
+        return {
+            name.removesuffix(LABELS): array for name, array in self._arrays.items() if name.endswith(LABELS)
+        }
+
+    def _class_names(self, files: dict[str, list[Path]]) -> list[str] | None:
+        """The training images' class folders in sorted order, where every image of every split lies in a
+        folder of one of them; None where an image lies outside a class folder. An image of another split in
+        a folder the training images do not have is one line (its label would be outside the classes)."""
+        roots = {split: self.data_dir / split if split != "all" else self.data_dir for split in files}
+        parts = {split: [p.relative_to(roots[split]).parts for p in paths] for split, paths in files.items()}
+        if any(len(each) < 2 for split in parts.values() for each in split):
+            return None
+        names = sorted({each[0] for each in parts.get("train", parts.get("all", []))})
+        for split, split_parts in parts.items():
+            strange = sorted({each[0] for each in split_parts} - set(names))
+            if strange:
+                raise ConfigError(
+                    f"{roots[split]}/{strange[0]} is not a class of the training images (their folders: "
+                    f"{', '.join(names)}): its label would be outside [0, {len(names)}) -- move it, or add the "
+                    "class to train/"
+                )
+        return names
+
+    def _labels(
+        self, files: dict[str, list[Path]], decoded: list[np.ndarray | None]
+    ) -> dict[str, np.ndarray]:
+        """``{"<split>_labels": int64 labels}`` of each split's readable images, where the folder is labelled."""
+        names = self._class_names(files)
+        if not names:
+            return {}
+        index = {name: k for k, name in enumerate(names)}
+        readable = iter(image is not None for image in decoded)
+        labels = {}
+        for split, paths in files.items():
+            root = self.data_dir / split if split != "all" else self.data_dir
+            kept = [index[p.relative_to(root).parts[0]] for p in paths if next(readable)]
+            labels[split + LABELS] = np.asarray(kept, dtype=np.int64)
+        return labels
 
     def _files_by_split(self) -> dict[str, list[Path]]:
         root = self.data_dir
@@ -168,6 +226,7 @@ class ImageFolderDataModule(TensorDataModule):
         for (split, paths), start in zip(files.items(), offsets[:-1]):
             good = [image for image in decoded[start : start + len(paths)] if image is not None]
             arrays[split] = np.stack(good) if good else np.zeros((0, *self._shape(decoded)), np.uint8)
+        arrays.update(self._labels(files, decoded))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(".partial.npz")
         np.savez(partial, **arrays)
@@ -233,20 +292,25 @@ class ImageFolderDataModule(TensorDataModule):
         return next(image.shape for image in decoded if image is not None)
 
     def _split(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Fill the splits that have no folder of their own with seeded fractions of the rest."""
-        pool = arrays["all"] if "all" in arrays else arrays["train"]
-        order = np.random.default_rng(self.seed).permutation(len(pool))
-        n_val = round(self.val_fraction * len(pool)) if not len(arrays.get("val", ())) else 0
-        n_test = round(self.test_fraction * len(pool)) if not len(arrays.get("test", ())) else 0
-        splits = {
-            "val": arrays["val"] if n_val == 0 and "val" in arrays else pool[order[:n_val]],
-            "test": arrays["test"]
-            if n_test == 0 and "test" in arrays
-            else pool[order[n_val : n_val + n_test]],
-            "train": pool[np.sort(order[n_val + n_test :])],
+        """Fill the splits that have no folder of their own with seeded fractions of the rest (the labels,
+        ``<split>_labels``, with their images)."""
+        source = "all" if "all" in arrays else "train"
+        order = np.random.default_rng(self.seed).permutation(len(arrays[source]))
+        n_val = round(self.val_fraction * len(order)) if not len(arrays.get("val", ())) else 0
+        n_test = round(self.test_fraction * len(order)) if not len(arrays.get("test", ())) else 0
+        taken = {
+            "val": order[:n_val],
+            "test": order[n_val : n_val + n_test],
+            "train": np.sort(order[n_val + n_test :]),
         }
-        if not len(splits["train"]):
+        if not len(taken["train"]):
             raise ConfigError(
                 f"no training images left under {self.data_dir}: lower data.val_fraction/test_fraction"
             )
+        splits = {}
+        for suffix in ("", LABELS) if source + LABELS in arrays else ("",):
+            pool = arrays[source + suffix]
+            for split, rows in taken.items():
+                own = split != "train" and len(rows) == 0 and split + suffix in arrays
+                splits[split + suffix] = arrays[split + suffix] if own else pool[rows]
         return splits
