@@ -65,6 +65,8 @@ def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule,
         iw_chunk=cfg.eval.iw_chunk,
         **conditional,
     )
+    if hasattr(datamodule, "columns"):  # a table's column kinds and statistics, into its likelihood
+        model.model.likelihood.adopt(datamodule.columns())
     return datamodule, model
 
 

@@ -21,6 +21,7 @@ LIKELIHOOD_FOR_PIXELS = {
     "binary": "bernoulli",
     "8bit": "discretized_logistic",
     "dequantized": "continuous_bernoulli",
+    "table": "table",
 }
 
 

@@ -97,7 +97,9 @@ class ProbabilisticModel(nn.Module):
         self.labels: Tensor | None | str = None  # what ``given`` set: each image's class, or ABSENT
         self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape, **conditioned)
         self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
-        self.likelihood = build(likelihood, Likelihood, "model.likelihood")
+        self.likelihood = build_with_sizes(
+            likelihood, Likelihood, "model.likelihood", {"input_shape": self.input_shape}
+        )
         if pixels is not None:
             self.likelihood.check_data(pixels)
         self.decoder = build(
@@ -188,6 +190,7 @@ class ProbabilisticModel(nn.Module):
         """``q(z|x)``: the encoder under autocast, the distribution in float32, through the flow if there is
         one (``flow=False``: the base posterior)."""
         condition = self.condition_input(len(x))
+        x = self.likelihood.standardize(x)
         features = full_precision(self.encoder(x) if condition is None else self.encoder(x, condition))
         with self.autocast_off():
             return self.posterior_of_features(features, flow)

@@ -36,7 +36,7 @@ class CelebADataModule(ImageFolderDataModule):
 
     def _class_names(self, files: dict[str, list[Path]]) -> None:
         """None: one folder of faces, no class labels (the attributes are not classes)."""
-        return None
+        return
 
     def _files_by_split(self) -> dict[str, list[Path]]:
         partition = self.data_dir / PARTITION_FILE

@@ -16,13 +16,15 @@ from vae_zoo.config_groups import option_name, options
 from vae_zoo.errors import ConfigError
 
 #: what a data module's pixels can be (``TensorDataModule.pixels``): 0/1, grey levels k/255 in [0, 1], or
-#: grey levels uniformly dequantized to (k + u) / 256, u ~ U(0, 1) (continuous, for densities on [0, 1])
-PIXELS = ("binary", "8bit", "dequantized")
+#: grey levels uniformly dequantized to (k + u) / 256, u ~ U(0, 1) (continuous, for densities on [0, 1]); or
+#: the rows of a table (``vae_zoo.data.table``)
+PIXELS = ("binary", "8bit", "dequantized", "table")
 #: how to make the data serve each kind of pixels
 FIXES = {
     "binary": "binarize the data (data.binarize=dynamic)",
     "8bit": "serve the stored 8-bit levels (data.binarize=none data.dequantize=false)",
     "dequantized": "dequantize the 8-bit levels (data.binarize=none data.dequantize=true)",
+    "table": "train on a table (data=table)",
 }
 
 
@@ -52,6 +54,10 @@ class Likelihood(ABC, nn.Module):
     @abstractmethod
     def sample(self, params: Tensor) -> Tensor:
         """``x ~ p(x|z)``, shaped like the images."""
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """The data as the encoder reads it: unchanged, unless the likelihood standardizes (a table's)."""
+        return x
 
     def level_offset(self, pixels: str) -> float | None:
         """Nats per dimension that turn this likelihood's ``-log p`` of the data's ``pixels`` into a bound on

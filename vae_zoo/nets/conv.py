@@ -48,7 +48,10 @@ class ConvEncoder(nn.Module):
             ]
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
-            raise ValueError(f"{len(channels)} stride-2 layers shrink a {input_shape} image to nothing")
+            raise ConfigError(
+                f"encoder=conv: {len(channels)} stride-2 layers shrink a {tuple(input_shape)} input to nothing -- use "
+                "fewer model.encoder.channels, or encoder=mlp (a table's rows: always)"
+            )
         dense = nn.Linear(channels[-1] * h * w + condition_features, features)
         layers += [nn.Flatten(), dense, make_activation(activation)]
         self.net = nn.Sequential(*layers)
