@@ -61,7 +61,8 @@ def first_estimator(latent: str) -> str:
 
 @pytest.fixture(scope="module")
 def batches(data_dir) -> dict[str, TensorBatches]:
-    """Two batches of 16 real test images, as binary pixels, 8-bit grey levels and dequantized levels."""
+    """Two batches of 16 real test images, as binary pixels, 8-bit grey levels and dequantized levels; the
+    grey levels also as the rows of a table (784 real columns)."""
     dm = MNISTDataModule(data_dir, binarize="none")
     dm.setup()
     levels = dm.splits["test"][:32]
@@ -70,7 +71,12 @@ def batches(data_dir) -> dict[str, TensorBatches]:
     dequantized = dequantize_uniform(levels, torch.Generator().manual_seed(0))
     return {
         pixels: TensorBatches(images, 16, lambda t, g: t)
-        for pixels, images in (("binary", binary), ("8bit", grey), ("dequantized", dequantized))
+        for pixels, images in (
+            ("binary", binary),
+            ("8bit", grey),
+            ("dequantized", dequantized),
+            ("table", grey),
+        )
     }
 
 

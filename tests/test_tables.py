@@ -81,7 +81,7 @@ def test_the_likelihood_is_the_density_of_the_row_in_its_own_units():
         ],
         -1,
     )[:, None, None]
-    sigma = torch.exp(likelihood.log_sigma[:2])
+    sigma = torch.exp(likelihood.log_sigma.flatten()[:2])
     expected = (
         -Normal(means[:2] + scales[:2] * params[..., :2], scales[:2] * sigma)
         .log_prob(x[..., :2])
@@ -154,7 +154,7 @@ def test_a_table_trains_evaluates_and_loads_in_its_own_units(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     model = vae_zoo.load(run)
     torch.testing.assert_close(
-        model.likelihood.means[0], torch.tensor(values[:, 0]).float().mean(), atol=3.0, rtol=0
+        model.likelihood.means.flatten()[0], torch.tensor(values[:, 0]).float().mean(), atol=3.0, rtol=0
     )
     samples = model.sample(500).flatten(1)
     assert samples.shape == (500, 3) and set(samples[:, 2].unique().tolist()) <= {0.0, 1.0}

@@ -33,18 +33,18 @@ class TableLikelihood(Likelihood):
 
     def __init__(self, input_shape: Sequence[int]) -> None:
         super().__init__()
-        features = math.prod(input_shape)
-        self.register_buffer("binary", torch.zeros(features, dtype=torch.bool))
-        self.register_buffer("means", torch.zeros(features))
-        self.register_buffer("scales", torch.ones(features))
-        self.log_sigma = nn.Parameter(torch.zeros(features))
+        shape = tuple(input_shape)  # a table's (1, 1, F); any shape works, one entry per feature
+        self.register_buffer("binary", torch.zeros(shape, dtype=torch.bool))
+        self.register_buffer("means", torch.zeros(shape))
+        self.register_buffer("scales", torch.ones(shape))
+        self.log_sigma = nn.Parameter(torch.zeros(shape))
 
     def adopt(self, columns: Columns) -> None:
         """The data's column kinds and the training rows' means and scales (before training)."""
         with torch.no_grad():
-            self.binary.copy_(columns.binary)
-            self.means.copy_(columns.means)
-            self.scales.copy_(columns.scales)
+            self.binary.copy_(columns.binary.reshape(self.binary.shape))
+            self.means.copy_(columns.means.reshape(self.means.shape))
+            self.scales.copy_(columns.scales.reshape(self.scales.shape))
 
     def standardize(self, x: Tensor) -> Tensor:
         """Rows in the data's units to the model's: real columns standardized, binary ones as they are."""
