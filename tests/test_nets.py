@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vae_zoo.errors import ConfigError
 from vae_zoo.nets.conv import ConvDecoder, ConvEncoder
 from vae_zoo.nets.mlp import MLPDecoder, MLPEncoder
 
@@ -22,6 +23,8 @@ def test_mlp_round_trip_and_leading_dims():
     assert decoder(torch.randn(2, 5, 6)).shape == (2, 5, 1, 28, 28)
 
 
-def test_too_many_conv_layers_for_a_small_image_is_an_error():
-    with pytest.raises(ValueError, match="shrink"):
+def test_too_many_conv_layers_for_a_small_image_is_one_line():
+    with pytest.raises(
+        ConfigError, match=r"encoder=conv: 3 stride-2 layers shrink a \(1, 4, 4\) input to nothing"
+    ):
         ConvEncoder((1, 4, 4), channels=(8, 8, 8))

@@ -58,7 +58,7 @@ def load(path: str | Path) -> ProbabilisticModel:
     from vae_zoo.saved_run import read_saved_run
 
     checkpoint = checkpoint_of(path)
-    run = read_saved_run(OmegaConf.create({"ckpt_path": str(checkpoint)}), "vae_zoo.load")
+    run = read_saved_run(OmegaConf.create({"ckpt_path": str(checkpoint)}), "vae_zoo.load", resolve=False)
     return run.model().model.eval()
 
 

@@ -42,6 +42,9 @@ warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 # A run resuming in place (ckpt_path=last) has checkpoints in its folder by design; other runs cannot write
 # into a folder that holds checkpoints (RunDirectoryGuard), so Lightning's warning about one says nothing.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Resuming from a checkpoint of another directory (ckpt_path=<another run's file>) is a supported start: Lightning's
+# note that the checkpoint callback's bookkeeping of that directory is not carried over says nothing to act on.
+warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
 
 
 def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
@@ -135,7 +138,8 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
             f"ckpt_path={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
     checkpoint = read_lightning_checkpoint(path)
-    saved = bool((checkpoint.get("hyper_parameters") or {}).get("condition"))
+    hparams = checkpoint.get("hyper_parameters")
+    saved = bool(hparams.get("condition")) if isinstance(hparams, dict) else False
     if saved != bool(model.hparams.get("condition")):
         kinds = (
             ("an unconditional", "conditional (condition=label)", "none")
@@ -149,12 +153,20 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
     state = checkpoint["state_dict"]
     expected = model.state_dict()
     problems = sorted(set(expected) ^ set(state)) + [
-        k for k in expected if k in state and state[k].shape != expected[k].shape
+        k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape
     ]
     if problems:
         raise VaeZooError(
             f"ckpt_path={path} holds another model's weights ({len(problems)} tensors differ, e.g. {problems[0]}) "
             f"-- use the model= and size overrides it was trained with, or a checkpoint of this {type(model).__name__}"
+        )
+    nonfinite = [
+        k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if nonfinite:
+        raise VaeZooError(
+            f"ckpt_path={path} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}): training "
+            "cannot continue from them -- resume from an earlier checkpoint of the run"
         )
     return path
 

@@ -9,10 +9,13 @@ E = TypeVar("E", bound=BaseException)
 
 def cause_of_type(error: BaseException | None, kind: type[E]) -> E | None:
     """The first exception of ``kind`` in ``error``'s chain of causes and contexts (Hydra's instantiate and
-    Lightning wrap the errors raised inside them), else None."""
-    while error is not None and not isinstance(error, kind):
+    Lightning wrap the errors raised inside them), else None. A chain that loops back on itself (an exception
+    re-raised while it was being handled) ends where it would repeat."""
+    seen: set[int] = set()
+    while error is not None and not isinstance(error, kind) and id(error) not in seen:
+        seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return error
+    return error if isinstance(error, kind) else None
 
 
 class VaeZooError(Exception):

@@ -10,6 +10,8 @@ is used instead; a ``data=`` choice on the command line replaces the run's data 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vae_zoo.checkpoint_io import read_lightning_checkpoint
 from vae_zoo.components import build
 from vae_zoo.data.datamodule import serve_labels
-from vae_zoo.errors import ConfigError, VaeZooError
+from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
+from vae_zoo.run_identity import run_identity
 
 KEY = "vae_zoo_run"
 #: what the invocation of eval.py / sample.py sets over the run's own config (merged into it); its ``data``
@@ -45,13 +48,19 @@ class RunConfigInCheckpoint(pl.Callback):
 def read_config_file(path: Path) -> DictConfig:
     """A YAML config read with YAML's safe loader (OmegaConf's): a ``!!python`` tag is one line, not a call."""
     try:
-        return OmegaConf.load(path)
-    except (yaml.YAMLError, ValueError) as error:
-        reason = str(error).splitlines()[0]
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, ValueError, OSError) as error:
+        reason = (str(error) or type(error).__name__).splitlines()[0]
         raise VaeZooError(
             f"{path} is not a plain YAML config ({reason}): configs are read with YAML's safe loader, which "
             "builds no Python objects -- restore the run's config or use the checkpoint alone"
         ) from None
+    if not isinstance(config, DictConfig):
+        raise VaeZooError(
+            f"{path} is not a run config (a YAML list, not a mapping of settings) -- restore the run's config or "
+            "use the checkpoint alone"
+        )
+    return config
 
 
 @dataclass
@@ -66,13 +75,32 @@ class SavedRun:
     config: DictConfig
 
     def datamodule(self) -> pl.LightningDataModule:
-        return build(OmegaConf.to_container(self.config.data, resolve=True), pl.LightningDataModule, "data")
+        with answered_in_one_line(self.path, "its run config does not build a data module"):
+            return build(
+                OmegaConf.to_container(self.config.data, resolve=True), pl.LightningDataModule, "data"
+            )
 
     def model(self, datamodule: pl.LightningDataModule | None = None) -> pl.LightningModule:
         """The model of the checkpoint's hyperparameters with this invocation's ``eval`` settings, its
         weights loaded; checked against ``datamodule``'s images and pixels where one is given (which then
         serves labels for a conditional model)."""
-        hparams = dict(self.checkpoint.get("hyper_parameters") or {})
+        with answered_in_one_line(self.path, "its hyper_parameters do not build a model"):
+            model = self._model(datamodule)
+        try:
+            model.load_state_dict(self.checkpoint["state_dict"])
+        except (RuntimeError, TypeError, ValueError) as error:
+            reason = str(error).replace("\n", " ").replace("\t", "")[:300]
+            raise VaeZooError(
+                f"{self.path} holds weights that do not fit its own model ({reason}) -- the file was changed or "
+                "damaged: use an unchanged checkpoint"
+            ) from None
+        return model
+
+    def _model(self, datamodule: pl.LightningDataModule | None) -> pl.LightningModule:
+        hparams = self.checkpoint.get("hyper_parameters") or {}
+        if not isinstance(hparams, dict):
+            raise VaeZooError(f"{self.path} holds hyper_parameters that are not a mapping of settings")
+        hparams = dict(hparams)
         if datamodule is not None:
             shape = tuple(datamodule.input_shape)
             if tuple(hparams.get("input_shape", shape)) != shape:
@@ -85,36 +113,62 @@ class SavedRun:
                 serve_labels(datamodule)
         settings = {"iw_samples": self.config.eval.iw_samples, "iw_chunk": self.config.eval.iw_chunk}
         target = {"_target_": self.run_config.model._target_}
-        model = build({**target, **hparams, **settings}, pl.LightningModule, "model")
-        model.load_state_dict(self.checkpoint["state_dict"])
-        return model
+        return build({**target, **hparams, **settings}, pl.LightningModule, "model")
 
 
-def read_saved_run(cfg: DictConfig, script: str) -> SavedRun:
+@contextlib.contextmanager
+def answered_in_one_line(path: Path, what: str) -> Iterator[None]:
+    """Inside: a failure caused by what the checkpoint ``path`` (or its run config) holds is one line naming
+    the file: a ``VaeZooError`` with the file's name before its own line, anything else with ``what`` and the
+    reason (the file's content is the user's input: a changed type, a key removed, an interpolation no
+    resolver serves)."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 -- what an untrusted file makes fail, in one line
+        cause = cause_of_type(error, VaeZooError)
+        if cause is not None:
+            message = str(cause) if path.name in str(cause) else f"{path.name}: {cause}"
+            raise type(cause)(message) from None
+        reason = (str(error) or type(error).__name__).splitlines()[0][:300]
+        raise VaeZooError(
+            f"{path}: {what} ({type(error).__name__}: {reason}) -- the file or its run config was changed or "
+            "damaged: use an unchanged checkpoint or restore the run's config"
+        ) from None
+
+
+def read_saved_run(cfg: DictConfig, script: str, resolve: bool = True) -> SavedRun:
     """The run ``cfg.ckpt_path`` belongs to; one line when the checkpoint is missing or unreadable, or
-    neither it nor a run directory holds the run's config."""
+    neither it nor a run directory holds the run's config, or (``resolve``: eval.py's and sample.py's reading)
+    that config with this invocation's settings does not resolve."""
     path = Path(cfg.ckpt_path)
     if not path.is_file():
         raise VaeZooError(f"checkpoint {path} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt")
     checkpoint = read_lightning_checkpoint(path)
     run_dir_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if run_dir_config.is_file():
-        run_config = read_config_file(run_dir_config)
-        hydra_file = run_dir_config.with_name("hydra.yaml")
-        choices = read_config_file(hydra_file).hydra.runtime.choices if hydra_file.is_file() else {}
-    elif isinstance(checkpoint.get(KEY), dict):
-        run_config = OmegaConf.create(checkpoint[KEY]["config"])
-        choices = checkpoint[KEY].get("choices", {})
-    else:
-        raise VaeZooError(
-            f"no run config at {run_dir_config}, and {path.name} carries none (written before checkpoints "
-            f"held their run's config): {script} needs the run directory the checkpoint came from"
-        )
-    config = OmegaConf.merge(run_config, {key: cfg[key] for key in INVOCATION_KEYS if key in cfg})
-    data = cfg.get("data") or {}
-    if "_target_" in data:  # data=<option>: another dataset
-        with open_dict(config):
-            config.data = data
-    else:  # data.<key>=...: settings of the run's own (the unset ones are null)
-        config = OmegaConf.merge(config, {"data": {k: v for k, v in data.items() if v is not None}})
-    return SavedRun(path, checkpoint, run_config, dict(choices), config)
+    with answered_in_one_line(path, "its run config cannot be read"):
+        if run_dir_config.is_file():
+            run_config = read_config_file(run_dir_config)
+            hydra_file = run_dir_config.with_name("hydra.yaml")
+            choices = read_config_file(hydra_file).hydra.runtime.choices if hydra_file.is_file() else {}
+        elif isinstance(checkpoint.get(KEY), dict):
+            run_config = OmegaConf.create(checkpoint[KEY]["config"])
+            choices = checkpoint[KEY].get("choices", {})
+        else:
+            raise VaeZooError(
+                f"no run config at {run_dir_config}, and {path.name} carries none (written before checkpoints "
+                f"held their run's config): {script} needs the run directory the checkpoint came from"
+            )
+        if not isinstance(run_config, DictConfig) or not isinstance(run_config.get("model"), DictConfig):
+            raise VaeZooError(f"{path}: its run config is not a mapping of settings with a model")
+        config = OmegaConf.merge(run_config, {key: cfg[key] for key in INVOCATION_KEYS if key in cfg})
+        data = cfg.get("data") or {}
+        if "_target_" in data:  # data=<option>: another dataset
+            with open_dict(config):
+                config.data = data
+        else:  # data.<key>=...: settings of the run's own (the unset ones are null)
+            config = OmegaConf.merge(config, {"data": {k: v for k, v in data.items() if v is not None}})
+        choices = dict(choices)
+        if resolve:  # every interpolation, and what eval.py and sample.py report of the run (its identity)
+            OmegaConf.to_container(config, resolve=True)
+            run_identity(run_config, choices)
+    return SavedRun(path, checkpoint, run_config, choices, config)

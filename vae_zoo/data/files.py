@@ -58,13 +58,26 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=start).reshape(dims)
 
 
+SPACES = (b" ", b"\t", b"\r", b"\n")  # what separates an .amat file's cells
+
+
 def read_amat(path: Path, width: int = 784) -> np.ndarray:
-    """A whitespace-separated 0/1 text matrix as uint8 rows of ``width`` (fast: no text parsing); every
-    non-empty line must hold exactly ``width`` values."""
+    """A whitespace-separated 0/1 text matrix as uint8 rows of ``width`` (fast: no text parsing); every cell must
+    be ``0`` or ``1`` and every non-empty line hold exactly ``width`` of them."""
     text = _read_bytes(path)
+    raw = np.frombuffer(text, dtype=np.uint8)
+    digit = (raw == ord("0")) | (raw == ord("1"))
+    other = ~digit & ~np.isin(raw, np.frombuffer(b"".join(SPACES), dtype=np.uint8))
+    joined = digit[1:] & digit[:-1]  # two digits in one cell ("10")
+    if other.any() or joined.any():
+        at = int(np.argmax(other)) if other.any() else int(np.argmax(joined))
+        start = max(text.rfind(space, 0, at) for space in SPACES) + 1
+        ends = [end for end in (text.find(space, at) for space in SPACES) if end >= 0]
+        cell = text[start : min(ends, default=len(text))]
+        number = text.count(b"\n", 0, at) + 1
+        raise _corrupt(path, f"line {number} holds {cell.decode(errors='replace')!r}, not a 0 or 1 cell")
     for number, line in enumerate(text.split(b"\n"), start=1):
         values = line.count(b"0") + line.count(b"1")
         if values not in (0, width):
             raise _corrupt(path, f"line {number} holds {values} values, not {width}")
-    raw = np.frombuffer(text, dtype=np.uint8)
-    return (raw[(raw == ord("0")) | (raw == ord("1"))] - ord("0")).reshape(-1, width)
+    return (raw[digit] - ord("0")).reshape(-1, width)

@@ -28,6 +28,11 @@ def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataFileError(
             f"{path} is not a readable SVHN file ({type(error).__name__}): delete it to download it again"
         ) from None
+    if images.shape[1:] != (3, 32, 32) or len(labels) != len(images):
+        raise DataFileError(
+            f"{path} is not an SVHN file: {len(labels)} labels for images of shape {images.shape} (SVHN: N x 3 x "
+            "32 x 32 with N labels) -- delete it to download it again"
+        )
     return images, labels
 
 

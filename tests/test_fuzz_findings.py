@@ -1,0 +1,144 @@
+"""What the fuzzer found (``tests/test_fuzzing.py``), each kept as a plain test of its one-line answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+import vae_zoo
+from tests.conftest import TINY, run_script
+from tests.fuzz_targets import script_outcome
+from vae_zoo.cli import _report_user_errors, evaluate, train
+from vae_zoo.data.files import DataFileError, read_amat
+from vae_zoo.data.svhn import read_mat
+from vae_zoo.errors import VaeZooError, cause_of_type
+from vae_zoo.saved_run import read_config_file
+
+SMALL_RUN = (*TINY[:-2], "logger=[]", "+trainer.limit_train_batches=2")
+
+
+@pytest.mark.parametrize(("text", "cell"), [("0.5", "0.5"), ("1 10", "10"), ("0 x", "x")])
+def test_an_amat_cell_that_is_not_0_or_1_is_refused_not_misread(tmp_path, text, cell):
+    """Found: ``0.5`` was read as the cell 0 (the reader counted the characters 0 and 1)."""
+    path = tmp_path / "binarized_mnist_test.amat"
+    path.write_text(text)
+    with pytest.raises(DataFileError, match=f"line 1 holds '{cell}', not a 0 or 1 cell"):
+        read_amat(path, 2)
+
+
+def test_an_svhn_file_with_more_labels_than_images_is_one_line(tmp_path):
+    """Found: 0 images and 2 labels were returned as a split of mismatched lengths."""
+    path = tmp_path / "test_32x32.mat"
+    scipy.io.savemat(str(path), {"X": np.zeros((32, 32, 3, 0), np.uint8), "y": np.array([[1], [10]])})
+    with pytest.raises(
+        DataFileError, match=r"is not an SVHN file: 2 labels for images of shape \(0, 3, 32, 32\)"
+    ):
+        read_mat(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("0\n", "Invalid loaded object type"), ("- a\n- b\n", "a YAML list")]
+)
+def test_a_run_config_that_is_no_mapping_is_one_line(tmp_path, text, message):
+    """Found: a YAML scalar raised OmegaConf's OSError; a list failed later at the first attribute read."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(VaeZooError, match=message):
+        read_config_file(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, data_dir):
+    run = tmp_path_factory.mktemp("found") / "run"
+    result = run_script(
+        "train.py", *SMALL_RUN, "trainer.max_epochs=1", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def changed(checkpoint: dict, tmp_path, change) -> str:
+    copy = {**checkpoint, "hyper_parameters": dict(checkpoint["hyper_parameters"])}
+    copy["vae_zoo_run"] = {**checkpoint["vae_zoo_run"], "config": dict(checkpoint["vae_zoo_run"]["config"])}
+    copy["state_dict"] = dict(checkpoint["state_dict"])
+    change(copy)
+    path = tmp_path / "changed.ckpt"
+    torch.save(copy, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [  # found: each of these was Hydra's or OmegaConf's multi-line error, or a RuntimeError's traceback
+        (
+            lambda c: c["vae_zoo_run"]["config"].update(seed="${vae_zoo.nothing:1}"),
+            "its run config cannot be read (UnsupportedInterpolationType",
+        ),
+        (
+            lambda c: c["vae_zoo_run"].update(config=["a", "list"]),
+            "its run config is not a mapping of settings with a model",
+        ),
+        (
+            lambda c: c["vae_zoo_run"]["config"].pop("model"),
+            "its run config is not a mapping of settings with a model",
+        ),
+        (
+            lambda c: c["state_dict"].update({"encoder.net.0.bias": torch.zeros(3)}),
+            "holds weights that do not fit its own model",
+        ),
+        (
+            lambda c: c["hyper_parameters"].update(latent={**c["hyper_parameters"]["latent"], "dim": "x"}),
+            "its hyper_parameters do not build a model",
+        ),
+    ],
+)
+def test_a_changed_checkpoint_is_one_line_from_eval(checkpoint, make_cfg, tmp_path, change, expected):
+    path = changed(checkpoint, tmp_path, change)
+    cfg = make_cfg(
+        f"ckpt_path={path}",
+        "trainer.limit_test_batches=1",
+        "eval.iw_samples=2",
+        output_dir=tmp_path / "e",
+        config_name="eval",
+    )
+    status, line = script_outcome(lambda: _report_user_errors(evaluate, cfg))
+    assert status == 2 and expected in line and "changed.ckpt" in line, line
+    if (
+        "UnsupportedInterpolationType" in expected
+    ):  # vae_zoo.load reads the model, not the run's seed: it loads
+        assert vae_zoo.load(path).input_shape == (1, 28, 28)
+    else:
+        with pytest.raises(VaeZooError, match="changed.ckpt"):
+            vae_zoo.load(path)
+
+
+def test_resuming_non_finite_weights_is_one_line_without_lightnings_warning(checkpoint, make_cfg, tmp_path):
+    """Found: NaN weights crashed in the sampler (RuntimeError), and Lightning's note that the checkpoint came
+    from another directory preceded the one line."""
+    path = changed(
+        checkpoint,
+        tmp_path,
+        lambda c: c["state_dict"].update(
+            {"encoder.net.0.weight": torch.full_like(c["state_dict"]["encoder.net.0.weight"], float("nan"))}
+        ),
+    )
+    cfg = make_cfg(*SMALL_RUN, "trainer.max_epochs=2", f"ckpt_path={path}", output_dir=tmp_path / "t")
+    status, line = script_outcome(lambda: _report_user_errors(train, cfg))
+    assert status == 2 and line == (
+        f"error: ckpt_path={path} holds non-finite weights (1 tensors, e.g. encoder.net.0.weight): training cannot "
+        "continue from them -- resume from an earlier checkpoint of the run"
+    )
+
+
+def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
+    """Found: a changed checkpoint made eval.py hang; the one-line reporter followed an exception chain that
+    looped back on itself (an exception re-raised while it was being handled) forever."""
+    first, second = ValueError("first"), KeyError("second")
+    first.__context__, second.__context__ = second, first
+    assert cause_of_type(first, VaeZooError) is None
+    found = VaeZooError("the user's line")
+    second.__context__ = found
+    found.__context__ = first
+    assert cause_of_type(first, VaeZooError) is found
