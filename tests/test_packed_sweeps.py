@@ -58,7 +58,7 @@ def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tm
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3, result.stderr[-3000:]
-    assert all("model.optimizer.lr=-1 must be > 0" in line for line in errors[:2])
+    assert all("model.optimizer.lr=-1 must be a finite number > 0" in line for line in errors[:2])
     assert errors[2].startswith("error: 2 of 4 jobs wrote no metrics.json")
     rows = _rows(sweep)[:4]
     trained = [row for row in rows if row.get("status") != "no metrics"]

@@ -331,11 +331,11 @@ BAD_INPUTS = {
     ),
     "non-positive learning rate": (
         ["model.optimizer.lr=-0.001"],
-        "error: model.optimizer.lr=-0.001 must be > 0",
+        "error: model.optimizer.lr=-0.001 must be a finite number > 0",
     ),
     "zero importance samples": (
         ["eval.iw_samples=0"],
-        "error: eval.iw_samples=0 and eval.iw_chunk=4 must be >= 1",
+        "error: eval.iw_samples=0 and eval.iw_chunk=4 must be integers >= 1",
     ),
     "impossible temperature": (
         ["model=gumbel_vae", "callbacks.temperature.tau_min=0"],

@@ -13,8 +13,8 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -88,12 +88,11 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
     Lightning adds a checkpoint callback and a progress bar of its own unless told not to; here the
     configured callbacks decide (``callbacks=none``: neither)."""
     skip_nvml_probe_without_cuda_devices()
-    nodes = (cfg.get("callbacks") or {}).values() if logging else ()
-    callbacks = [instantiate(node) for node in nodes if node and "_target_" in node]
+    callbacks = list(build_callbacks(cfg).values()) if logging else []
     if logging:  # a training run: its checkpoints carry its config, for eval.py and sample.py on them alone
         callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=False), hydra_choices()))
-    return instantiate(
-        cfg.trainer,
+    return lightning_trainer(
+        cfg,
         plugins=[DurableCheckpointIO()],
         callbacks=callbacks,
         logger=(build_loggers(cfg) if logging else []) or False,
@@ -102,14 +101,37 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
     )
 
 
-def check_optimized_metric(cfg: DictConfig, model: pl.LightningModule) -> None:
-    """``optimized_metric`` (the checkpoint monitor, the sweepers' value) must be one validation logs."""
-    metric = cfg.get("optimized_metric")
-    if metric not in model.validation_metrics:
-        choices = ", ".join(f"optimized_metric={name}" for name in model.validation_metrics)
+def lightning_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """``cfg.trainer`` built (``build``: its settings checked against the Trainer's) with ``kwargs``."""
+    every = cfg.trainer.get("check_val_every_n_epoch")
+    if type(every) is int and every < 1:  # Lightning takes 0 and then divides by it
         raise ConfigError(
-            f"optimized_metric={metric} is not a metric this run validates; choose one of: {choices}"
+            f"trainer.check_val_every_n_epoch={every} must be >= 1 (or null: validate by val_check_interval alone)"
         )
+    return build(OmegaConf.to_container(cfg.trainer, resolve=True), pl.Trainer, "trainer", **kwargs)
+
+
+def build_callbacks(cfg: DictConfig) -> dict[str, pl.Callback]:
+    """``cfg.callbacks`` built by name (``build``: each a Lightning callback with its settings checked)."""
+    nodes = OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else {}
+    return {
+        name: build(node, pl.Callback, f"callbacks.{name}")
+        for name, node in nodes.items()
+        if node and "_target_" in node
+    }
+
+
+def check_optimized_metric(cfg: DictConfig, model: pl.LightningModule) -> None:
+    """``optimized_metric`` (the checkpoint monitor, the sweepers' value), and any callback's own ``monitor``
+    (``callbacks.model_checkpoint.monitor=...``), must be a metric validation logs."""
+    monitored = {"optimized_metric": cfg.get("optimized_metric")}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and "monitor" in node and node.monitor is not None:
+            monitored[f"callbacks.{name}.monitor"] = node.monitor
+    for key, metric in monitored.items():
+        if metric not in model.validation_metrics:
+            choices = ", ".join(f"{key}={name}" for name in model.validation_metrics)
+            raise ConfigError(f"{key}={metric} is not a metric this run validates; choose one of: {choices}")
 
 
 @rank_zero_only
@@ -194,8 +216,13 @@ def stopped_by_signal(trainer: pl.Trainer, jobs: int = 1) -> None:
 
 
 def reseed(cfg: DictConfig) -> None:
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    """Seed every generator with ``seed`` (null: leave them unseeded)."""
+    seed = cfg.get("seed")
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} must be an integer from 0 to {2**32 - 1} (or null: unseeded)")
+    pl.seed_everything(seed, workers=True, verbose=False)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -290,7 +317,13 @@ def sample(cfg: DictConfig) -> list[Path]:
 
 
 def user_error(error: BaseException | None) -> VaeZooError | None:
-    """The VaeZooError behind ``error``, if any (Hydra's instantiate wraps constructor errors)."""
+    """The VaeZooError behind ``error``, if any (Hydra's instantiate wraps constructor errors); an
+    interpolation of the run's config that does not resolve (``model.latent.dim='${nowhere}'``) is one too."""
+    unresolved = cause_of_type(error, InterpolationResolutionError)
+    if unresolved is not None and cause_of_type(error, VaeZooError) is None:
+        where = f"{unresolved.full_key}: " if getattr(unresolved, "full_key", None) else ""
+        reason = str(unresolved).strip().splitlines()[0]
+        return ConfigError(f"{where}{reason} -- fix the override or the config that sets it")
     return cause_of_type(error, VaeZooError)
 
 

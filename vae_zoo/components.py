@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from hydra.utils import get_class, instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from vae_zoo.errors import ConfigError
+from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
+from vae_zoo.setting_types import check_settings
 
 
 def component_class(config: Mapping[str, Any], base: type | tuple[type, ...], where: str) -> type:
@@ -44,10 +46,25 @@ def component_class(config: Mapping[str, Any], base: type | tuple[type, ...], wh
 
 
 def build(config: Mapping[str, Any], base: type | tuple[type, ...], where: str, **kwargs: Any) -> Any:
-    """``config`` instantiated (with ``kwargs``) once ``component_class`` has checked its target; settings
-    arrive as plain Python containers."""
-    component_class(config, base, where)
-    return instantiate(config, **kwargs, _recursive_=False, _convert_="all")
+    """``config`` instantiated (with ``kwargs``) once ``component_class`` has checked its target and
+    ``check_settings`` its keys and their types; settings arrive as plain Python containers. A class from
+    outside vae_zoo (Lightning's Trainer and callbacks, torch's optimizers) that refuses its settings with its
+    own ``ValueError``, ``TypeError`` or ``MisconfigurationException`` is answered with that line."""
+    cls = component_class(config, base, where)
+    check_settings(cls, config, where)
+    try:
+        return instantiate(config, **kwargs, _recursive_=False, _convert_="all")
+    except Exception as error:
+        refused = cause_of_type(error, (ValueError, TypeError, MisconfigurationException))
+        if cls.__module__.startswith("vae_zoo") or refused is None or cause_of_type(error, VaeZooError):
+            raise
+        raise refused_settings(cls, where, refused) from None
+
+
+def refused_settings(cls: type, where: str, refusal: BaseException) -> ConfigError:
+    """The one line for a class outside vae_zoo that refused the settings at ``where`` with ``refusal``."""
+    reason = (str(refusal).strip() or type(refusal).__name__).splitlines()[0]
+    return ConfigError(f"{where}: {cls.__name__} refused its settings: {reason} -- check {where}.*")
 
 
 def build_with_sizes(config: Mapping[str, Any], base: type, where: str, sizes: Mapping[str, Any]) -> Any:

@@ -12,6 +12,7 @@ implementation wins over the one recorded in the checkpoint.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.utils._foreach_utils import (
     _get_fused_kernels_supported_devices,
 )
 
-from vae_zoo.components import build
+from vae_zoo.components import build, refused_settings
 from vae_zoo.errors import ConfigError
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
@@ -67,11 +68,26 @@ def implementation_flags(
     return {name: value for name, value in flags.items() if name in accepts}
 
 
-def check_learning_rate(config: dict[str, Any]) -> None:
-    """Stop with one line where ``model.optimizer.lr`` is not positive (checked when the model is built, before
-    the optimizer is: a run should not start with it)."""
-    if not config.get("lr", 1.0) > 0:
-        raise ConfigError(f"model.optimizer.lr={config['lr']} must be > 0")
+def optimizer_factory(config: dict[str, Any]) -> tuple[Any, str]:
+    """``model.optimizer`` built up to its parameters (a partial of the optimizer class) and its ``impl``;
+    one line where ``lr`` is not a finite number > 0."""
+    lr = config.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ConfigError(f"model.optimizer.lr={lr!r} must be a finite number > 0")
+    config = dict(config)
+    impl = config.pop("impl", "auto")
+    return build(config, torch.optim.Optimizer, "model.optimizer"), impl
+
+
+def check_optimizer(config: dict[str, Any]) -> None:
+    """Stop with one line where ``model.optimizer`` cannot be built: ``lr`` not a finite number > 0, or a
+    setting the optimizer class refuses (``betas`` outside [0, 1), a negative ``weight_decay``). Checked when
+    the model is built, on one placeholder parameter: a run should not start with it."""
+    factory, _ = optimizer_factory(config)
+    try:
+        factory(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        raise refused_settings(factory.func, "model.optimizer", error) from None
 
 
 def build_optimizer(
@@ -82,10 +98,7 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """``config`` (``_target_``, ``_partial_``, settings, ``impl``) instantiated on ``params``;
     ``clips_mixed_precision``: the trainer clips gradients under mixed precision (``implementation_flags``)."""
-    check_learning_rate(config)
-    config = dict(config)
-    impl = config.pop("impl", "auto")
-    factory = build(config, torch.optim.Optimizer, "model.optimizer")
+    factory, impl = optimizer_factory(config)
     flags = implementation_flags(impl, factory.func, device, clips_mixed_precision)
     optimizer = factory(params=params, **flags)
     optimizer.register_load_state_dict_pre_hook(_keep_implementation)

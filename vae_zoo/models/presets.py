@@ -16,9 +16,9 @@ from vae_zoo.models.vae import VAE
 class _Preset(VAE):
     latent_target: str
 
-    def __init__(self, latent: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, latent: dict[str, Any] | None = None, kl: str | None = None, **kwargs: Any) -> None:
+        """``kl``: checkpoints up to 48663a0 kept the ELBO's KL mode on the model."""
         latent = {"_target_": self.latent_target, **(latent or {})}
-        kl = kwargs.pop("kl", None)  # checkpoints up to 48663a0 kept the ELBO's KL mode on the model
         if kl is not None and kwargs.get("objective") is None:
             kwargs["objective"] = {"_target_": "vae_zoo.objectives.ELBO", "kl": kl}
         super().__init__(latent=latent, **kwargs)

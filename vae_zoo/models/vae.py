@@ -27,7 +27,7 @@ from vae_zoo.components import build
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
-from vae_zoo.optimizers import build_optimizer, check_learning_rate, clips_mixed_precision
+from vae_zoo.optimizers import build_optimizer, check_optimizer, clips_mixed_precision
 from vae_zoo.pairing import check_pairing
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
@@ -100,9 +100,11 @@ class VAE(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        check_learning_rate(optimizer)
-        if iw_samples < 1 or iw_chunk < 1:
-            raise ConfigError(f"eval.iw_samples={iw_samples} and eval.iw_chunk={iw_chunk} must be >= 1")
+        check_optimizer(optimizer)
+        if not all(type(n) is int and n >= 1 for n in (iw_samples, iw_chunk)):
+            raise ConfigError(
+                f"eval.iw_samples={iw_samples!r} and eval.iw_chunk={iw_chunk!r} must be integers >= 1"
+            )
         self.model_callbacks = [
             EpochMeans(),
             ExactResume(),

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -23,10 +22,12 @@ from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
 from vae_zoo.cli import (
+    build_callbacks,
     build_datamodule_and_model,
     build_trainer,
     check_optimized_metric,
     float_metrics,
+    lightning_trainer,
     reseed,
     stopped_by_signal,
     write_metrics,
@@ -99,8 +100,7 @@ def _train_built(
     files = []
     for job in jobs:
         with job.current():
-            node = (job.cfg.get("callbacks") or {}).get("model_checkpoint")
-            checkpoint = instantiate(node) if node else None  # callbacks=none: no checkpoints, as alone
+            checkpoint = build_callbacks(job.cfg).get("model_checkpoint")  # callbacks=none: none, as alone
             run = {"config": OmegaConf.to_container(job.cfg, resolve=False), "choices": dict(hydra_choices())}
             files.append(JobFiles(build_loggers(job.cfg), checkpoint, run))
             for logger in files[-1].loggers:
@@ -141,8 +141,7 @@ PER_JOB_CALLBACKS = (
 
 def _callbacks(job: PackJob) -> dict[str, pl.Callback]:
     with job.current():
-        nodes = (job.cfg.get("callbacks") or {}).items()
-        return {name: instantiate(node) for name, node in nodes if node and "_target_" in node}
+        return build_callbacks(job.cfg)
 
 
 def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
@@ -180,8 +179,8 @@ def _pack_trainer(
     for path in filter(None, (getattr(c, "path", None) for c in first)):  # where they will save, checked now
         io.within(path)
     with jobs[0].current():
-        return instantiate(
-            jobs[0].cfg.trainer,
+        return lightning_trainer(
+            jobs[0].cfg,
             plugins=[io],
             callbacks=[
                 settings,
