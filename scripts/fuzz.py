@@ -2,7 +2,7 @@
 
     python scripts/fuzz.py --examples 2000                      # every target, 2000 examples each
     python scripts/fuzz.py --targets idx_files csv_tables --examples 20000
-    python scripts/fuzz.py --targets checkpoints --examples 300
+    python scripts/fuzz.py --targets checkpoints run_directories overrides --examples 300
 
 Each target keeps its property (``tests/fuzz_targets.py``): read, or refused in one line; no payload runs; no
 file already written changes. The run is pytest on those tests with the budget raised and the seed drawn
@@ -28,8 +28,13 @@ TARGETS = (
     "image_folder_caches",
     "csv_tables",
     "array_tables",
+    "image_files",
     "run_configs",
     "checkpoints",
+    "run_directories",
+    "overrides",
+    "packed_job_lists",
+    "job_lists_group_into_packs",
 )
 
 
@@ -43,7 +48,6 @@ def main() -> None:
     environment = {
         **os.environ,
         "VAE_ZOO_FUZZ_EXAMPLES": str(args.examples),
-        "VAE_ZOO_FUZZ_CHECKPOINTS": str(args.examples),
         "VAE_ZOO_FUZZ_RANDOM": "1",  # fresh examples instead of CI's fixed ones
         "PYTHONPATH": str(ROOT),
     }

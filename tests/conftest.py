@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from vae_zoo.compose import compose_config
@@ -107,3 +108,25 @@ def run_command(
 def run_script(script: str, *overrides: str) -> subprocess.CompletedProcess:
     """``python <script> <overrides>`` from the repository root, as a user runs it."""
     return run_command([sys.executable, str(ROOT / script), *overrides])
+
+
+#: a tiny model with its checkpoints (the default callbacks) and no logger, 2 steps an epoch
+SMALL_RUN = (*TINY[:-2], "logger=[]", "+trainer.limit_train_batches=2")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir) -> Path:
+    """A real run directory of ``SMALL_RUN`` (one epoch): its ``.hydra/``, checkpoints and metrics, for the
+    targets and the findings' tests to change copies of."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = run_script(
+        "train.py", *SMALL_RUN, "trainer.max_epochs=1", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(trained_run) -> dict:
+    """``trained_run``'s ``last.ckpt`` as plain data and tensors."""
+    return torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)

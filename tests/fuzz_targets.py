@@ -150,6 +150,49 @@ def mutate_checkpoint(data: st.DataObject, checkpoint: dict) -> str:
     return f"state_dict {key}: {change}"
 
 
+def damage_run_directory(data: st.DataObject, run: Path) -> str:
+    """One change to (a copy of) a run directory: a file deleted or turned into a folder, its bytes replaced
+    or cut short, its YAML changed as a tree (``mutate_tree``) or replaced by drawn text, ``metrics.json``'s
+    record of the tested checkpoint pointing elsewhere; returns what was done."""
+    import json
+
+    import yaml
+
+    path = data.draw(st.sampled_from(sorted(p for p in run.rglob("*") if p.is_file())), label="file")
+    kinds = ["delete", "folder", "bytes", "cut"]
+    kinds += ["tree", "text"] if path.suffix == ".yaml" else ["json"] if path.name == "metrics.json" else []
+    kind = data.draw(st.sampled_from(kinds), label="change")
+    if kind in ("delete", "folder"):
+        path.unlink()
+        if kind == "folder":
+            path.mkdir()
+    elif kind == "bytes":
+        path.write_bytes(data.draw(st.binary(max_size=100)))
+    elif kind == "cut":
+        raw = path.read_bytes()
+        path.write_bytes(raw[: data.draw(st.integers(0, max(0, len(raw) - 1)))])
+    elif kind == "tree":
+        tree = yaml.safe_load(path.read_text())
+        if isinstance(tree, dict) and key_paths(tree):
+            mutate_tree(data, tree)
+        path.write_text(yaml.safe_dump(tree))
+    elif kind == "text":
+        path.write_text(data.draw(config_text()))
+    else:
+        metrics = json.loads(path.read_text())
+        pointer = st.one_of(
+            st.sampled_from(["", "/nowhere/last.ckpt", "../../x.ckpt", str(path), str(run), "checkpoints"]),
+            st.integers(),
+            st.none(),
+            st.lists(st.integers(), max_size=2),
+        )
+        value = data.draw(
+            st.one_of(st.just({**metrics, "checkpoint": data.draw(pointer)}), st.lists(pointer))
+        )
+        path.write_text(json.dumps(value))
+    return f"{kind} {path.relative_to(run)}"
+
+
 def digest(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with the hash of its bytes."""
     return {
@@ -298,6 +341,37 @@ def npz_bytes(folder: Path) -> st.SearchStrategy[bytes]:
     return build()
 
 
+def image_bytes() -> st.SearchStrategy[tuple[str, bytes]]:
+    """(suffix, bytes) of an image file: a real PNG/JPEG/GIF/BMP of a drawn mode and size (0 to 5 pixels a
+    side), possibly cut short, with bytes overwritten, or under another format's suffix; or bytes that only
+    start like an image."""
+    from PIL import Image
+
+    @st.composite
+    def build(draw) -> tuple[str, bytes]:
+        suffix = draw(st.sampled_from([".png", ".jpg", ".jpeg", ".PNG"]))
+        if draw(st.integers(0, 4)) == 0:
+            magic = draw(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b""]))
+            return suffix, magic + draw(st.binary(max_size=64))
+        mode = draw(st.sampled_from(["1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "F", "CMYK"]))
+        size = (draw(st.integers(0, 5)), draw(st.integers(0, 5)))
+        kind = draw(st.sampled_from(["PNG", "JPEG", "GIF", "BMP", "TIFF"]))
+        buffer = io.BytesIO()
+        try:
+            Image.new(mode, size, color=draw(st.integers(0, 255))).save(buffer, format=kind)
+        except (OSError, ValueError, KeyError, SystemError):  # a mode or size the format cannot write
+            return suffix, b""
+        raw = bytearray(buffer.getvalue())
+        for _ in range(draw(st.integers(0, 3))):  # bytes overwritten
+            if raw:
+                raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+        if draw(st.booleans()):  # cut short
+            raw = raw[: draw(st.integers(0, len(raw)))]
+        return suffix, bytes(raw)
+
+    return build()
+
+
 def csv_text() -> st.SearchStrategy[str]:
     """CSV tables: numbers, words, blanks, quotes, NaN and infinity, a header or not, rows of other widths."""
     cell = st.one_of(
@@ -323,3 +397,32 @@ def config_text() -> st.SearchStrategy[str]:
             ]
         ).map(lambda text: text.replace("{marker}", os.environ.get(MARKER, "marker"))),
     )
+
+
+# -- command-line overrides ---------------------------------------------------------------------------------
+
+#: values of the wrong type or range, as a user types them after ``key=``
+WRONG_VALUES = (
+    "-1", "0", "-7", "0.5", "nan", "inf", "-inf", "true", "abc", "''", "[]", "[0]", "[-1]", "[abc]", "{}",
+    "null", "${nowhere}",
+)  # fmt: skip
+#: settings not drawn: the component choices (``_target_``, the config groups; the checkpoint target changes
+#: those), where files go and where data comes from (a fuzzed path would write outside the test's folder or
+#: download), torch.compile (minutes a model), and the run's length and the test's size, which the target
+#: fixes (``trainer.max_epochs=-1`` is Lightning's "no limit")
+UNDRAWN = (
+    "_target_", "_partial_", "paths.", "hydra.", "dirpath", "default_root_dir", "data.data_dir",
+    "data.download", "model.compile", "trainer.max_epochs", "trainer.limit_", "ckpt_path",
+)  # fmt: skip
+
+
+def setting_keys(cfg: Any) -> list[str]:
+    """The leaf settings of a composed config a user may set as ``key=value``, minus ``UNDRAWN``."""
+    from omegaconf import OmegaConf
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if OmegaConf.is_dict(node):
+            return [leaf for key in node for leaf in leaves(node._get_node(key), f"{prefix}{key}.")]
+        return [prefix[:-1]]
+
+    return sorted(key for key in leaves(cfg, "") if not any(part in key for part in UNDRAWN))

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import scipy.io
 import torch
 
 import vae_zoo
-from tests.conftest import TINY, run_script
+from tests.conftest import SMALL_RUN
 from tests.fuzz_targets import script_outcome
 from vae_zoo.cli import _report_user_errors, evaluate, train
 from vae_zoo.data.files import DataFileError, read_amat
 from vae_zoo.data.svhn import read_mat
 from vae_zoo.errors import VaeZooError, cause_of_type
 from vae_zoo.saved_run import read_config_file
-
-SMALL_RUN = (*TINY[:-2], "logger=[]", "+trainer.limit_train_batches=2")
 
 
 @pytest.mark.parametrize(("text", "cell"), [("0.5", "0.5"), ("1 10", "10"), ("0 x", "x")])
@@ -47,16 +47,6 @@ def test_a_run_config_that_is_no_mapping_is_one_line(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(VaeZooError, match=message):
         read_config_file(path)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, data_dir):
-    run = tmp_path_factory.mktemp("found") / "run"
-    result = run_script(
-        "train.py", *SMALL_RUN, "trainer.max_epochs=1", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
 
 
 def changed(checkpoint: dict, tmp_path, change) -> str:
@@ -90,12 +80,12 @@ def changed(checkpoint: dict, tmp_path, change) -> str:
         ),
         (
             lambda c: c["hyper_parameters"].update(latent={**c["hyper_parameters"]["latent"], "dim": "x"}),
-            "its hyper_parameters do not build a model",
+            "model.latent.dim='x' must be an integer",
         ),
     ],
 )
-def test_a_changed_checkpoint_is_one_line_from_eval(checkpoint, make_cfg, tmp_path, change, expected):
-    path = changed(checkpoint, tmp_path, change)
+def test_a_changed_checkpoint_is_one_line_from_eval(trained_checkpoint, make_cfg, tmp_path, change, expected):
+    path = changed(trained_checkpoint, tmp_path, change)
     cfg = make_cfg(
         f"ckpt_path={path}",
         "trainer.limit_test_batches=1",
@@ -114,11 +104,13 @@ def test_a_changed_checkpoint_is_one_line_from_eval(checkpoint, make_cfg, tmp_pa
             vae_zoo.load(path)
 
 
-def test_resuming_non_finite_weights_is_one_line_without_lightnings_warning(checkpoint, make_cfg, tmp_path):
+def test_resuming_non_finite_weights_is_one_line_without_lightnings_warning(
+    trained_checkpoint, make_cfg, tmp_path
+):
     """Found: NaN weights crashed in the sampler (RuntimeError), and Lightning's note that the checkpoint came
     from another directory preceded the one line."""
     path = changed(
-        checkpoint,
+        trained_checkpoint,
         tmp_path,
         lambda c: c["state_dict"].update(
             {"encoder.net.0.weight": torch.full_like(c["state_dict"]["encoder.net.0.weight"], float("nan"))}
@@ -142,3 +134,80 @@ def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
     second.__context__ = found
     found.__context__ = first
     assert cause_of_type(first, VaeZooError) is found
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("model.latent.dim=abc", "model.latent.dim='abc' must be an integer (NormalLatent's dim)"),
+        ("+model.latent.dimm=3", "model.latent.dimm is not a setting of NormalLatent (its settings: dim, "),
+        ("objective.beta=nan", "objective.beta=nan must be a finite number (ELBO's beta)"),
+        ("model.encoder.hidden=[a]", "model.encoder.hidden=['a'] must be a list (an integer each)"),
+        (
+            "trainer.max_epochs=-5",
+            "trainer: Trainer refused its settings: `max_epochs` must be a non-negative",
+        ),
+        ("trainer.precision=7", "trainer.precision=7 must be one of 64, 32, 16, 'transformer-engine'"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 must be >= 1"),
+        (
+            "+model.optimizer.betas=[2,3]",
+            "model.optimizer: Adam refused its settings: Invalid beta parameter",
+        ),
+        ("model.optimizer.lr=abc", "model.optimizer.lr='abc' must be a finite number > 0"),
+        ("eval.iw_samples=abc", "eval.iw_samples='abc' and eval.iw_chunk=100 must be integers >= 1"),
+        ("seed=-1", "seed=-1 must be an integer from 0 to 4294967295"),
+        ("model.latent.dim=${nowhere}", "model.latent.dim: Interpolation key 'nowhere' not found"),
+        ("callbacks.model_checkpoint.monitor=abc", "callbacks.model_checkpoint.monitor=abc is not a metric"),
+        (
+            "callbacks.model_checkpoint.mode=abc",
+            "ModelCheckpoint refused its settings: `mode` can be min, max",
+        ),
+    ],
+)
+def test_a_wrong_override_is_one_line(make_cfg, override, line):
+    """Found: each reached a constructor's comparison, Lightning or torch, and left a Hydra traceback (the
+    monitor and the validation interval only after the first epoch)."""
+    cfg = make_cfg(*SMALL_RUN, "trainer.max_epochs=1", override)
+    status, message = script_outcome(lambda: _report_user_errors(train, cfg))
+    assert status == 2 and line in message, message
+
+
+def test_an_image_pillow_refuses_with_a_value_error_is_skipped(tmp_path):
+    """Found: a TIFF header of impossible dimensions (under a .png name) raised Pillow's ValueError while the
+    folder's sizes were read, a traceback instead of a skipped file."""
+    from PIL import Image
+
+    from vae_zoo.data.image_folder import ImageFolderDataModule
+
+    for name in ("a.png", "b.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    tiff = (  # a TIFF of 1x1 pixels whose width field was overwritten (its type a byte, not a long)
+        b"II*\x00\x08\x00\x00\x00\x08\x00\x00\x01\x01\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x01\x04\x00"
+        b"\x01\x00\x00\x00\x01\x00\x00\x00\x03\x01\x03\x00\x01\x00\x00\x00\x01\x00\x00\x00\x06\x01\x03\x00"
+        b"\x01\x00\x00\x00\x01\x00\x00\x00\x11\x01\x04\x00\x01\x00\x00\x00n\x00\x00\x00\x16\x01\x04\x00"
+        b"\x01\x00\x00\x00\x01\x00\x00\x00\x17\x01\x04\x00\x01\x00\x00\x00\x01\x00\x00\x00\x1c\x01\x03\x00"
+        b"\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00"
+    )
+    (tmp_path / "c.png").write_bytes(tiff)
+    splits = ImageFolderDataModule(str(tmp_path), cache_dir=str(tmp_path / "cache")).load_splits()
+    assert sum(len(images) for images in splits.values()) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (b"{", "cannot be read as JSON (Expecting property name"),
+        (b"\x80", "cannot be read as JSON ('utf-8' codec can't decode"),
+        (b"0", "is not a mapping whose checkpoint is a path"),
+        (b'{"checkpoint": 1}', "is not a mapping whose checkpoint is a path"),
+    ],
+)
+def test_a_damaged_metrics_json_is_one_line_from_load(trained_run, tmp_path, content, line):
+    """Found: ``vae_zoo.load(<run>)`` read the tested checkpoint's path from ``metrics.json`` without a
+    check: JSONDecodeError, UnicodeDecodeError, AttributeError or TypeError."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "metrics.json").write_bytes(content)
+    with pytest.raises(VaeZooError) as refused:
+        vae_zoo.load(run)
+    assert line in str(refused.value) and "metrics.json" in str(refused.value)

@@ -6,42 +6,60 @@ already written changes."""
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import vae_zoo
-from tests.conftest import TINY, run_script
+from tests.conftest import SMALL_RUN
 from tests.fuzz_targets import (
     MARKER,
+    WRONG_VALUES,
     amat_text,
     config_text,
     csv_text,
+    damage_run_directory,
     digest,
     idx_bytes,
+    image_bytes,
     mat_bytes,
     mutate_checkpoint,
     npz_bytes,
     one_line_or_read,
     pickle_bytes,
     script_outcome,
+    setting_keys,
 )
 from vae_zoo.cli import _report_user_errors, evaluate, sample, train
 from vae_zoo.data.cifar10 import read_batch
 from vae_zoo.data.files import read_amat, read_idx
-from vae_zoo.data.image_folder import read_cache
+from vae_zoo.data.image_folder import ImageFolderDataModule, read_cache
 from vae_zoo.data.svhn import read_mat
 from vae_zoo.data.table import read_table
+from vae_zoo.errors import VaeZooError
+from vae_zoo.packing.grouping import apart, group
+from vae_zoo.packing.job import PackJob
+from vae_zoo.packing.train_pack import train_pack
 from vae_zoo.saved_run import read_config_file
 
-#: examples per target in CI (fixed seed: the same examples every run)
-BUDGET = int(os.environ.get("VAE_ZOO_FUZZ_EXAMPLES", "200"))
-CHECKPOINT_BUDGET = int(os.environ.get("VAE_ZOO_FUZZ_CHECKPOINTS", "100"))
+#: examples per target in CI (fixed seed: the same examples every run); ``VAE_ZOO_FUZZ_EXAMPLES`` sets them all
+ASKED = os.environ.get("VAE_ZOO_FUZZ_EXAMPLES")
+
+
+def budget(in_ci: int) -> int:
+    return int(ASKED) if ASKED else in_ci
+
+
+BUDGET, CHECKPOINT_BUDGET, OVERRIDE_BUDGET, PACK_BUDGET = budget(200), budget(100), budget(60), budget(15)
 #: scripts/fuzz.py's long runs draw fresh examples (pytest --hypothesis-seed) instead of CI's fixed ones
 FRESH = os.environ.get("VAE_ZOO_FUZZ_RANDOM") == "1"
 FIXED = settings(
@@ -129,6 +147,28 @@ def test_image_folder_caches(tmp_path, marker, data):
 
 
 @FIXED
+@given(image=image_bytes(), size=st.sampled_from([None, 4]), policy=st.sampled_from(["skip", "error"]))
+def test_image_files(tmp_path_factory, image, size, policy):
+    """A folder of two good 4x4 images and a drawn file: read (the drawn one decoded or skipped), or one line
+    naming the problem; nothing under the folder changes."""
+    root = tmp_path_factory.mktemp("images")
+    for name in ("a.png", "b.png"):
+        Image.new("L", (4, 4), color=7).save(root / name)
+    suffix, content = image
+    (root / f"drawn{suffix}").write_bytes(content)
+    before = digest(root)
+    module = ImageFolderDataModule(
+        str(root), image_size=size, cache_dir=str(tmp_path_factory.mktemp("cache")), on_bad_image=policy
+    )
+    splits = one_line_or_read(module.load_splits)
+    if splits is not None:
+        side, channels = size or 4, splits["train"].shape[1]  # RGB when the drawn image is in colour
+        assert all(a.dtype == np.uint8 and a.shape[1:] == (channels, side, side) for a in splits.values())
+        assert sum(len(a) for a in splits.values()) in (2, 3)
+    assert digest(root) == before
+
+
+@FIXED
 @given(text=csv_text(), header=st.sampled_from([None, True, False]))
 def test_csv_tables(tmp_path, text, header):
     path = tmp_path / "table.csv"
@@ -169,19 +209,6 @@ def test_run_configs(tmp_path, marker, text):
     one_line_or_read(lambda: read_config_file(path), names=path)
 
 
-@pytest.fixture(scope="module")
-def trained_checkpoint(tmp_path_factory, data_dir):
-    """A real checkpoint of a small run (5 steps), for the checkpoint target to change."""
-    run = tmp_path_factory.mktemp("fuzzed") / "run"
-    result = run_script(
-        "train.py", *SMALL_RUN, "trainer.max_epochs=1", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-
-
-#: a tiny model with its checkpoints (the default callbacks) and no logger, 2 steps an epoch
-SMALL_RUN = (*TINY[:-2], "logger=[]", "+trainer.limit_train_batches=2")
 READERS = ("eval.py", "sample.py", "train.py ckpt_path=", "vae_zoo.load")
 EVAL_SETTINGS = ("trainer.limit_test_batches=1", "data.eval_batch_size=20", "eval.iw_samples=2")
 
@@ -223,3 +250,110 @@ def test_checkpoints(tmp_path_factory, make_cfg, trained_checkpoint, marker, dat
     assert all(after.get(name) == value for name, value in before.items()), (
         f"{change}: a file already written changed"
     )
+
+
+PRESETS = ("gaussian_vae", "gumbel_vae", "gamma_vae", "bernoulli_vae")
+
+
+@settings(FIXED, max_examples=OVERRIDE_BUDGET)
+@given(data=st.data())
+def test_overrides(tmp_path_factory, make_cfg, data):
+    """``python train.py model=<preset> <key>=<wrong value>``, a key from the composed settings (the settings
+    reference's), in this process: it trains, or one line and exit status 2 -- never a traceback. An override
+    that does not compose (a mapping for a list) is Hydra's to refuse, before the program runs: its message
+    names the key and exits with status 1."""
+    folder = tmp_path_factory.mktemp("override")
+    preset = data.draw(st.sampled_from(PRESETS), label="preset")
+    sizes = [o for o in SMALL_RUN if not o.startswith("model.latent.")]  # each preset's own latent size
+    run = (f"model={preset}", *sizes, "trainer.max_epochs=1")
+    key = data.draw(st.sampled_from(setting_keys(make_cfg(*run, output_dir=folder))), label="key")
+    value = data.draw(st.sampled_from(WRONG_VALUES), label="value")
+    try:
+        cfg = make_cfg(*run, f"{key}={value}", output_dir=folder / "run")
+    except ConfigCompositionException as refused:  # Hydra's own answer, before train.py's code runs
+        assert key in str(refused), str(refused)
+        return
+    script_outcome(lambda: _report_user_errors(train, cfg))
+
+
+#: a job's own settings in a packed sweep: good values and wrong ones
+JOB_SETTINGS = {
+    "seed": ("0", "1", "2", "-1", "abc"),
+    "model.optimizer.lr": ("0.001", "0.003", "-1", "nan", "0"),
+    "objective.beta": ("1.0", "0.5", "-1", "nan", "inf"),
+}
+GOOD = {"seed": ("0", "1", "2"), "model.optimizer.lr": ("0.001", "0.003"), "objective.beta": ("1.0", "0.5")}
+
+
+@settings(FIXED, max_examples=PACK_BUDGET)
+@given(data=st.data())
+def test_packed_job_lists(tmp_path_factory, make_cfg, data):
+    """One to four jobs of a packed sweep, each with its own drawn seed, learning rate and KL weight, good or
+    wrong, trained as one pack (``train_pack``): one result per job -- its metrics where its settings are
+    good, whatever its neighbours hold, else its one line."""
+    folder = tmp_path_factory.mktemp("pack")
+    drawn = [
+        {
+            key: data.draw(st.sampled_from(values), label=f"job {n} {key}")
+            for key, values in JOB_SETTINGS.items()
+        }
+        for n in range(data.draw(st.integers(1, 4), label="jobs"))
+    ]
+    jobs = [
+        PackJob(
+            make_cfg(
+                *SMALL_RUN,
+                "trainer.max_epochs=1",
+                *(f"{key}={value}" for key, value in settings_of_job.items()),
+                output_dir=folder / f"job{n}",
+            )
+        )
+        for n, settings_of_job in enumerate(drawn)
+    ]
+    results = train_pack(jobs)
+    assert len(results) == len(jobs)
+    for settings_of_job, result in zip(drawn, results, strict=True):
+        good = all(value in GOOD[key] for key, value in settings_of_job.items())
+        if isinstance(result, VaeZooError):
+            assert not good and "\n" not in str(result).strip(), str(result)
+        else:
+            assert good and math.isfinite(result["test/elbo"]), (settings_of_job, result)
+
+
+@FIXED
+@given(
+    keys=st.lists(
+        st.fixed_dictionaries({"dim": st.sampled_from([8, 16]), "hidden": st.sampled_from([[32], [64]])}),
+        min_size=1,
+        max_size=12,
+    ),
+    max_models=st.integers(1, 5),
+)
+def test_job_lists_group_into_packs(keys, max_models):
+    """Every job in exactly one pack, in order; no pack above ``max_models``; a pack's jobs of one key; a job
+    alone only where it differs from every other (``apart`` names a differing setting), is the only job, or
+    the packs of its key before it are full."""
+    packs = group(keys, max_models)
+    assert sorted(n for pack in packs for n in pack) == list(range(len(keys)))
+    assert all(pack == sorted(pack) and 1 <= len(pack) <= max_models for pack in packs)
+    assert all(keys[n] == keys[pack[0]] for pack in packs for n in pack)
+    for pack in packs:
+        if len(pack) == 1:
+            reason = apart(keys, pack[0])
+            twins = [m for m, key in enumerate(keys) if key == keys[pack[0]] and m != pack[0]]
+            assert (reason is None) == (bool(twins) or len(keys) == 1)
+            if reason:
+                assert reason.startswith("it differs from job ") and ("dim" in reason or "hidden" in reason)
+
+
+@settings(FIXED, max_examples=CHECKPOINT_BUDGET)
+@given(data=st.data())
+def test_run_directories(tmp_path_factory, trained_run, marker, data):
+    """``vae_zoo.load(<run directory>)`` on a copy of a real run with one file deleted, damaged or changed:
+    the model, or one line; the directory is left as it was."""
+    run = tmp_path_factory.mktemp("run") / "copy"
+    shutil.copytree(trained_run, run)
+    change = damage_run_directory(data, run)
+    before = digest(run)
+    one_line_or_read(lambda: vae_zoo.load(run))
+    assert digest(run) == before, f"{change}: a file changed"

@@ -30,6 +30,21 @@ class TrainedRun:
     metrics: dict[str, Any]
 
 
+def tested_checkpoint(metrics: Path) -> Path:
+    """The checkpoint a run's ``metrics.json`` says its test metrics came from (an empty path where it names
+    none); one line where the file is not the JSON mapping ``train.py`` writes."""
+    fix = "restore it, or pass the .ckpt file itself"
+    try:
+        recorded = json.loads(metrics.read_text())
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        raise VaeZooError(f"{metrics} cannot be read as JSON ({reason}): {fix}") from None
+    tested = recorded.get("checkpoint") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(tested, str | None):
+        raise VaeZooError(f"{metrics} is not a mapping whose checkpoint is a path, as train.py writes: {fix}")
+    return Path(tested or "")
+
+
 def checkpoint_of(path: str | Path) -> Path:
     """The checkpoint ``path`` names: a ``.ckpt`` file, or in a run directory the checkpoint its test
     metrics came from (``metrics.json``), else ``checkpoints/last.ckpt``. One line where there is none."""
@@ -40,7 +55,7 @@ def checkpoint_of(path: str | Path) -> Path:
         raise VaeZooError(f"{path} does not exist -- pass a .ckpt file or a run directory")
     metrics = path / "metrics.json"
     if metrics.is_file():
-        tested = Path(json.loads(metrics.read_text()).get("checkpoint") or "")
+        tested = tested_checkpoint(metrics)
         for candidate in (tested, path / "checkpoints" / tested.name):
             if tested.name and candidate.is_file():
                 return candidate

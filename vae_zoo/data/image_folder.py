@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +35,12 @@ BAD_IMAGE_POLICIES = ("skip", "error")
 CACHE_VERSION = 2  # 2: class labels beside the images
 LABELS = "_labels"  # a cache's labels of split s: the array "s_labels"
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+#: what Pillow raises on a damaged or unsupported file: its plugins' parsers raise more than OSError (a TIFF
+#: header of impossible dimensions a ValueError, a broken PNG chunk a SyntaxError, a short field struct.error)
+UNREADABLE = (
+    OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError, EOFError,
+    struct.error,
+)  # fmt: skip
 
 
 def find_images(root: Path) -> list[Path]:
@@ -128,6 +135,7 @@ class ImageFolderDataModule(TensorDataModule):
         self.on_bad_image = on_bad_image
         self.workers = workers or os.cpu_count() or 1
         self._arrays: dict[str, np.ndarray] | None = None
+        self._listing: dict[str, list[Path]] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -186,12 +194,17 @@ class ImageFolderDataModule(TensorDataModule):
         return labels
 
     def _files_by_split(self) -> dict[str, list[Path]]:
-        root = self.data_dir
-        if not root.is_dir():
-            raise DataNotFoundError(f"data.path={root} is not a folder: point data.path at your images")
-        if (root / "train").is_dir():
-            return {split: find_images(root / split) for split in ("train", "val", "test")}
-        return {"all": find_images(root)}
+        """The image files of each split, listed once (the folder is walked once however often the classes
+        and the cache key are asked for)."""
+        if self._listing is None:
+            root = self.data_dir
+            if not root.is_dir():
+                raise DataNotFoundError(f"data.path={root} is not a folder: point data.path at your images")
+            if (root / "train").is_dir():
+                self._listing = {split: find_images(root / split) for split in ("train", "val", "test")}
+            else:
+                self._listing = {"all": find_images(root)}
+        return self._listing
 
     def _cache_path(self, files: dict[str, list[Path]]) -> Path:
         listing = {
@@ -242,7 +255,7 @@ class ImageFolderDataModule(TensorDataModule):
                 with Image.open(path) as image:
                     sizes.setdefault(image.size, path)
                     modes.add(image.mode)
-            except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+            except UNREADABLE:
                 continue  # reported when decoding
         if channels is None:
             channels = 1 if modes <= GREY_MODES else 3
@@ -264,7 +277,7 @@ class ImageFolderDataModule(TensorDataModule):
         def attempt(path: Path) -> np.ndarray | None:
             try:
                 return decode(path, channels, image_size, self.crop)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            except UNREADABLE as error:
                 if self.on_bad_image == "error":
                     raise ConfigError(
                         f"cannot read image {path}: {error} (data.on_bad_image=skip skips such files)"
