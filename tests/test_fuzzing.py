@@ -253,19 +253,32 @@ def test_checkpoints(tmp_path_factory, make_cfg, trained_checkpoint, marker, dat
 
 
 PRESETS = ("gaussian_vae", "gumbel_vae", "gamma_vae", "bernoulli_vae")
+#: other options whose settings the drawn key may come from (a pairing a preset refuses is its one line)
+OPTIONS = (
+    (),
+    ("prior=mog",),
+    ("prior=vamp",),
+    ("flow=planar",),
+    ("flow=iaf",),
+    ("objective=iwae",),
+    ("scheduler=cosine",),
+    ("+callbacks@callbacks.kl_warmup=kl_warmup",),
+    ("+callbacks@callbacks.ema=ema",),
+)
 
 
 @settings(FIXED, max_examples=OVERRIDE_BUDGET)
 @given(data=st.data())
 def test_overrides(tmp_path_factory, make_cfg, data):
-    """``python train.py model=<preset> <key>=<wrong value>``, a key from the composed settings (the settings
-    reference's), in this process: it trains, or one line and exit status 2 -- never a traceback. An override
+    """``python train.py model=<preset> [<option>] <key>=<wrong value>``, a key from the composed settings (the
+    settings reference's), in this process: it trains, or one line and exit status 2 -- never a traceback. An override
     that does not compose (a mapping for a list) is Hydra's to refuse, before the program runs: its message
     names the key and exits with status 1."""
     folder = tmp_path_factory.mktemp("override")
     preset = data.draw(st.sampled_from(PRESETS), label="preset")
     sizes = [o for o in SMALL_RUN if not o.startswith("model.latent.")]  # each preset's own latent size
-    run = (f"model={preset}", *sizes, "trainer.max_epochs=1")
+    options = data.draw(st.sampled_from(OPTIONS), label="options")
+    run = (f"model={preset}", *options, *sizes, "trainer.max_epochs=1")
     key = data.draw(st.sampled_from(setting_keys(make_cfg(*run, output_dir=folder))), label="key")
     value = data.draw(st.sampled_from(WRONG_VALUES), label="value")
     try:
