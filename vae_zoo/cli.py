@@ -33,6 +33,7 @@ from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
 from vae_zoo.sampling import write_grids
 from vae_zoo.saved_run import RunConfigInCheckpoint, read_saved_run
+from vae_zoo.setting_types import fits
 from vae_zoo.trackers import build_loggers, log_hparams_row
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -104,7 +105,7 @@ def build_trainer(cfg: DictConfig, logging: bool = True) -> pl.Trainer:
 def lightning_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     """``cfg.trainer`` built (``build``: its settings checked against the Trainer's) with ``kwargs``."""
     every = cfg.trainer.get("check_val_every_n_epoch")
-    if type(every) is int and every < 1:  # Lightning takes 0 and then divides by it
+    if fits(every, int) and every < 1:  # Lightning takes 0 and then divides by it
         raise ConfigError(
             f"trainer.check_val_every_n_epoch={every} must be >= 1 (or null: validate by val_check_interval alone)"
         )
@@ -220,7 +221,7 @@ def reseed(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if seed is None:
         return
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if not fits(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} must be an integer from 0 to {2**32 - 1} (or null: unseeded)")
     pl.seed_everything(seed, workers=True, verbose=False)
 

@@ -12,7 +12,6 @@ implementation wins over the one recorded in the checkpoint.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +23,7 @@ from torch.utils._foreach_utils import (
 
 from vae_zoo.components import build, refused_settings
 from vae_zoo.errors import ConfigError
+from vae_zoo.setting_types import fits
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 
@@ -72,7 +72,7 @@ def optimizer_factory(config: dict[str, Any]) -> tuple[Any, str]:
     """``model.optimizer`` built up to its parameters (a partial of the optimizer class) and its ``impl``;
     one line where ``lr`` is not a finite number > 0."""
     lr = config.get("lr", 1.0)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+    if not fits(lr, float) or lr <= 0:  # fits: a number, not a bool, finite
         raise ConfigError(f"model.optimizer.lr={lr!r} must be a finite number > 0")
     config = dict(config)
     impl = config.pop("impl", "auto")

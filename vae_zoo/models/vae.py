@@ -30,6 +30,7 @@ from vae_zoo.objectives.objective import Objective, ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer, check_optimizer, clips_mixed_precision
 from vae_zoo.pairing import check_pairing
 from vae_zoo.probabilistic_model import ProbabilisticModel
+from vae_zoo.setting_types import fits
 
 DEFAULT_OBJECTIVE = {"_target_": "vae_zoo.objectives.ELBO"}
 
@@ -101,7 +102,7 @@ class VAE(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         check_optimizer(optimizer)
-        if not all(type(n) is int and n >= 1 for n in (iw_samples, iw_chunk)):
+        if not all(fits(n, int) and n >= 1 for n in (iw_samples, iw_chunk)):
             raise ConfigError(
                 f"eval.iw_samples={iw_samples!r} and eval.iw_chunk={iw_chunk!r} must be integers >= 1"
             )
