@@ -162,12 +162,16 @@ def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
             "callbacks.model_checkpoint.mode=abc",
             "ModelCheckpoint refused its settings: `mode` can be min, max",
         ),
+        (
+            "scheduler=cosine model.scheduler.T_max=0",
+            "model.scheduler: CosineAnnealingLR refused its settings: integer modulo by zero",
+        ),
     ],
 )
 def test_a_wrong_override_is_one_line(make_cfg, override, line):
     """Found: each reached a constructor's comparison, Lightning or torch, and left a Hydra traceback (the
-    monitor and the validation interval only after the first epoch)."""
-    cfg = make_cfg(*SMALL_RUN, "trainer.max_epochs=1", override)
+    monitor, the validation interval and the cosine schedule's length only after the first epoch)."""
+    cfg = make_cfg(*SMALL_RUN, "trainer.max_epochs=1", *override.split())
     status, message = script_outcome(lambda: _report_user_errors(train, cfg))
     assert status == 2 and line in message, message
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils._foreach_utils import (
     _get_foreach_kernels_supported_devices,
     _get_fused_kernels_supported_devices,
@@ -79,15 +80,28 @@ def optimizer_factory(config: dict[str, Any]) -> tuple[Any, str]:
     return build(config, torch.optim.Optimizer, "model.optimizer"), impl
 
 
-def check_optimizer(config: dict[str, Any]) -> None:
+def check_optimizer(config: dict[str, Any], scheduler: dict[str, Any] | None = None) -> None:
     """Stop with one line where ``model.optimizer`` cannot be built: ``lr`` not a finite number > 0, or a
-    setting the optimizer class refuses (``betas`` outside [0, 1), a negative ``weight_decay``). Checked when
-    the model is built, on one placeholder parameter: a run should not start with it."""
+    setting the optimizer class refuses (``betas`` outside [0, 1), a negative ``weight_decay``); or where
+    ``model.scheduler`` fails on it at its first step (``CosineAnnealingLR`` with ``T_max=0`` divides by
+    zero). Checked when the model is built, on one placeholder parameter: a run should not start with it."""
     factory, _ = optimizer_factory(config)
     try:
-        factory(params=[torch.nn.Parameter(torch.zeros(1))])
+        optimizer = factory(params=[torch.nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as error:
         raise refused_settings(factory.func, "model.optimizer", error) from None
+    if not scheduler:
+        return
+    schedule = build(scheduler, LRScheduler, "model.scheduler")
+    try:
+        stepped = schedule(optimizer=optimizer)
+        optimizer.step()
+        if isinstance(stepped, ReduceLROnPlateau):
+            stepped.step(0.0)  # it steps on the monitored metric
+        else:
+            stepped.step()
+    except (ValueError, TypeError, ArithmeticError) as error:
+        raise refused_settings(schedule.func, "model.scheduler", error) from None
 
 
 def build_optimizer(

@@ -101,7 +101,7 @@ class VAE(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        check_optimizer(optimizer)
+        check_optimizer(optimizer, scheduler)
         if not all(fits(n, int) and n >= 1 for n in (iw_samples, iw_chunk)):
             raise ConfigError(
                 f"eval.iw_samples={iw_samples!r} and eval.iw_chunk={iw_chunk!r} must be integers >= 1"
