@@ -104,7 +104,7 @@ def test_train_answers_bad_input_with_the_command_lines_one_line_and_writes_noth
             "estimator=gumbel_softmax",
             directory=tmp_path / "a",
         )
-    with pytest.raises(VaeZooError, match="Could not override 'nonexistent_group'") as override:
+    with pytest.raises(VaeZooError, match="^nonexistent_group: no such key in the config") as override:
         vae_zoo.train("nonexistent_group=x", directory=tmp_path / "b")
     assert "\n" not in str(pairing.value) and "\n" not in str(override.value)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

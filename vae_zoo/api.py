@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from vae_zoo.errors import ConfigError, VaeZooError
+from vae_zoo.errors import VaeZooError
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
 
@@ -87,6 +87,7 @@ def train(*overrides: str, directory: str | Path | None = None) -> TrainedRun:
     from vae_zoo.cli import train as train_config
     from vae_zoo.cli import user_error
     from vae_zoo.compose import compose_config
+    from vae_zoo.composition_errors import composition_error
 
     directory = Path(directory or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     if (directory / "metrics.json").is_file():
@@ -96,7 +97,7 @@ def train(*overrides: str, directory: str | Path | None = None) -> TrainedRun:
     try:
         cfg = compose_config(list(overrides), directory)
     except HydraException as error:
-        raise ConfigError("; ".join(str(error).splitlines())) from None
+        raise composition_error(error) from None
     try:
         metrics = train_config(cfg)
     except Exception as error:
