@@ -4,9 +4,9 @@ On the GPU: `scripts/benchmark.py`'s interleaved measurement (ours against the u
 the same-optimizer loop) for the three models in 32-true, bf16-mixed and 16-mixed, each without and with
 CUDA graphs (`model.compile=reduce-overhead`); the cost of the per-step host read of the non-finite guard
 (`model.nonfinite_check_every=1` against the deferred default); before them the GPU tests (mixed
-precision, CUDA streaming, CUDA graphs) and the packed training step of 16 and 64 seeds of the default model
-against one model's, in 32-true and bf16-mixed. One markdown file, written after every row so that a cut-off run
-keeps what it measured.
+precision, CUDA streaming, CUDA graphs, packs on CUDA) and the packed training step of 16 and 64 seeds of
+the default model against one model's, in 32-true and bf16-mixed. One markdown file, written after every row
+so that a cut-off run keeps what it measured.
 
     python scripts/gpu_report.py [--epochs 2] [--models gaussian_vae] [--out outputs/gpu_report.md]
 """
@@ -24,7 +24,13 @@ from benchmark import MODELS, measure, table
 from packed_speed import step_seconds
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-GPU_TESTS = ["tests/test_mixed_precision.py", "tests/test_data.py", "-k", "gpu or cuda or streamed"]
+GPU_TESTS = [
+    "tests/test_mixed_precision.py",
+    "tests/test_data.py",
+    "tests/test_packing.py",
+    "-k",
+    "gpu or cuda or streamed",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
