@@ -3,7 +3,7 @@ does not parse or merge -- as the one line every other refusal gets, naming the 
 name was mistyped:
 
     error: model.latent.dimm: no such key in model.latent -- did you mean model.latent.dim?
-    error: model=gausian_vae: model has no option 'gausian_vae' -- did you mean model=gaussian_vae? (options: ...)
+    error: model=gausian_vae: model has no option 'gausian_vae' -- did you mean model=gaussian_vae? (its options: ...)
 
 ``train.py``, ``eval.py`` and ``sample.py`` compose their command line's config before Hydra does
 (``refuse_uncomposable``); a multirun's jobs are checked by ``hydra/sweeper=checked`` before the first one
@@ -17,7 +17,11 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
+from hydra import initialize_config_dir
+from hydra._internal.utils import get_args_parser  # the parser hydra.main reads the command line with
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
@@ -83,11 +87,6 @@ def refuse_uncomposable(config_name: str, argv: Sequence[str] | None = None) -> 
     the sweep's primary config; its jobs are the sweeper's -- and where Hydra would refuse it, prints
     ``error: <one line>`` and exits with status 2. Left to Hydra: ``--help``, ``--cfg``, ``--info``, shell
     completion, another config directory or name, and ``HYDRA_FULL_ERROR=1`` (its whole stack trace)."""
-    from hydra import initialize_config_dir
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     hydra_answers = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
     elsewhere = (args.experimental_rerun, args.config_path, args.config_dir, args.config_name)
@@ -111,10 +110,8 @@ def refuse_uncomposable(config_name: str, argv: Sequence[str] | None = None) -> 
     sys.exit(2)
 
 
-def _configured_mode(loader, config_name: str, overrides: Sequence[str]):
+def _configured_mode(loader, config_name: str, overrides: Sequence[str]) -> RunMode | None:
     """``hydra.mode`` of the config, read as Hydra's ``get_mode`` reads it (None where it does not compose)."""
-    from hydra.types import RunMode
-
     try:
         swept = loader.load_configuration(
             config_name, list(overrides), run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False
