@@ -65,6 +65,36 @@ def test_a_checkpoint_copied_out_of_its_run_evaluates_and_samples_as_in_its_run(
     assert len(pictures(tmp_path / "sample_run")) == 4
 
 
+def test_a_run_directory_evaluates_and_samples_as_the_checkpoint_its_test_metrics_came_from(
+    run_dir, make_cfg, tmp_path
+):
+    """``eval.py ckpt_path=<run directory>`` reads the checkpoint its ``metrics.json`` names (as ``vae_zoo.load``)."""
+    tested = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
+    evaluated = {}
+    for name, path in (("directory", run_dir), ("checkpoint", tested)):
+        common = (f"ckpt_path={path}", "trainer.limit_test_batches=2", *FAST)
+        evaluated[name] = evaluate(
+            make_cfg(*common, output_dir=tmp_path / f"eval_{name}", config_name="eval")
+        )
+        sample(
+            make_cfg(
+                f"ckpt_path={path}", *GRIDS, output_dir=tmp_path / f"sample_{name}", config_name="sample"
+            )
+        )
+    assert (
+        evaluated["directory"] == evaluated["checkpoint"] and evaluated["directory"]["checkpoint"] == tested
+    )
+    assert pictures(tmp_path / "sample_directory") == pictures(tmp_path / "sample_checkpoint")
+
+
+@pytest.mark.parametrize("script", ["eval", "sample"])
+def test_no_checkpoint_given_is_one_line(script, make_cfg, tmp_path):
+    with pytest.raises(
+        VaeZooError, match=rf"^{script}.py needs a trained model: ckpt_path=<run directory> or "
+    ):
+        (evaluate if script == "eval" else sample)(make_cfg(output_dir=tmp_path, config_name=script))
+
+
 def test_without_the_data_a_lone_checkpoint_still_gives_its_prior_samples(
     run_dir, make_cfg, tmp_path, capsys
 ):

@@ -9,7 +9,6 @@ overrides.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,50 +29,12 @@ class TrainedRun:
     metrics: dict[str, Any]
 
 
-def tested_checkpoint(metrics: Path) -> Path:
-    """The checkpoint a run's ``metrics.json`` says its test metrics came from (an empty path where it names
-    none); one line where the file is not the JSON mapping ``train.py`` writes."""
-    fix = "restore it, or pass the .ckpt file itself"
-    try:
-        recorded = json.loads(metrics.read_text())
-    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        reason = (str(error) or type(error).__name__).splitlines()[0]
-        raise VaeZooError(f"{metrics} cannot be read as JSON ({reason}): {fix}") from None
-    tested = recorded.get("checkpoint") if isinstance(recorded, dict) else None
-    if not isinstance(recorded, dict) or not isinstance(tested, str | None):
-        raise VaeZooError(f"{metrics} is not a mapping whose checkpoint is a path, as train.py writes: {fix}")
-    return Path(tested or "")
-
-
-def checkpoint_of(path: str | Path) -> Path:
-    """The checkpoint ``path`` names: a ``.ckpt`` file, or in a run directory the checkpoint its test
-    metrics came from (``metrics.json``), else ``checkpoints/last.ckpt``. One line where there is none."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise VaeZooError(f"{path} does not exist -- pass a .ckpt file or a run directory")
-    metrics = path / "metrics.json"
-    if metrics.is_file():
-        tested = tested_checkpoint(metrics)
-        for candidate in (tested, path / "checkpoints" / tested.name):
-            if tested.name and candidate.is_file():
-                return candidate
-    last = path / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        return last
-    raise VaeZooError(
-        f"{path} holds no checkpoint (no checkpoints/last.ckpt) -- pass a run directory or a .ckpt file"
-    )
-
-
 def load(path: str | Path) -> ProbabilisticModel:
     """The probabilistic model of a checkpoint or a run directory, its weights loaded, in eval mode on the
     CPU (``.to(device)`` moves it). A file that is no checkpoint, or a directory without one: one line."""
     from vae_zoo.saved_run import read_saved_run
 
-    checkpoint = checkpoint_of(path)
-    run = read_saved_run(OmegaConf.create({"ckpt_path": str(checkpoint)}), "vae_zoo.load", resolve=False)
+    run = read_saved_run(OmegaConf.create({"ckpt_path": str(path)}), "vae_zoo.load", resolve=False)
     return run.model().model.eval()
 
 

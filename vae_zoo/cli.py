@@ -280,14 +280,15 @@ def _fit_and_test(
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Recompute the test metrics of ``cfg.ckpt_path``: its model, its run's data (or ``data=``)."""
+    """Recompute the test metrics of ``cfg.ckpt_path`` (a checkpoint or a run directory): its model, its run's
+    data (or ``data=``)."""
     run = read_saved_run(cfg, "eval.py")
     datamodule = run.datamodule()
     model = run.model(datamodule)
     print_config_tree(run.config, save_to=Path(cfg.paths.output_dir) / "config_tree.log")
     trainer = build_trainer(run.config, logging=False)
     reseed(run.config)
-    checkpoint = str(cfg.ckpt_path)
+    checkpoint = str(run.path)  # ckpt_path's checkpoint, or the one its run directory's metrics came from
     with warnings.catch_warnings():  # it only tests: the callbacks that trained the checkpoint do not matter
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
         test = trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint)

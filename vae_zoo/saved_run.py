@@ -11,6 +11,7 @@ is used instead; a ``data=`` choice on the command line replaces the run's data 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,10 @@ from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
 from vae_zoo.run_identity import run_identity
 
 KEY = "vae_zoo_run"
-#: what the invocation of eval.py / sample.py sets over the run's own config (merged into it); its ``data``
-#: replaces the run's (``data=<option>``) or changes its settings (``data.<key>=...``)
-INVOCATION_KEYS = ("paths", "trainer", "eval", "seed", "ckpt_path")
+#: what the invocation of eval.py / sample.py sets over the run's own config (merged into it, with ``ckpt_path``
+#: the checkpoint read); its ``data`` replaces the run's (``data=<option>``) or changes its settings
+#: (``data.<key>=...``)
+INVOCATION_KEYS = ("paths", "trainer", "eval", "seed")
 
 
 class RunConfigInCheckpoint(pl.Callback):
@@ -136,13 +138,53 @@ def answered_in_one_line(path: Path, what: str) -> Iterator[None]:
         ) from None
 
 
+def tested_checkpoint(metrics: Path) -> Path:
+    """The checkpoint a run's ``metrics.json`` says its test metrics came from (an empty path where it names
+    none); one line where the file is not the JSON mapping ``train.py`` writes."""
+    fix = "restore it, or pass the .ckpt file itself"
+    try:
+        recorded = json.loads(metrics.read_text())
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        raise VaeZooError(f"{metrics} cannot be read as JSON ({reason}): {fix}") from None
+    tested = recorded.get("checkpoint") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(tested, str | None):
+        raise VaeZooError(f"{metrics} is not a mapping whose checkpoint is a path, as train.py writes: {fix}")
+    return Path(tested or "")
+
+
+def checkpoint_of(path: str | Path) -> Path:
+    """The checkpoint ``path`` names: a ``.ckpt`` file, or in a run directory the checkpoint its test
+    metrics came from (``metrics.json``), else ``checkpoints/last.ckpt``. One line where there is none."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise VaeZooError(f"{path} does not exist -- pass a .ckpt file or a run directory")
+    metrics = path / "metrics.json"
+    if metrics.is_file():
+        tested = tested_checkpoint(metrics)
+        for candidate in (tested, path / "checkpoints" / tested.name):
+            if tested.name and candidate.is_file():
+                return candidate
+    last = path / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    raise VaeZooError(
+        f"{path} holds no checkpoint (no checkpoints/last.ckpt) -- pass a run directory or a .ckpt file"
+    )
+
+
 def read_saved_run(cfg: DictConfig, script: str, resolve: bool = True) -> SavedRun:
-    """The run ``cfg.ckpt_path`` belongs to; one line when the checkpoint is missing or unreadable, or
-    neither it nor a run directory holds the run's config, or (``resolve``: eval.py's and sample.py's reading)
-    that config with this invocation's settings does not resolve."""
-    path = Path(cfg.ckpt_path)
-    if not path.is_file():
-        raise VaeZooError(f"checkpoint {path} does not exist: pass ckpt_path=<run>/checkpoints/<name>.ckpt")
+    """The run ``cfg.ckpt_path`` belongs to (a checkpoint, or a run directory: ``checkpoint_of``); one line when
+    it is not given, the checkpoint is missing or unreadable, or neither it nor a run directory holds the run's
+    config, or (``resolve``: eval.py's and sample.py's reading) that config with this invocation's settings
+    does not resolve."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise VaeZooError(
+            f"{script} needs a trained model: ckpt_path=<run directory> or ckpt_path=<run>/checkpoints/<name>.ckpt"
+        )
+    path = checkpoint_of(cfg.ckpt_path)
     checkpoint = read_lightning_checkpoint(path)
     run_dir_config = path.resolve().parent.parent / ".hydra" / "config.yaml"
     with answered_in_one_line(path, "its run config cannot be read"):
@@ -160,7 +202,8 @@ def read_saved_run(cfg: DictConfig, script: str, resolve: bool = True) -> SavedR
             )
         if not isinstance(run_config, DictConfig) or not isinstance(run_config.get("model"), DictConfig):
             raise VaeZooError(f"{path}: its run config is not a mapping of settings with a model")
-        config = OmegaConf.merge(run_config, {key: cfg[key] for key in INVOCATION_KEYS if key in cfg})
+        invocation = {key: cfg[key] for key in INVOCATION_KEYS if key in cfg}
+        config = OmegaConf.merge(run_config, {**invocation, "ckpt_path": str(path)})
         data = cfg.get("data") or {}
         if "_target_" in data:  # data=<option>: another dataset
             with open_dict(config):
