@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from omegaconf import OmegaConf
 
 from vae_zoo.cli import NVML_CHECK, build_trainer
 from vae_zoo.compose import compose_config
-from vae_zoo.config_groups import CONFIG_DIR
+from vae_zoo.composition_errors import refuse_uncomposable
+from vae_zoo.config_groups import CONFIG_DIR, options
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
 OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONFIG_DIR / group).glob("*.yaml"))]
@@ -122,3 +124,16 @@ def test_callbacks_none_means_no_checkpoints_and_no_progress_bar(tmp_path):
     assert trainer.checkpoint_callback is None and trainer.progress_bar_callback is None
     trainer = build_trainer(compose_config(["logger=csv"], tmp_path))
     assert trainer.checkpoint_callback is not None and trainer.progress_bar_callback is not None
+
+
+def test_the_help_opens_with_calls_that_compose_and_names_every_preset(capsys):
+    """``python train.py --help`` (``hydra.help.header``): each of its train.py lines composes, and its list of
+    presets is ``conf/model/``'s."""
+    header = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "hydra" / "default.yaml"))["help"]["header"]
+    calls = [line.split("#")[0].split()[2:] for line in header.splitlines() if "python train.py" in line]
+    assert len(calls) >= 4
+    for argv in calls:
+        refuse_uncomposable("train", argv)
+    assert capsys.readouterr().err == ""
+    presets = re.search(r"# a preset: (.*)", header).group(1).split()
+    assert sorted(presets) == list(options("model"))
