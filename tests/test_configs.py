@@ -137,3 +137,15 @@ def test_the_help_opens_with_calls_that_compose_and_names_every_preset(capsys):
     assert capsys.readouterr().err == ""
     presets = re.search(r"# a preset: (.*)", header).group(1).split()
     assert sorted(presets) == list(options("model"))
+
+
+def test_the_getting_started_train_lines_compose(capsys):
+    """Every ``python train.py ...`` line of docs/getting-started.md composes (a renamed key or option fails)."""
+    text = (CONFIG_DIR.parents[1] / "docs" / "getting-started.md").read_text()
+    calls = [
+        line.split("#")[0].split()[2:] for line in text.splitlines() if line.startswith("python train.py")
+    ]
+    assert len(calls) >= 10
+    for argv in calls:
+        refuse_uncomposable("train", argv)
+    assert capsys.readouterr().err == ""
