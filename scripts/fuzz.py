@@ -33,6 +33,7 @@ TARGETS = (
     "checkpoints",
     "run_directories",
     "overrides",
+    "misspelled_overrides",
     "packed_job_lists",
     "job_lists_group_into_packs",
 )

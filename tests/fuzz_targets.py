@@ -426,3 +426,21 @@ def setting_keys(cfg: Any) -> list[str]:
         return [prefix[:-1]]
 
     return sorted(key for key in leaves(cfg, "") if not any(part in key for part in UNDRAWN))
+
+
+#: what a misspelling puts into a name
+LETTERS = "abcdefghijklmnopqrstuvwxyz_0123456789"
+
+
+def misspelled(data: st.DataObject, name: str) -> str:
+    """``name`` with one character deleted, inserted, replaced or swapped with the next, as a typing slip."""
+    edit = data.draw(st.sampled_from(("delete", "insert", "replace", "swap")), label="edit")
+    at = data.draw(st.integers(0, max(len(name) - 1, 0)), label="at")
+    letter = data.draw(st.sampled_from(LETTERS), label="letter")
+    if edit == "delete":
+        return name[:at] + name[at + 1 :]
+    if edit == "insert":
+        return name[:at] + letter + name[at:]
+    if edit == "replace":
+        return name[:at] + letter + name[at + 1 :]
+    return name[:at] + name[at + 1 : at + 2] + name[at : at + 1] + name[at + 2 :]

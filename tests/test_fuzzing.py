@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from PIL import Image
 
 import vae_zoo
@@ -32,6 +34,7 @@ from tests.fuzz_targets import (
     idx_bytes,
     image_bytes,
     mat_bytes,
+    misspelled,
     mutate_checkpoint,
     npz_bytes,
     one_line_or_read,
@@ -40,7 +43,8 @@ from tests.fuzz_targets import (
     setting_keys,
 )
 from vae_zoo.cli import _report_user_errors, evaluate, sample, train
-from vae_zoo.composition_errors import composition_error
+from vae_zoo.composition_errors import composition_error, refuse_uncomposable
+from vae_zoo.config_groups import CONFIG_DIR, options
 from vae_zoo.data.cifar10 import read_batch
 from vae_zoo.data.files import read_amat, read_idx
 from vae_zoo.data.image_folder import ImageFolderDataModule, read_cache
@@ -61,6 +65,7 @@ def budget(in_ci: int) -> int:
 
 
 BUDGET, CHECKPOINT_BUDGET, OVERRIDE_BUDGET, PACK_BUDGET = budget(200), budget(100), budget(60), budget(15)
+MISSPELLING_BUDGET = budget(60)
 #: scripts/fuzz.py's long runs draw fresh examples (pytest --hypothesis-seed) instead of CI's fixed ones
 FRESH = os.environ.get("VAE_ZOO_FUZZ_RANDOM") == "1"
 FIXED = settings(
@@ -288,6 +293,48 @@ def test_overrides(tmp_path_factory, make_cfg, data):
         assert key in line and "\n" not in line, line
         return
     script_outcome(lambda: _report_user_errors(train, cfg))
+
+
+#: the groups a user chooses options of on the command line (less Hydra's own and the paths)
+GROUPS = tuple(
+    sorted(f.name for f in CONFIG_DIR.iterdir() if f.is_dir() and f.name not in ("hydra", "paths"))
+)
+
+
+@settings(FIXED, max_examples=MISSPELLING_BUDGET)
+@given(data=st.data())
+def test_misspelled_overrides(make_cfg, capsys, data):
+    """``python train.py <override>`` with one character of a real key, group or option slipped, as train.py
+    checks it before Hydra runs: it composes (the slip made another real name), or it is one line with exit
+    status 2 that names what was typed, and a ``did you mean X?`` names a key or option that exists."""
+    kind = data.draw(st.sampled_from(("key", "group", "option")), label="kind")
+    group = data.draw(st.sampled_from(GROUPS), label="group")
+    option = data.draw(st.sampled_from(sorted(options(group))), label="option")
+    cfg = make_cfg()
+    if kind == "key":
+        parent, _, name = data.draw(st.sampled_from(setting_keys(cfg)), label="key").rpartition(".")
+        typed = f"{parent}.{misspelled(data, name)}" if parent else misspelled(data, name)
+        override = f"{typed}=null"
+    else:
+        typed = misspelled(data, group if kind == "group" else option)
+        override = f"{typed}={option}" if kind == "group" else f"{group}={typed}"
+    try:
+        refuse_uncomposable("train", [override])
+        return
+    except SystemExit as exit:
+        assert exit.code == 2
+    line = capsys.readouterr().err
+    assert line.startswith("error: ") and line.count("\n") == 1 and typed in line, line
+    guess = re.search(r"did you mean (\S+)\?", line)
+    if guess and "=" in guess.group(1):  # an option: group=option
+        chosen, _, suggested = guess.group(1).partition("=")
+        assert suggested in options(chosen), line
+    elif guess:  # a key, or a group (or Hydra's own node) at the top level
+        absent = object()
+        folders = {folder.name for folder in CONFIG_DIR.iterdir() if folder.is_dir()}
+        assert (
+            OmegaConf.select(cfg, guess.group(1), default=absent) is not absent or guess.group(1) in folders
+        ), line
 
 
 #: a job's own settings in a packed sweep: good values and wrong ones
