@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from vae_zoo.cli import NVML_CHECK, build_trainer
 from vae_zoo.compose import compose_config
 from vae_zoo.composition_errors import refuse_uncomposable
-from vae_zoo.config_groups import CONFIG_DIR, options
+from vae_zoo.config_groups import CONFIG_DIR, groups, options
 
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+GROUPS = groups()
 OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONFIG_DIR / group).glob("*.yaml"))]
 
 

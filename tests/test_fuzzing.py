@@ -44,7 +44,7 @@ from tests.fuzz_targets import (
 )
 from vae_zoo.cli import _report_user_errors, evaluate, sample, train
 from vae_zoo.composition_errors import composition_error, refuse_uncomposable
-from vae_zoo.config_groups import CONFIG_DIR, options
+from vae_zoo.config_groups import groups, options
 from vae_zoo.data.cifar10 import read_batch
 from vae_zoo.data.files import read_amat, read_idx
 from vae_zoo.data.image_folder import ImageFolderDataModule, read_cache
@@ -296,9 +296,7 @@ def test_overrides(tmp_path_factory, make_cfg, data):
 
 
 #: the groups a user chooses options of on the command line (less Hydra's own and the paths)
-GROUPS = tuple(
-    sorted(f.name for f in CONFIG_DIR.iterdir() if f.is_dir() and f.name not in ("hydra", "paths"))
-)
+GROUPS = tuple(group for group in groups() if group not in ("hydra", "paths"))
 
 
 @settings(FIXED, max_examples=MISSPELLING_BUDGET)
@@ -331,9 +329,8 @@ def test_misspelled_overrides(make_cfg, capsys, data):
         assert suggested in options(chosen), line
     elif guess:  # a key, or a group (or Hydra's own node) at the top level
         absent = object()
-        folders = {folder.name for folder in CONFIG_DIR.iterdir() if folder.is_dir()}
         assert (
-            OmegaConf.select(cfg, guess.group(1), default=absent) is not absent or guess.group(1) in folders
+            OmegaConf.select(cfg, guess.group(1), default=absent) is not absent or guess.group(1) in groups()
         ), line
 
 

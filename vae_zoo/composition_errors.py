@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from vae_zoo.config_groups import CONFIG_DIR
+from vae_zoo.config_groups import CONFIG_DIR, groups
 from vae_zoo.errors import ConfigError
 
 
@@ -63,9 +63,11 @@ def _missing_option(missing: str, choices: Sequence[str]) -> ConfigError:
 
 def _missing_key(full_key: str, parent: object) -> ConfigError:
     where, _, name = full_key.rpartition(".")
-    keys = [key for key in parent if not str(key).startswith("_")] if isinstance(parent, DictConfig) else []
-    if not where:  # the top level: its keys and the config groups chosen with group=option
-        keys += [folder.name for folder in CONFIG_DIR.iterdir() if folder.is_dir()]
+    keys = (
+        [str(key) for key in parent if not str(key).startswith("_")] if isinstance(parent, DictConfig) else []
+    )
+    if not where:  # the top level: its keys and the config groups chosen with group=option, each once
+        keys = list(dict.fromkeys([*keys, *groups()]))
     guess = nearest(name, keys)
     if guess:
         return ConfigError(

@@ -14,6 +14,11 @@ from omegaconf import OmegaConf
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
+def groups() -> list[str]:
+    """The config groups: the folders of ``vae_zoo/conf``, in name order (``hydra`` and ``paths`` among them)."""
+    return sorted(folder.name for folder in CONFIG_DIR.iterdir() if folder.is_dir())
+
+
 def options(group: str) -> dict[str, dict[str, Any]]:
     """``{option name: its YAML as a dict}`` for every file of ``conf/<group>/``, in name order."""
     return {
