@@ -1,8 +1,11 @@
 """Would the newest releases break vae_zoo? The scheduled check of the pinned set in ``constraints.txt``.
 
-In a fresh virtual environment: install ``vae_zoo[dev]`` without the constraints (so pip takes the newest
-release of every dependency the registry has), print each package whose version differs from
-``constraints.txt``, and run the fast tests there. With ``--write``, and only if those tests pass, write
+In a fresh virtual environment: install ``vae_zoo[dev,joblib]`` without the constraints (so pip takes the
+newest release of every dependency the registry has; the joblib extra so that its launcher stays pinned
+too), print each package whose version differs from ``constraints.txt``, and run the fast tests there: the
+golden numbers and legacy checkpoints (which a new torch must keep), packing (stacked parameters and their
+per-model views lean on autograd's view rules, which torch 2.15 tightened), configs, training, trackers and
+estimators. With ``--write``, and only if those tests pass, write
 that environment's versions to ``constraints.txt`` (then run ``.ci/run`` and commit it: CI installs
 with it). Exit status: the tests'. Needs the MNIST files (``VAE_ZOO_DATA_DIR``), as the tests do.
 
@@ -23,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints.txt"
 FAST_TESTS = [
+    "tests/test_golden_numbers.py",
+    "tests/test_legacy_checkpoints.py",
+    "tests/test_packing.py",
     "tests/test_configs.py",
     "tests/test_training.py",
     "tests/test_trackers.py",
@@ -61,8 +67,8 @@ def main() -> int:
         python = str(env / "bin" / "python")
         run(python, "-m", "pip", "install", "-q", "--upgrade", "pip")
         constraint = ["-c", str(CONSTRAINTS)] if args.constraints else []
-        if run(python, "-m", "pip", "install", "-q", "-e", ".[dev]", *constraint).returncode:
-            print("newest_versions: pip could not install vae_zoo[dev] with the newest releases")
+        if run(python, "-m", "pip", "install", "-q", "-e", ".[dev,joblib]", *constraint).returncode:
+            print("newest_versions: pip could not install vae_zoo[dev,joblib] with the newest releases")
             return 1
         frozen = subprocess.run(
             [python, "-m", "pip", "freeze", "--all", "--exclude-editable"],

@@ -34,8 +34,10 @@ class PackedOptimizer(torch.optim.Optimizer):
         super().__init__(params, {})
         self.packed = params
         models = params[0].shape[0]
-        with torch.no_grad():  # leaf views: the optimizers update the stacked storage in place
-            self.views = [[p[n] for p in params] for n in range(models)]
+        # leaf views of the stacked storage, which the optimizers update in place; of the detached parameter, so
+        # that autograd does not track them as views of it (torch >= 2.15 refuses a gradient set on such a view
+        # once an optimizer has changed its storage)
+        self.views = [[p.detach()[n].requires_grad_() for p in params] for n in range(models)]
         self.optimizers = [build(n, views) for n, views in enumerate(self.views)]
         self.active = [True] * models
 
