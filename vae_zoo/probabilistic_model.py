@@ -350,6 +350,14 @@ class ProbabilisticModel(nn.Module):
             return self.prior_distribution().sample((n,))
 
     @torch.no_grad()
+    def unit_locations(self, x: Tensor) -> Tensor:
+        """``(models, images, units, coordinates)``: each latent unit's posterior location for the images ``x``
+        (``LatentFamily.unit_locations``), whose spread across the data counts the active units
+        (``vae_zoo.active_units``)."""
+        locations = self.latent.unit_locations(self.posterior(x))
+        return locations.reshape(self.models, -1, *locations.shape[1:])
+
+    @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """``E[x | z = E_q[z]]``: pixel means decoded from the posterior mean (given ``y``, a conditional
         model's)."""

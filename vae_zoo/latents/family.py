@@ -47,6 +47,13 @@ class LatentFamily(ABC, nn.Module):
         """Where ``q`` sits in the latent space, for plots: its mean (circular families: the mean angle)."""
         return q.mean
 
+    def unit_locations(self, q: Distribution) -> Tensor:
+        """``(batch, units, coordinates)``: each latent unit's ``location``, whose spread across images says
+        whether the unit is active (``vae_zoo.active_units``): a scalar unit's as one coordinate, a categorical
+        variable's or a simplex point's (event ``(units, K)``) as its K probabilities."""
+        location = self.location(q)
+        return location.unsqueeze(-1) if len(q.event_shape) == 1 else location
+
     def kl(self, q: Distribution) -> Tensor:
         """``KL(q || p)`` per image against the family's own prior, through torch's KL registry (a family
         registers a closed form for its classes with ``register_kl``; ``NotImplementedError`` where none is)."""

@@ -71,3 +71,9 @@ class VonMisesLatent(LatentFamily):
 
     def location(self, q: Independent) -> Tensor:
         return torch.remainder(q.base_dist.loc + math.pi, 2 * math.pi) - math.pi
+
+    def unit_locations(self, q: Independent) -> Tensor:
+        """Each angle's mean direction as ``(cos, sin)``: its spread across images is ``1 - R^2`` (``R`` the
+        length of the directions' mean), which does not depend on where the circle is cut."""
+        angle = self.location(q)
+        return torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)

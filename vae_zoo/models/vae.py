@@ -4,7 +4,8 @@ The model itself (``vae_zoo.probabilistic_model.ProbabilisticModel``: encoder, l
 estimator, decoder, likelihood and the forward path) is a plain module held as ``self.model``; the objective
 receives it, never this class. Validation reports the negative ELBO with exact posterior samples and its
 terms, the objective's own bound, and (test) the importance-weighted bound ``test/nll_iw`` with
-``iw_samples``; bits per dimension for 8-bit data. A checkpoint's ``state_dict`` is the model's. A
+``iw_samples`` and the active units ``test/active_units`` (``vae_zoo.active_units``); bits per dimension for
+8-bit data. A checkpoint's ``state_dict`` is the model's. A
 conditional model's batches are ``(images, labels)``; every step computes given the labels.
 """
 
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler
 
+from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.logging_steps import is_logging_step
@@ -112,6 +114,7 @@ class VAE(pl.LightningModule):
             *([NonFiniteGuard(nonfinite, nonfinite_check_every)] if nonfinite != "off" else []),
         ]
         self.step_output: StepOutput | None = None
+        self.unit_spread = UnitSpread()
         self.model = ProbabilisticModel(
             encoder,
             decoder,
@@ -209,6 +212,8 @@ class VAE(pl.LightningModule):
         x, labels = images_and_labels(batch)
         with self.model.given(labels):
             values = evaluation_terms(self.model, self.objective, x, stage, self.hparams.iw_samples)
+            if stage == "test":
+                self.unit_spread.add(self.model.unit_locations(x))
         metrics = with_bits_per_dim(
             {f"{stage}/{name}": v.mean() for name, v in values.items()}, self.model, stage
         )
@@ -219,3 +224,11 @@ class VAE(pl.LightningModule):
 
     def test_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self.unit_spread = UnitSpread()
+
+    def on_test_epoch_end(self) -> None:
+        """``test/active_units`` over every process's test images."""
+        (active,) = self.unit_spread.active_units(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+        self.log("test/active_units", float(active))

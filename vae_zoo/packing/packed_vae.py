@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
 from vae_zoo.data.tensor_batches import images_and_labels
@@ -94,6 +95,7 @@ class PackedVAE(pl.LightningModule):
         self.metrics: dict[str, list[dict[str, float]]] = {}
         self._sums: dict[str, Tensor] = {}
         self._images = 0
+        self._spread = UnitSpread()
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Exact resume: the random-number state travels in the checkpoints (the pack's one stream)."""
@@ -181,11 +183,13 @@ class PackedVAE(pl.LightningModule):
 
     def _evaluate(self, batch: Tensor | tuple[Tensor, Tensor], stage: str) -> None:
         """Each model's negative ELBO and terms, its objective's bound and (test) IW bound, summed over the
-        epoch's images (``VAE._evaluate``'s metrics, per model)."""
+        epoch's images, and (test) its units' spread (``VAE._evaluate``'s metrics, per model)."""
         x, labels = images_and_labels(batch)
         images = len(x) // self.models
         with per_image_copies(self.model, images), self.model.given(labels):
             values = evaluation_terms(self.model, self.objective, x, stage, self.runs[0].hparams.iw_samples)
+            if stage == "test":
+                self._spread.add(self.model.unit_locations(x))
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
             self._sums[name] = self._sums[name] + total if name in self._sums else total
@@ -193,11 +197,14 @@ class PackedVAE(pl.LightningModule):
 
     def _epoch_means(self, stage: str) -> None:
         means = {name: (total / self._images).tolist() for name, total in self._sums.items()}
+        active = self._spread.active_units() if stage == "test" else None
         self.metrics[stage] = []
         for n in range(self.models):
             metrics = {f"{stage}/{name}": values[n] for name, values in means.items()}
+            if active is not None:
+                metrics["test/active_units"] = float(active[n])
             self.metrics[stage].append(with_bits_per_dim(metrics, self.model, stage))
-        self._sums, self._images = {}, 0
+        self._sums, self._images, self._spread = {}, 0, UnitSpread()
 
     def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
