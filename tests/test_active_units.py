@@ -112,6 +112,7 @@ def test_units_that_ignore_the_image_are_inactive_and_a_pack_counts_each_model_a
         counts.append(spread.active_units()[0])
         assert numpy_count(model.encode(x).mean.reshape(1, 300, 6, 1)) == [counts[-1]]
     assert counts == [4, 2]
+    assert [model.active_units(x) for model in models] == counts
     packed = pack(models)
     spread = UnitSpread()
     spread.add(packed.unit_locations(torch.cat([x, x])))

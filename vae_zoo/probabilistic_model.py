@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
+from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.conditions.label import LabelCondition
@@ -310,6 +311,15 @@ class ProbabilisticModel(nn.Module):
         is ``test/nll_iw``."""
         with self.given_labels(y, len(x)):
             return -self.importance_weighted_nll(x, k)
+
+    def active_units(self, x: Tensor, y: Tensor | None = None) -> int:
+        """How many latent units vary across the images ``x`` (given ``y``, a conditional model's):
+        ``Cov_x(E_q[u|x]) > 0.01`` (``vae_zoo.active_units``); on the test images, ``test/active_units``."""
+        spread = UnitSpread()
+        with self.given_labels(y, len(x)):
+            spread.add(self.unit_locations(x))
+        (count,) = spread.active_units()
+        return count
 
     # -- evaluation and pictures --------------------------------------------------------------------------
 
