@@ -6,7 +6,7 @@ vector, a point on a simplex, an angle as ``(cos, sin)``) is active when the tra
 location exceeds the same threshold; for a scalar unit that is Burda et al.'s ``A_u``. The location is the
 latent family's (``LatentFamily.unit_locations``): the posterior mean, or for a flow the base mean pushed
 through it, and for two stochastic layers each layer's mean given the one before (neither has a closed-form
-mean). An inactive unit's posterior is the same for every image, as in posterior collapse.
+mean). An inactive unit's posterior mean is (nearly) the same for every image, as in posterior collapse.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ estimator, decoder, likelihood and the forward path) is a plain module held as `
 receives it, never this class. Validation reports the negative ELBO with exact posterior samples and its
 terms, the objective's own bound, and (test) the importance-weighted bound ``test/nll_iw`` with
 ``iw_samples`` and the active units ``test/active_units`` (``vae_zoo.active_units``); bits per dimension for
-8-bit data. A checkpoint's ``state_dict`` is the model's. A
-conditional model's batches are ``(images, labels)``; every step computes given the labels.
+8-bit data. A checkpoint's ``state_dict`` is the model's. A conditional model's batches are
+``(images, labels)``; every step computes given the labels.
 """
 
 from __future__ import annotations
@@ -229,6 +229,8 @@ class VAE(pl.LightningModule):
         self.unit_spread = UnitSpread()
 
     def on_test_epoch_end(self) -> None:
-        """``test/active_units`` over every process's test images."""
-        (active,) = self.unit_spread.active_units(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
-        self.log("test/active_units", float(active))
+        """``test/active_units`` over every process's test images (where there were any)."""
+        if self.unit_spread.images:
+            total = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
+            (active,) = self.unit_spread.active_units(total)
+            self.log("test/active_units", float(active))

@@ -197,7 +197,7 @@ class PackedVAE(pl.LightningModule):
 
     def _epoch_means(self, stage: str) -> None:
         means = {name: (total / self._images).tolist() for name, total in self._sums.items()}
-        active = self._spread.active_units() if stage == "test" else None
+        active = self._spread.active_units() if stage == "test" and self._spread.images else None
         self.metrics[stage] = []
         for n in range(self.models):
             metrics = {f"{stage}/{name}": values[n] for name, values in means.items()}
