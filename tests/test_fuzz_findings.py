@@ -12,7 +12,7 @@ import torch
 import vae_zoo
 from tests.conftest import SMALL_RUN
 from tests.fuzz_targets import script_outcome
-from vae_zoo.cli import _report_user_errors, evaluate, train
+from vae_zoo.cli import _report_user_errors, evaluate, sample, train
 from vae_zoo.data.files import DataFileError, read_amat
 from vae_zoo.data.svhn import read_mat
 from vae_zoo.errors import VaeZooError, cause_of_type
@@ -122,6 +122,30 @@ def test_resuming_non_finite_weights_is_one_line_without_lightnings_warning(
         f"error: ckpt_path={path} holds non-finite weights (1 tensors, e.g. encoder.net.0.weight): training cannot "
         "continue from them -- resume from an earlier checkpoint of the run"
     )
+
+
+def test_reading_non_finite_weights_is_one_line_in_every_reader(trained_checkpoint, make_cfg, tmp_path):
+    """Found by the checkpoint target's long run (seed 528098793): NaN in the encoder's bias made eval.py's
+    first posterior sample a RuntimeError traceback (``normal expects all elements of std >= 0.0``). eval.py,
+    sample.py and ``vae_zoo.load`` now refuse non-finite weights in one line, as resuming does."""
+    path = changed(
+        trained_checkpoint,
+        tmp_path,
+        lambda c: c["state_dict"].update(
+            {"encoder.net.0.bias": torch.full_like(c["state_dict"]["encoder.net.0.bias"], float("nan"))}
+        ),
+    )
+    expected = (
+        f"error: {path} holds non-finite weights (1 tensors, e.g. encoder.net.0.bias): the run diverged before "
+        "writing it, or the file was changed -- use an earlier checkpoint of the run"
+    )
+    cfg = make_cfg(f"ckpt_path={path}", "eval.iw_samples=2", output_dir=tmp_path / "e", config_name="eval")
+    assert script_outcome(lambda: _report_user_errors(evaluate, cfg)) == (2, expected)
+    cfg = make_cfg(f"ckpt_path={path}", "grids.n=4", output_dir=tmp_path / "s", config_name="sample")
+    assert script_outcome(lambda: _report_user_errors(sample, cfg)) == (2, expected)
+    with pytest.raises(VaeZooError) as refusal:
+        vae_zoo.load(path)
+    assert f"error: {refusal.value}" == expected
 
 
 def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():

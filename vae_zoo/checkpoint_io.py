@@ -58,6 +58,16 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ck
         ) from None
 
 
+def nonfinite_tensors(state: Any) -> list[str]:
+    """The names of the floating-point tensors of the ``state_dict`` ``state`` that hold a NaN or an infinity:
+    weights a run wrote after it diverged (``model.nonfinite=off``), or a changed file."""
+    return [
+        name
+        for name, value in state.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
+    ]
+
+
 def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     """``read_checkpoint`` of a file that must be a Lightning checkpoint (a dict with a ``state_dict``)."""
     checkpoint = read_checkpoint(path)

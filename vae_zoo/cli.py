@@ -20,7 +20,12 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.preemption import Preemption
-from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
+from vae_zoo.checkpoint_io import (
+    DurableCheckpointIO,
+    nonfinite_tensors,
+    read_lightning_checkpoint,
+    remove_partial_checkpoints,
+)
 from vae_zoo.components import build
 from vae_zoo.composition_errors import refuse_uncomposable
 from vae_zoo.config_groups import CONFIG_DIR
@@ -184,9 +189,7 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
             f"ckpt_path={path} holds another model's weights ({len(problems)} tensors differ, e.g. {problems[0]}) "
             f"-- use the model= and size overrides it was trained with, or a checkpoint of this {type(model).__name__}"
         )
-    nonfinite = [
-        k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()
-    ]
+    nonfinite = nonfinite_tensors(state)
     if nonfinite:
         raise VaeZooError(
             f"ckpt_path={path} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}): training "
