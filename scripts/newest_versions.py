@@ -5,9 +5,9 @@ newest release of every dependency the registry has; the joblib extra so that it
 too), print each package whose version differs from ``constraints.txt``, and run the fast tests there: the
 golden numbers and legacy checkpoints (which a new torch must keep), packing (stacked parameters and their
 per-model views lean on autograd's view rules, which torch 2.15 tightened), configs, training, trackers and
-estimators. With ``--write``, and only if those tests pass, write
-that environment's versions to ``constraints.txt`` (then run ``.ci/run`` and commit it: CI installs
-with it). Exit status: the tests'. Needs the MNIST files (``VAE_ZOO_DATA_DIR``), as the tests do.
+estimators. With ``--write``, and only if those tests pass, write that environment's versions to
+``constraints.txt`` (then run ``.ci/run`` and commit it: CI installs with it). Exit status: the tests'.
+Needs the MNIST files (``VAE_ZOO_DATA_DIR``), as the tests do.
 
     python scripts/newest_versions.py                    # report what moved and what breaks
     python scripts/newest_versions.py --write            # refresh constraints.txt if nothing breaks

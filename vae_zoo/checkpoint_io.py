@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ck
         ) from None
 
 
-def nonfinite_tensors(state: Any) -> list[str]:
+def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
     """The names of the floating-point tensors of the ``state_dict`` ``state`` that hold a NaN or an infinity:
     weights a run wrote after it diverged (``model.nonfinite=off``), or a changed file."""
     return [
