@@ -108,14 +108,14 @@ def test_units_that_ignore_the_image_are_inactive_and_a_pack_counts_each_model_a
     counts = []
     for model in models:
         spread = UnitSpread()
-        spread.add(model.unit_locations(x))
+        spread.add(model.unit_locations(model.posterior(x)))
         counts.append(spread.active_units()[0])
         assert numpy_count(model.encode(x).mean.reshape(1, 300, 6, 1)) == [counts[-1]]
     assert counts == [4, 2]
     assert [model.active_units(x) for model in models] == counts
     packed = pack(models)
     spread = UnitSpread()
-    spread.add(packed.unit_locations(torch.cat([x, x])))
+    spread.add(packed.unit_locations(packed.posterior(torch.cat([x, x]))))
     assert spread.active_units() == counts
 
 
@@ -144,7 +144,7 @@ def test_every_latent_family_and_flow_locates_each_of_its_units(latent, flow):
     torch.manual_seed(0)
     model = model_of(latent, flow=component("flow", flow))
     x = mnist_like(40, seed=4)
-    locations = model.unit_locations(x)
+    locations = model.unit_locations(model.posterior(x))
     units = model.encode(x).event_shape[0]
     assert locations.shape[:3] == (1, 40, units) and torch.isfinite(locations).all()
     spread = UnitSpread()

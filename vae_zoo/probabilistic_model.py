@@ -312,12 +312,13 @@ class ProbabilisticModel(nn.Module):
         with self.given_labels(y, len(x)):
             return -self.importance_weighted_nll(x, k)
 
+    @torch.no_grad()
     def active_units(self, x: Tensor, y: Tensor | None = None) -> int:
         """How many latent units vary across the images ``x`` (given ``y``, a conditional model's):
         ``Cov_x(E_q[u|x]) > 0.01`` (``vae_zoo.active_units``); on the test images, ``test/active_units``."""
         spread = UnitSpread()
         with self.given_labels(y, len(x)):
-            spread.add(self.unit_locations(x))
+            spread.add(self.unit_locations(self.posterior(x)))
         (count,) = spread.active_units()
         return count
 
@@ -359,12 +360,11 @@ class ProbabilisticModel(nn.Module):
         with self.autocast_off():
             return self.prior_distribution().sample((n,))
 
-    @torch.no_grad()
-    def unit_locations(self, x: Tensor) -> Tensor:
-        """``(models, images, units, coordinates)``: each latent unit's posterior location for the images ``x``
-        (``LatentFamily.unit_locations``), whose spread across the data counts the active units
+    def unit_locations(self, q: Distribution) -> Tensor:
+        """``(models, images, units, coordinates)``: each latent unit's location under the posterior ``q`` of
+        a batch (``LatentFamily.unit_locations``), whose spread across the data counts the active units
         (``vae_zoo.active_units``)."""
-        locations = self.latent.unit_locations(self.posterior(x))
+        locations = self.latent.unit_locations(q)
         return locations.reshape(self.models, -1, *locations.shape[1:])
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 from torch.optim.lr_scheduler import LRScheduler
 
 from vae_zoo.active_units import UnitSpread
@@ -46,16 +47,29 @@ class StepOutput(NamedTuple):
 
 
 def evaluation_terms(
-    model: ProbabilisticModel, objective: Objective, x: Tensor, stage: str, iw_samples: int
+    model: ProbabilisticModel,
+    objective: Objective,
+    x: Tensor,
+    stage: str,
+    iw_samples: int,
+    spread: UnitSpread,
 ) -> dict[str, Tensor]:
     """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
-    its terms, the objective's own bound, and in ``test`` the IW bound with ``iw_samples``."""
-    recon, kl = model.negative_elbo_terms(x, lambda q: q.sample())
+    its terms, the objective's own bound, and in ``test`` the IW bound with ``iw_samples``, the units'
+    locations under that posterior added to ``spread``."""
+    posteriors = []
+
+    def exact_sample(q: Distribution) -> Tensor:
+        posteriors.append(q)
+        return q.sample()
+
+    recon, kl = model.negative_elbo_terms(x, exact_sample)
     values = {"elbo": recon + kl, "recon": recon, "kl": kl}
     if objective.bound_name:
         values[objective.bound_name] = objective.bound(model, x)
     if stage == "test":
         values["nll_iw"] = model.importance_weighted_nll(x, iw_samples)
+        spread.add(model.unit_locations(posteriors[0]))
     return values
 
 
@@ -211,9 +225,9 @@ class VAE(pl.LightningModule):
         """``evaluation_terms`` averaged over the batch, with bits per dimension for 8-bit data."""
         x, labels = images_and_labels(batch)
         with self.model.given(labels):
-            values = evaluation_terms(self.model, self.objective, x, stage, self.hparams.iw_samples)
-            if stage == "test":
-                self.unit_spread.add(self.model.unit_locations(x))
+            values = evaluation_terms(
+                self.model, self.objective, x, stage, self.hparams.iw_samples, self.unit_spread
+            )
         metrics = with_bits_per_dim(
             {f"{stage}/{name}": v.mean() for name, v in values.items()}, self.model, stage
         )

@@ -187,9 +187,8 @@ class PackedVAE(pl.LightningModule):
         x, labels = images_and_labels(batch)
         images = len(x) // self.models
         with per_image_copies(self.model, images), self.model.given(labels):
-            values = evaluation_terms(self.model, self.objective, x, stage, self.runs[0].hparams.iw_samples)
-            if stage == "test":
-                self._spread.add(self.model.unit_locations(x))
+            iw_samples = self.runs[0].hparams.iw_samples
+            values = evaluation_terms(self.model, self.objective, x, stage, iw_samples, self._spread)
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
             self._sums[name] = self._sums[name] + total if name in self._sums else total
