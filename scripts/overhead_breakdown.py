@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         model.model_callbacks = [c for c in model.model_callbacks if not isinstance(c, NonFiniteGuard)]
 
         def training_step(x, batch_idx):
-            return bare_negative_elbo(args.model, model, x, segments.bare.temperature(trainer.global_step))
+            return bare_negative_elbo(
+                args.model, model.model, x, segments.bare.temperature(trainer.global_step)
+            )
 
     def marked_training_step(x, batch_idx):
         segments.mark(OURS[1])
