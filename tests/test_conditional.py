@@ -103,6 +103,117 @@ def test_a_model_whose_label_inputs_are_zeroed_gives_the_unconditional_numbers(e
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-5)
 
 
+def with_the_conditional_prior(model: ProbabilisticModel) -> ProbabilisticModel:
+    """``model`` with ``p(z|y)`` (``prior=conditional_normal``) in place of its prior, its other weights kept."""
+    parts = {
+        name: component(name, option)
+        for name, option in (("latent", "normal"), ("estimator", "pathwise"), ("likelihood", "bernoulli"))
+    }
+    parts["latent"]["dim"] = 4
+    nets = {"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": [32]}
+    conditional = ProbabilisticModel(
+        encoder=nets,
+        decoder={**nets, "_target_": "vae_zoo.nets.mlp.MLPDecoder"},
+        **parts,
+        prior=component("prior", "conditional_normal"),
+        condition={"_target_": "vae_zoo.conditions.label.LabelCondition"},
+        classes=10,
+    )
+    missing, unexpected = conditional.load_state_dict(model.state_dict(), strict=False)
+    assert missing == ["prior.net.weight", "prior.net.bias"] and not unexpected
+    return conditional
+
+
+def test_an_untrained_conditional_prior_is_the_standard_prior_for_every_class(data_dir):
+    """``p(z|y)`` starts at ``N(0, I)`` for every class: the same negative ELBO and IW bound as the model with the
+    standard prior, for the same draws."""
+    _, standard = unconditional_and_conditional("mlp")
+    conditional = with_the_conditional_prior(standard)
+    assert conditional.closed_form_kl and conditional.kl_origin == standard.kl_origin == "closed form"
+    x = MNISTDataModule(data_dir, binarize="none").sample_images("test", 20).round()
+    y = torch.arange(20) % 10
+    numbers = []
+    for model in (standard, conditional):
+        torch.manual_seed(0)
+        with model.given(y):
+            numbers.append((model(x), model.importance_weighted_nll(x, 8)))
+    torch.testing.assert_close(numbers[1], numbers[0], rtol=1e-6, atol=1e-5)
+
+
+def test_the_conditional_prior_is_each_images_own_class_normal(data_dir):
+    """With the prior network's weights set, ``p(z|y)`` is ``N(m_y, diag s_y^2)`` image by image: the closed-form
+    KL is the diagonal-Normal formula against each image's own class, the one-sample estimates average to it,
+    and ``prior_samples`` / ``sample(n, y)`` draw each row from its own class's prior (means within 4 standard
+    errors)."""
+    _, standard = unconditional_and_conditional("mlp")
+    model = with_the_conditional_prior(standard)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.prior.net.weight.copy_(torch.randn_like(model.prior.net.weight) * 2)
+        model.prior.net.bias.normal_()
+    table = model.prior.net.weight.T + model.prior.net.bias  # row y: (m_y, r_y)
+    means, scales = table[:, :4], torch.nn.functional.softplus(table[:, 4:]) + 1e-5
+    x = MNISTDataModule(data_dir, binarize="none").sample_images("test", 30).round()
+    y = torch.arange(30) % 10
+    with torch.no_grad(), model.given(y):
+        q = model.posterior(x)
+        mu, sigma = q.base_dist.loc, q.base_dist.scale
+        m, s = means[y], scales[y]
+        expected = (torch.log(s / sigma) + (sigma**2 + (mu - m) ** 2) / (2 * s**2) - 0.5).sum(-1)
+        torch.testing.assert_close(model.kl(q), expected, rtol=1e-5, atol=1e-5)
+        estimates = model.kl_estimate(q, q.sample((20_000,)))
+        error = estimates.std(0) / 20_000**0.5
+        assert ((estimates.mean(0) - expected).abs() < 4 * error).all()
+    draws = 4000
+    rows = torch.arange(10).repeat_interleave(draws)
+    with torch.no_grad(), model.given(rows):
+        z = model.prior_samples(len(rows)).unflatten(0, (10, draws))
+    assert ((z.mean(1) - means).abs() < 4 * scales / draws**0.5).all()
+    assert model.sample(3, torch.tensor([0, 4, 9])).shape == (3, 1, 28, 28)
+
+
+def test_the_conditional_prior_trains_evaluates_draws_and_loads(data_dir, tmp_path):
+    """``condition=label prior=conditional_normal`` from the command line: trained, its pictures drawn (prior
+    samples per class, also at a lower temperature: each class's own quantiles), loaded in Python; in an
+    unconditional model it is one line, and nothing is written."""
+    run = tmp_path / "run"
+    result = run_script(
+        "train.py",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        "condition=label",
+        "prior=conditional_normal",
+        f"hydra.run.dir={run}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert math.isfinite(json.loads((run / "metrics.json").read_text())["test/nll_iw"])
+    drawn = run_script(
+        "sample.py",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "grids.n=16",
+        "grids.temperature=0.5",
+        f"hydra.run.dir={tmp_path / 'grids'}",
+    )
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    for name in ("samples", "interpolations", "traversals"):
+        assert (tmp_path / "grids" / f"{name}.png").is_file(), name
+    model = vae_zoo.load(run)
+    assert model.sample(2, y=torch.tensor([3, 8])).shape == (2, 1, 28, 28)
+
+    refused = run_script(
+        "train.py",
+        *FAST,
+        f"paths.data_dir={data_dir}",
+        "prior=conditional_normal",
+        f"hydra.run.dir={tmp_path / 'no'}",
+    )
+    assert one_error_line(refused) == (
+        "error: prior=conditional_normal is p(z|y) and needs the label: add condition=label, or choose "
+        "prior=learned_normal for an unconditional model"
+    )
+    assert not (tmp_path / "no" / "checkpoints").exists()
+
+
 def test_the_label_lowers_the_bound_after_equal_steps(make_cfg):
     """A 2-d Gaussian latent on MNIST, 400 steps each from the same seed: given the digit's class the test
     negative ELBO (a bound on -log p(x|y)) is below the unconditional one (on -log p(x)). Measured on 1,000 test

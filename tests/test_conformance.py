@@ -62,21 +62,25 @@ def first_estimator(latent: str) -> str:
 @pytest.fixture(scope="module")
 def batches(data_dir) -> dict[str, TensorBatches]:
     """Two batches of 16 real test images, as binary pixels, 8-bit grey levels and dequantized levels; the
-    grey levels also as the rows of a table (784 real columns)."""
+    grey levels also as the rows of a table (784 real columns), the binary pixels also with their labels."""
     dm = MNISTDataModule(data_dir, binarize="none")
     dm.setup()
     levels = dm.splits["test"][:32]
     grey = levels.float() / 255
     binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))
     dequantized = dequantize_uniform(levels, torch.Generator().manual_seed(0))
+    labels = torch.as_tensor(dm.load_train_test_labels()[1][:32])
     return {
-        pixels: TensorBatches(images, 16, lambda t, g: t)
-        for pixels, images in (
-            ("binary", binary),
-            ("8bit", grey),
-            ("dequantized", dequantized),
-            ("table", grey),
-        )
+        "labelled": TensorBatches(binary, 16, lambda t, g: t, labels=labels),
+        **{
+            pixels: TensorBatches(images, 16, lambda t, g: t)
+            for pixels, images in (
+                ("binary", binary),
+                ("8bit", grey),
+                ("dequantized", dequantized),
+                ("table", grey),
+            )
+        },
     }
 
 
@@ -134,11 +138,17 @@ def test_every_prior_trains_with_every_latent_family_it_fits_or_is_refused_in_on
     prior, latent, batches
 ):
     torch.manual_seed(0)
-    needs = component_class(options("prior")[prior], Prior, "model.prior").requires
+    prior_class = component_class(options("prior")[prior], Prior, "model.prior")
+    needs = prior_class.requires
     family = instantiate(options("latent")[latent], in_features=4)
-    build = lambda: build_model(latent, first_estimator(latent), "elbo", prior=component("prior", prior))
+    # a prior of the label, p(z|y), in a conditional model on labelled images
+    conditional = "condition_features" in prior_class.sizes
+    condition = {"condition": component("condition", "label"), "classes": 10} if conditional else {}
+    build = lambda: build_model(
+        latent, first_estimator(latent), "elbo", prior=component("prior", prior), **condition
+    )
     if needs.met_by(family.probe_posterior()):
-        train_two_steps(build(), batches)
+        train_two_steps(build(), batches["labelled"] if conditional else batches)
         return
     with pytest.raises(ConfigError) as refusal:
         build()
@@ -168,9 +178,11 @@ def test_every_flow_trains_with_the_estimators_its_posterior_pairs_with_or_is_re
     )
 
 
-def train_two_steps(model: VAE, batches: dict[str, TensorBatches]) -> None:
-    """Two optimizer steps on batches of the pixels the likelihood fits, each checked by ``CheckSteps``."""
-    pixels = model.model.likelihood.fits[0]
+def train_two_steps(model: VAE, batches: dict[str, TensorBatches] | TensorBatches) -> None:
+    """Two optimizer steps on batches of the pixels the likelihood fits (or on ``batches`` themselves), each
+    checked by ``CheckSteps``."""
+    if isinstance(batches, dict):
+        batches = batches[model.model.likelihood.fits[0]]
     check = CheckSteps()
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -182,7 +194,7 @@ def train_two_steps(model: VAE, batches: dict[str, TensorBatches]) -> None:
         enable_model_summary=False,
         callbacks=[check],
     )
-    trainer.fit(model, train_dataloaders=batches[pixels])
+    trainer.fit(model, train_dataloaders=batches)
     assert check.steps == 2
 
 

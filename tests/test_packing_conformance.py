@@ -53,6 +53,7 @@ PACKING = {
     "prior_vamp_conv": (*CONV, "prior=vamp", "model.prior.components=5"),
     "conditional_embedding": (*NETS, "condition=label", "model.condition.embedding=3"),
     "conditional_conv_vamp": (*CONV, "condition=label", "prior=vamp", "model.prior.components=5"),
+    "conditional_prior": (*NETS, "condition=label", "prior=conditional_normal"),
 }
 SHORT = (
     "data.batch_size=8",
@@ -71,8 +72,10 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
     datamodule.setup("fit")
     x, labels = images_and_labels(next(iter(datamodule.train_dataloader())))
     rows = len(x) // 2
+    # each model's learned prior made its own (a conditional prior's network starts at N(0, I) for every model)
+    priors = [name for name, _ in packed.model.named_parameters() if name.startswith("prior.")]
     with torch.no_grad():
-        for key in packed.model.per_image_parameters:  # each model's learned prior made its own
+        for key in dict.fromkeys([*packed.model.per_image_parameters, *priors]):
             stacked = packed.model.get_parameter(key)
             stacked.add_(0.3 * torch.randn_like(stacked))
             for n, run in enumerate(packed.runs):

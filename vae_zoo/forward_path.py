@@ -36,7 +36,15 @@ class ForwardPath(Protocol):
         """``q(z|x)``, through the flow if there is one (``flow=False``: the base posterior)."""
 
     def prior_distribution(self) -> Distribution:
-        """``p(z)``, the prior component's."""
+        """``p(z)``, the prior component's (a conditional prior's ``p(z|y)``: one per image given)."""
+
+    def given(self, labels: Tensor | None | str) -> AbstractContextManager:
+        """A context in which a conditional model computes on images of classes ``labels``, or ``ABSENT``
+        (``vae_zoo.conditions.label``: the zero condition)."""
+
+    def condition_input(self, rows: int) -> Tensor | None:
+        """The networks' condition ``c(y)`` of each image given (``rows`` of the zero condition for ``ABSENT``;
+        None for an unconditional model)."""
 
     def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
         """The estimator's training sample(s) of ``q`` (``.value``), with what its surrogate needs."""

@@ -27,7 +27,7 @@ from torch.distributions import Distribution, kl_divergence
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
-from vae_zoo.conditions.label import LabelCondition
+from vae_zoo.conditions.label import ABSENT, LabelCondition
 from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
@@ -40,8 +40,6 @@ from vae_zoo.packed_batch import batch_mean
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
 
-#: ``given(ABSENT)``: inputs without a label, read with the zero condition
-ABSENT = "absent"
 DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
 
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
@@ -113,7 +111,11 @@ class ProbabilisticModel(nn.Module):
         )
         # a flattened sample's width (the decoder may read less or more: z1 of two layers, an angle's cos and sin)
         latent_features = math.prod(self.latent.probe_posterior().event_shape)
-        sizes = {"input_shape": self.input_shape, "latent_features": latent_features}
+        sizes = {
+            "input_shape": self.input_shape,
+            "latent_features": latent_features,
+            "condition_features": conditioned.get("condition_features"),  # None: an unconditional model
+        }
         self.estimator = build_with_sizes(estimator, Estimator, "model.estimator", sizes)
         self.flow = (
             build(
@@ -131,9 +133,10 @@ class ProbabilisticModel(nn.Module):
         if self.flow is not None:
             check_support(self.flow, "flow", self.latent)
         # decided once: whether torch's KL registry has KL(q || p) for the posterior and the prior component
-        self.closed_form_kl = self.flow is None and has_closed_form_kl(
-            self.latent.probe_posterior(), self.prior_distribution()
-        )
+        with self.given(ABSENT):
+            self.closed_form_kl = self.flow is None and has_closed_form_kl(
+                self.latent.probe_posterior(), self.prior_distribution()
+            )
 
     @property
     def kl_origin(self) -> str:
@@ -162,7 +165,8 @@ class ProbabilisticModel(nn.Module):
             self.labels = outer
 
     def condition_input(self, rows: int) -> Tensor | None:
-        """The networks' condition ``c(y)`` for ``rows`` images (None for an unconditional model)."""
+        """The networks' condition ``c(y)`` for each image given (``rows`` of the zero condition where ``ABSENT``
+        is given; None for an unconditional model)."""
         if self.condition is None:
             return None
         if self.labels is None:
@@ -208,9 +212,9 @@ class ProbabilisticModel(nn.Module):
             return self.posterior_of_features(torch.zeros(1, self.latent.in_features))
 
     def prior_distribution(self) -> Distribution:
-        """``p(z)``, the prior component's, in float32 (a conditional model's VampPrior reads its pseudo-inputs
-        with the zero condition: ``p(z)`` has no label)."""
-        with self.autocast_off(), self.given(ABSENT):
+        """``p(z)``, the prior component's, in float32; a conditional prior's ``p(z|y)`` has one batch entry per
+        image given (``given``)."""
+        with self.autocast_off():
             return self.prior.distribution(self)
 
     def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
@@ -301,7 +305,8 @@ class ProbabilisticModel(nn.Module):
     def sample(self, n: int, y: Tensor | None = None) -> Tensor:
         """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (a conditional model's ``p(x|z, y)``, ``y`` ``(n,)``
         classes; ``generate(n)``: their pixel means instead)."""
-        p = self.decode(self.prior_samples(n), y)
+        with self.given_labels(y, n):
+            p = self.decode(self.prior_samples(n))
         with self.autocast_off():
             return p.sample()
 
@@ -356,9 +361,10 @@ class ProbabilisticModel(nn.Module):
             return p.mean
 
     def prior_samples(self, n: int) -> Tensor:
-        """``n`` draws of ``p(z)``, in float32."""
+        """``n`` draws of ``p(z)`` in float32; of a conditional prior's ``p(z|y)``, one per label given (``n``)."""
         with self.autocast_off():
-            return self.prior_distribution().sample((n,))
+            p = self.prior_distribution()
+            return p.sample((n,)) if not p.batch_shape else p.expand((n,)).sample()
 
     def unit_locations(self, q: Distribution) -> Tensor:
         """``(models, images, units, coordinates)``: each latent unit's location under the posterior ``q`` of
@@ -377,4 +383,5 @@ class ProbabilisticModel(nn.Module):
     @torch.no_grad()
     def generate(self, n: int, y: Tensor | None = None) -> Tensor:
         """Pixel means decoded from ``n`` prior samples (drawn in float32; given ``y``, a conditional model's)."""
-        return self.pixel_means(self.prior_samples(n), y)
+        with self.given_labels(y, n):
+            return self.pixel_means(self.prior_samples(n))

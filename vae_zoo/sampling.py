@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.distributions import Normal
+from torch.distributions import Distribution, Normal
 from torchvision.utils import save_image
 
 from vae_zoo.capabilities import coordinates
@@ -31,7 +31,9 @@ class PriorQuantiles:
     def __init__(self, prior, draws: int = PRIOR_DRAWS) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            self.sorted = prior.sample((draws,)).float().cpu().sort(dim=0).values.T.contiguous()  # (D, N)
+            # (draws, D): a class's conditional prior (batch (1,)) drawn as an unconditional one
+            drawn = prior.sample((draws,)).reshape(draws, -1)
+            self.sorted = drawn.float().cpu().sort(dim=0).values.T.contiguous()  # (D, N)
 
     def cdf(self, z: Tensor) -> Tensor:
         """Levels in (0, 1) of ``z`` of shape ``(..., D)``."""
@@ -44,6 +46,15 @@ class PriorQuantiles:
         index = (u * (self.sorted.shape[1] - 1)).round().long().clamp(0, self.sorted.shape[1] - 1)
         flat = index.reshape(-1, u.shape[-1]).T
         return torch.gather(self.sorted, 1, flat).T.reshape(u.shape)
+
+
+def prior_of_class(model, label: int | None) -> Distribution:
+    """``p(z)`` as the pictures draw it: given class ``label`` for a conditional model (a conditional prior's
+    ``p(z|y)`` of that class, batch ``(1,)``), an unconditional model's own (``label`` None)."""
+    if label is None:
+        return model.prior_distribution()
+    with model.given(torch.tensor([label], device=model.device_marker.device)):
+        return model.prior_distribution()
 
 
 def interpolate(latent, prior, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, steps: int) -> Tensor:
@@ -111,9 +122,10 @@ def write_grids(
     with its coordinate and each image with the coordinate's value there; interpolations label their
     endpoints (the test images' indices) and the mixing level. Without a ``datamodule`` (no test images),
     the prior samples alone, and traversals around the prior's median. A conditional model's samples are
-    one row of ``sqrt(n)`` per class; its test images are decoded with their own class (interpolations with
-    the first endpoint's, traversals with test image 0's; class 0 without test images), and
-    ``analogies.png`` decodes the posterior of ``pairs`` test images with every class (same ``z``, each ``y``)."""
+    one row of ``sqrt(n)`` per class (drawn from that class's ``p(z|y)`` where the prior is conditional); its
+    test images are decoded with their own class (interpolations with the first endpoint's, traversals with test
+    image 0's, through the quantiles of that class's prior; class 0 without test images), and ``analogies.png``
+    decodes the posterior of ``pairs`` test images with every class (same ``z``, each ``y``)."""
     if min(n, pairs, steps, dims) < 1 or not 0 < temperature <= 1:
         raise ConfigError(
             f"grids.n={n}, pairs={pairs}, steps={steps}, dims={dims} must be >= 1 and "
@@ -121,28 +133,36 @@ def write_grids(
         )
     model.eval()
     torch.manual_seed(seed)
-    latent, prior = model.latent, model.prior_distribution()
+    classes = model.condition.classes if model.condition is not None else None
+    latent, prior = model.latent, prior_of_class(model, None if classes is None else 0)
     scalar = len(prior.event_shape) == 1
     if not scalar and temperature != 1:
         raise ConfigError(f"grids.temperature={temperature} needs a latent of scalar coordinates; use 1.0")
     quantiles = PriorQuantiles(prior) if scalar else None
-    classes = model.condition.classes if model.condition is not None else None
+    per_class = bool(prior.batch_shape)  # a conditional prior p(z|y): drawn and read for each row's class
     decode = lambda z, y=None: model.pixel_means(z, y).float().clamp(0, 1).cpu()
     out_dir.mkdir(parents=True, exist_ok=True)
     per_row = int(math.sqrt(n)) or 1
     written = [out_dir / "samples.png"]
 
     count = n if classes is None else classes * per_row
+    y = None if classes is None else torch.arange(classes).repeat_interleave(per_row)
     with model.autocast_off():
         if temperature == 1:
-            z = prior.sample((count,))
+            with model.given_labels(y, count):
+                z = model.prior_samples(count)
         else:
             u = 0.5 + temperature * (torch.rand(count, *prior.event_shape) - 0.5)
-            z = quantiles.quantile(u)
+            levels = u.split(per_row) if per_class else [u]
+            z = torch.cat(
+                [
+                    (PriorQuantiles(prior_of_class(model, k)) if per_class else quantiles).quantile(part)
+                    for k, part in enumerate(levels)
+                ]
+            )
     if classes is None:
         save_image(decode(z), written[-1], nrow=per_row, pad_value=1.0)
     else:
-        y = torch.arange(classes).repeat_interleave(per_row)
         labelled_rows(
             written[-1],
             decode(z, y).unflatten(0, (classes, per_row)),
@@ -161,6 +181,9 @@ def write_grids(
         written.append(out_dir / "reconstructions.png")
         save_image(torch.cat(rows), written[-1], nrow=per_row, pad_value=1.0)
 
+        if per_class:  # interpolations and traversals move through the prior of test image 0's class
+            prior = prior_of_class(model, int(y[0]))
+            quantiles = PriorQuantiles(prior)
         a, b = locations[:pairs], locations[pairs : 2 * pairs]
         path = interpolate(latent, prior, quantiles, a, b, steps)  # (steps, pairs, *event)
         decoded = decode(path, None if y is None else y[:pairs]).transpose(0, 1)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from vae_zoo.sampling import PriorQuantiles
+from vae_zoo.sampling import PriorQuantiles, prior_of_class
 from vae_zoo.trackers import figure_pixels, log_image
 
 
@@ -40,7 +40,8 @@ class LatentMaps(pl.Callback):
         """The two pictures of ``pl_module``'s model on ``datamodule``'s test images, to ``dirpath`` and
         ``loggers`` at the trainer's step (a pack draws each job's after its final test)."""
         model = pl_module.model
-        latent, prior = model.latent, model.prior_distribution()
+        # a conditional model's manifold is drawn for class 0: through that class's prior
+        latent, prior = model.latent, prior_of_class(model, None if model.condition is None else 0)
         if tuple(prior.event_shape) != (2,) or not trainer.is_global_zero:
             return
         was_training = pl_module.training

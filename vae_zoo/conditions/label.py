@@ -1,7 +1,8 @@
 """The class label as the networks' extra input (Sohn et al. 2015; Kingma et al. 2014's M2 generative model).
 
-A conditional model is ``q(z|x, y)``, ``p(x|z, y)`` with the prior component ``p(z)``: the encoder reads
-``(x, c(y))`` and the decoder ``(z, c(y))``, so its bounds are bounds on ``log p(x|y)``. ``c(y)`` is the
+A conditional model is ``q(z|x, y)``, ``p(x|z, y)`` with the prior component ``p(z)``, or ``p(z|y)``
+(``prior=conditional_normal``): the encoder reads ``(x, c(y))`` and the decoder ``(z, c(y))``, so its bounds are
+bounds on ``log p(x|y)``. ``c(y)`` is the
 one-hot vector ``e_y`` or a learned embedding ``W e_y``.
 """
 
@@ -11,6 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from vae_zoo.errors import ConfigError
+
+#: ``ProbabilisticModel.given(ABSENT)``: inputs without a label, read with the zero condition
+ABSENT = "absent"
 
 
 class LabelCondition(nn.Module):

@@ -9,6 +9,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution
 
 from vae_zoo.capabilities import CONTINUOUS
+from vae_zoo.conditions.label import ABSENT
 from vae_zoo.errors import ConfigError
 from vae_zoo.priors.mixture import PackedUniformMixtures, mixture
 from vae_zoo.priors.prior import Prior
@@ -31,12 +32,15 @@ class VampPrior(Prior):
         self.pseudo_inputs = nn.Parameter(torch.randn(components, *input_shape) * 0.04)
 
     def distribution(self, model) -> Distribution:
+        """The mixture; a conditional model reads the pseudo-inputs with the zero condition (they have no label),
+        so that this ``p(z)`` is the same for every class."""
         u = torch.sigmoid(self.pseudo_inputs)
         if u.dim() == 2 + self.image_dims and len(u) == 1:
             u = u[0]  # a pack of one: its model's own numbers
-        if u.dim() == 1 + self.image_dims:
-            q = model.posterior(u, flow=False)  # batch of K
-            return mixture(Categorical(logits=torch.zeros(len(u), device=u.device)), q)
-        # packed, (N, K, ...): every model's pseudo-inputs through the packed encoder at once, each model's
-        # images against its own K posteriors
-        return PackedUniformMixtures(model.posterior(u.flatten(0, 1), flow=False), models=len(u))
+        with model.given(ABSENT):
+            if u.dim() == 1 + self.image_dims:
+                q = model.posterior(u, flow=False)  # batch of K
+                return mixture(Categorical(logits=torch.zeros(len(u), device=u.device)), q)
+            # packed, (N, K, ...): every model's pseudo-inputs through the packed encoder at once, each model's
+            # images against its own K posteriors
+            return PackedUniformMixtures(model.posterior(u.flatten(0, 1), flow=False), models=len(u))
