@@ -168,7 +168,9 @@ def write_grids(
             decode(z, y).unflatten(0, (classes, per_row)),
             [f"y={k}" for k in range(classes)],
             [[""] * per_row] * classes,
-            "prior samples decoded with each class y (one row per class)",
+            "prior samples"
+            + (" z ~ p(z|y)" if per_class else "")
+            + " decoded with each class y (one row per class)",
         )
 
     first_class = torch.zeros(steps, dtype=torch.long) if classes is not None else None

@@ -2,8 +2,7 @@
 
 A conditional model is ``q(z|x, y)``, ``p(x|z, y)`` with the prior component ``p(z)``, or ``p(z|y)``
 (``prior=conditional_normal``): the encoder reads ``(x, c(y))`` and the decoder ``(z, c(y))``, so its bounds are
-bounds on ``log p(x|y)``. ``c(y)`` is the
-one-hot vector ``e_y`` or a learned embedding ``W e_y``.
+bounds on ``log p(x|y)``. ``c(y)`` is the one-hot vector ``e_y`` or a learned embedding ``W e_y``.
 """
 
 from __future__ import annotations
