@@ -60,7 +60,11 @@ def test_each_batch_carries_its_own_images_labels(data_dir):
     assert test_labels[:5].tolist() == [7, 2, 1, 0, 4]  # the first MNIST test digits
 
 
-def unconditional_and_conditional(encoder: str) -> tuple[ProbabilisticModel, ProbabilisticModel]:
+LABEL = {"_target_": "vae_zoo.conditions.label.LabelCondition"}
+
+
+def small_parts(encoder: str) -> dict:
+    """A small model's components: ``mlp`` or ``conv`` networks, 4 Normal latents, Bernoulli pixels."""
     nets = {
         "mlp": (
             {"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": [32]},
@@ -71,15 +75,18 @@ def unconditional_and_conditional(encoder: str) -> tuple[ProbabilisticModel, Pro
             {"_target_": "vae_zoo.nets.conv.ConvDecoder", "channels": [8, 4], "features": 16},
         ),
     }[encoder]
-    parts = {
+    return {
         "encoder": nets[0],
         "decoder": nets[1],
         "latent": component("latent", "normal", dim=4),
         "estimator": component("estimator", "pathwise"),
         "likelihood": component("likelihood", "bernoulli"),
     }
-    condition = {"_target_": "vae_zoo.conditions.label.LabelCondition"}
-    return ProbabilisticModel(**parts), ProbabilisticModel(**parts, condition=condition, classes=10)
+
+
+def unconditional_and_conditional(encoder: str) -> tuple[ProbabilisticModel, ProbabilisticModel]:
+    parts = small_parts(encoder)
+    return ProbabilisticModel(**parts), ProbabilisticModel(**parts, condition=LABEL, classes=10)
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "conv"])
@@ -104,21 +111,10 @@ def test_a_model_whose_label_inputs_are_zeroed_gives_the_unconditional_numbers(e
 
 
 def with_the_conditional_prior(model: ProbabilisticModel) -> ProbabilisticModel:
-    """``model`` with ``p(z|y)`` (``prior=conditional_normal``) in place of its prior, its other weights kept."""
-    parts = {
-        name: component(name, option)
-        for name, option in (("latent", "normal"), ("estimator", "pathwise"), ("likelihood", "bernoulli"))
-    }
-    parts["latent"]["dim"] = 4
-    nets = {"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": [32]}
-    conditional = ProbabilisticModel(
-        encoder=nets,
-        decoder={**nets, "_target_": "vae_zoo.nets.mlp.MLPDecoder"},
-        **parts,
-        prior=component("prior", "conditional_normal"),
-        condition={"_target_": "vae_zoo.conditions.label.LabelCondition"},
-        classes=10,
-    )
+    """The small conditional MLP ``model`` with ``p(z|y)`` (``prior=conditional_normal``) in place of its prior,
+    its other weights kept."""
+    prior = component("prior", "conditional_normal")
+    conditional = ProbabilisticModel(**small_parts("mlp"), prior=prior, condition=LABEL, classes=10)
     missing, unexpected = conditional.load_state_dict(model.state_dict(), strict=False)
     assert missing == ["prior.net.weight", "prior.net.bias"] and not unexpected
     return conditional
