@@ -166,6 +166,15 @@ def test_the_conditional_prior_is_each_images_own_class_normal(data_dir):
         z = model.prior_samples(len(rows)).unflatten(0, (10, draws))
     assert ((z.mean(1) - means).abs() < 4 * scales / draws**0.5).all()
     assert model.sample(3, torch.tensor([0, 4, 9])).shape == (3, 1, 28, 28)
+    # the Python API's p(z|y), and the standard prior's p(z) with or without labels
+    p = model.latent_prior(torch.tensor([0, 4, 9])).base_dist
+    torch.testing.assert_close((p.loc, p.scale), (means[[0, 4, 9]], scales[[0, 4, 9]]))
+    for labels in (None, torch.tensor([0, 4, 9])):
+        assert standard.latent_prior(labels).batch_shape == () and not standard.latent_prior().mean.any()
+    with pytest.raises(
+        ConfigError, match=r"this model is conditional \(condition=label\): give each image's class"
+    ):
+        model.latent_prior()
 
 
 def test_the_conditional_prior_trains_evaluates_draws_and_loads(data_dir, tmp_path):

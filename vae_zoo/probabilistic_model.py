@@ -301,6 +301,12 @@ class ProbabilisticModel(nn.Module):
         with self.autocast_off():
             return self.likelihood.distribution(params, self.input_shape)
 
+    def latent_prior(self, y: Tensor | None = None) -> Distribution:
+        """``p(z)`` as a ``torch.distributions`` object over the latent samples; for a prior of the label
+        (``prior=conditional_normal``) ``p(z|y)``, one batch entry per class of ``y`` ``(B,)``."""
+        with self.given_labels(y, 0 if y is None else len(y)):
+            return self.prior_distribution()
+
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None) -> Tensor:
         """``n`` images ``x ~ p(x|z)``, ``z ~ p(z)`` (a conditional model's ``p(x|z, y)``, ``y`` ``(n,)``

@@ -51,10 +51,8 @@ class PriorQuantiles:
 def prior_of_class(model, label: int | None) -> Distribution:
     """``p(z)`` as the pictures draw it: given class ``label`` for a conditional model (a conditional prior's
     ``p(z|y)`` of that class, batch ``(1,)``), an unconditional model's own (``label`` None)."""
-    if label is None:
-        return model.prior_distribution()
-    with model.given(torch.tensor([label], device=model.device_marker.device)):
-        return model.prior_distribution()
+    labels = None if label is None else torch.tensor([label], device=model.device_marker.device)
+    return model.latent_prior(labels)
 
 
 def interpolate(latent, prior, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, steps: int) -> Tensor:
