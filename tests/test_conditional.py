@@ -205,18 +205,10 @@ def test_the_conditional_prior_trains_evaluates_draws_and_loads(data_dir, tmp_pa
     model = vae_zoo.load(run)
     assert model.sample(2, y=torch.tensor([3, 8])).shape == (2, 1, 28, 28)
 
-    refused = run_script(
-        "train.py",
-        *FAST,
-        f"paths.data_dir={data_dir}",
-        "prior=conditional_normal",
-        f"hydra.run.dir={tmp_path / 'no'}",
-    )
-    assert one_error_line(refused) == (
+    assert refused_training(tmp_path / "no", f"paths.data_dir={data_dir}", "prior=conditional_normal") == (
         "error: prior=conditional_normal is p(z|y) and needs the label: add condition=label, or choose "
         "prior=learned_normal for an unconditional model"
     )
-    assert not (tmp_path / "no" / "checkpoints").exists()
 
 
 def test_the_label_lowers_the_bound_after_equal_steps(make_cfg):
@@ -291,20 +283,21 @@ def one_error_line(result) -> str:
     return line
 
 
+def refused_training(run_dir: Path, *overrides: str) -> str:
+    """The one error line of a short ``train.py`` with ``overrides`` into ``run_dir``, which gets no checkpoints."""
+    line = one_error_line(run_script("train.py", *FAST, *overrides, f"hydra.run.dir={run_dir}"))
+    assert not (run_dir / "checkpoints").exists()
+    return line
+
+
 def test_a_dataset_without_labels_is_refused_in_one_line_writing_nothing(data_dir, tmp_path):
-    result = run_script(
-        "train.py",
-        *FAST,
-        f"paths.data_dir={data_dir}",
-        "data=binarized_mnist",
-        "condition=label",
-        f"hydra.run.dir={tmp_path / 'run'}",
+    line = refused_training(
+        tmp_path / "run", f"paths.data_dir={data_dir}", "data=binarized_mnist", "condition=label"
     )
-    assert one_error_line(result) == (
+    assert line == (
         "error: condition=label needs class labels, and data=BinarizedMNISTDataModule has none -- use a labelled "
         "dataset (mnist, fashion_mnist, cifar10, svhn, an image_folder of class subfolders) or condition=none"
     )
-    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_an_unconditional_checkpoint_resumed_as_conditional_is_one_line(data_dir, tmp_path):
@@ -351,16 +344,10 @@ def test_labels_that_do_not_fit_their_images_are_one_line(data_dir, tmp_path):
         (raw / name).symlink_to(Path(data_dir) / "MNIST" / "raw" / name)
     labels = (Path(data_dir) / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()
     (raw / "train-labels-idx1-ubyte").write_bytes(labels[:4] + (59_999).to_bytes(4, "big") + labels[8:-1])
-    result = run_script(
-        "train.py",
-        *FAST,
-        f"paths.data_dir={tmp_path / 'data'}",
-        "data.download=false",
-        "condition=label",
-        f"hydra.run.dir={tmp_path / 'run'}",
+    line = refused_training(
+        tmp_path / "run", f"paths.data_dir={tmp_path / 'data'}", "data.download=false", "condition=label"
     )
-    assert one_error_line(result) == (
+    assert line == (
         "error: the train split's labels do not fit its images: 49999 labels for 50000 images, or a label outside "
         "[0, 10) -- check the dataset's label files"
     )
-    assert not (tmp_path / "run" / "checkpoints").exists()

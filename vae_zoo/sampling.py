@@ -151,13 +151,13 @@ def write_grids(
                 z = model.prior_samples(count)
         else:
             u = 0.5 + temperature * (torch.rand(count, *prior.event_shape) - 0.5)
-            levels = u.split(per_row) if per_class else [u]
-            z = torch.cat(
-                [
-                    (PriorQuantiles(prior_of_class(model, k)) if per_class else quantiles).quantile(part)
-                    for k, part in enumerate(levels)
-                ]
-            )
+            if per_class:  # each row of classes at its own class's quantiles
+                parts = u.split(per_row)
+                z = torch.cat(
+                    [PriorQuantiles(prior_of_class(model, k)).quantile(p) for k, p in enumerate(parts)]
+                )
+            else:
+                z = quantiles.quantile(u)
     if classes is None:
         save_image(decode(z), written[-1], nrow=per_row, pad_value=1.0)
     else:
