@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 
 from tests.conftest import build_model, component
 from vae_zoo.components import component_class
+from vae_zoo.conditions.label import UNLABELLED
 from vae_zoo.config_groups import options
 from vae_zoo.data import MNISTDataModule
 from vae_zoo.data.datamodule import dequantize_uniform
@@ -28,6 +29,7 @@ from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.models import VAE
+from vae_zoo.objectives.objective import Objective
 from vae_zoo.priors.prior import Prior
 
 GROUPS = ("latent", "estimator", "objective")
@@ -37,6 +39,21 @@ COMBINATIONS = [
     (*combination, LIKELIHOODS[index % len(LIKELIHOODS)])
     for index, combination in enumerate(itertools.product(*(options(group) for group in GROUPS)))
 ]
+
+
+#: what an objective that trains on unlabelled images needs of the model: the label as input, and q(y|x)
+SEMI_SUPERVISED = {
+    "condition": component("condition", "label"),
+    "classes": 10,
+    "classifier": component("classifier", "mlp", hidden=[16]),
+}
+
+
+def model_needs(objective: str) -> dict:
+    """What the model needs for ``objective``: ``SEMI_SUPERVISED`` for one that trains on unlabelled images (it
+    trains on images of which a third have their labels), else nothing."""
+    objective_class = component_class(options("objective")[objective], Objective, "objective")
+    return SEMI_SUPERVISED if objective_class.infers_labels else {}
 
 
 def stated_problem(latent: str, estimator: str, objective: str) -> str | None:
@@ -62,7 +79,8 @@ def first_estimator(latent: str) -> str:
 @pytest.fixture(scope="module")
 def batches(data_dir) -> dict[str, TensorBatches]:
     """Two batches of 16 real test images, as binary pixels, 8-bit grey levels and dequantized levels; the
-    grey levels also as the rows of a table (784 real columns), the binary pixels also with their labels."""
+    grey levels also as the rows of a table (784 real columns); the binary pixels also with their labels, and
+    each kind with a third of its labels (the others ``UNLABELLED``)."""
     dm = MNISTDataModule(data_dir, binarize="none")
     dm.setup()
     levels = dm.splits["test"][:32]
@@ -70,17 +88,14 @@ def batches(data_dir) -> dict[str, TensorBatches]:
     binary = torch.bernoulli(grey, generator=torch.Generator().manual_seed(0))
     dequantized = dequantize_uniform(levels, torch.Generator().manual_seed(0))
     labels = torch.as_tensor(dm.load_train_test_labels()[1][:32])
+    partly = torch.where(torch.arange(32) % 3 == 0, labels, UNLABELLED)
+    kinds = (("binary", binary), ("8bit", grey), ("dequantized", dequantized), ("table", grey))
     return {
         "labelled": TensorBatches(binary, 16, lambda t, g: t, labels=labels),
-        **{
-            pixels: TensorBatches(images, 16, lambda t, g: t)
-            for pixels, images in (
-                ("binary", binary),
-                ("8bit", grey),
-                ("dequantized", dequantized),
-                ("table", grey),
-            )
+        "partly labelled": {
+            pixels: TensorBatches(images, 16, lambda t, g: t, labels=partly) for pixels, images in kinds
         },
+        **{pixels: TensorBatches(images, 16, lambda t, g: t) for pixels, images in kinds},
     }
 
 
@@ -108,9 +123,10 @@ def test_every_combination_trains_or_is_refused_as_its_capabilities_predict(
 ):
     torch.manual_seed(0)
     problem = stated_problem(latent, estimator, objective)
+    needs = model_needs(objective)
     if problem is not None:
         with pytest.raises(ConfigError) as refusal:
-            build_model(latent, estimator, objective, likelihood)
+            build_model(latent, estimator, objective, likelihood, **needs)
         message = str(refusal.value)
         assert "\n" not in message and message.startswith(f"estimator={estimator} does not pair with ")
         named = {
@@ -124,7 +140,8 @@ def test_every_combination_trains_or_is_refused_as_its_capabilities_predict(
         assert all(stated_problem(latent, v.removeprefix("estimator="), objective) is None for v in valid)
         return
 
-    train_two_steps(build_model(latent, estimator, objective, likelihood), batches)
+    model = build_model(latent, estimator, objective, likelihood, **needs)
+    train_two_steps(model, batches["partly labelled"] if needs else batches)
 
 
 @pytest.mark.parametrize(("latent", "likelihood"), list(itertools.product(options("latent"), LIKELIHOODS)))
@@ -202,7 +219,7 @@ def _bypassing_the_check(latent: str, estimator: str, objective: str) -> VAE:
     """The model built with its pairing check switched off, to try what the check refuses."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("vae_zoo.models.vae.check_pairing", lambda *args: None)
-        return build_model(latent, estimator, objective)
+        return build_model(latent, estimator, objective, **model_needs(objective))
 
 
 REFUSED = sorted({c[:3] for c in COMBINATIONS if stated_problem(*c[:3]) is not None})
@@ -212,7 +229,9 @@ REFUSED = sorted({c[:3] for c in COMBINATIONS if stated_problem(*c[:3]) is not N
 def test_every_refusal_is_necessary(latent, estimator, objective):
     model = _bypassing_the_check(latent, estimator, objective)
     x = torch.rand(4, 1, 28, 28).bernoulli()
-    q = model.model.posterior(x)
+    conditional = bool(model_needs(objective))
+    with model.model.given(torch.arange(4) if conditional else None):
+        q = model.model.posterior(x)
     problem = stated_problem(latent, estimator, objective)
     if problem == "requirement":  # no sample at all, or samples outside q's support
         try:
@@ -221,7 +240,8 @@ def test_every_refusal_is_necessary(latent, estimator, objective):
             return
         assert not q.support.check(z).all()
     elif problem == "samples":  # the estimator reads per-sample terms this objective's cost does not have
-        with pytest.raises((AttributeError, TypeError, IndexError)):
+        partly = torch.tensor([0, UNLABELLED, 1, UNLABELLED]) if conditional else None
+        with pytest.raises((AttributeError, TypeError, IndexError)), model.model.given(partly):
             model.training_loss(x)
     else:  # the objective would evaluate log q(z) at samples outside q's support
         z = model.model.estimator.sample(q)

@@ -75,6 +75,12 @@ def build_datamodule_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule,
         iw_chunk=cfg.eval.iw_chunk,
         **conditional,
     )
+    if getattr(datamodule, "labels_kept", None) is not None and not model.objective.infers_labels:
+        raise ConfigError(
+            f"data.labels={datamodule.labels_kept} withholds the other training labels, and only "
+            "objective=semi_supervised trains on unlabelled images: add objective=semi_supervised classifier=mlp "
+            "condition=label, or data.labels=null"
+        )
     if hasattr(datamodule, "columns"):  # a table's column kinds and statistics, into its likelihood
         model.model.likelihood.adopt(datamodule.columns())
     return datamodule, model

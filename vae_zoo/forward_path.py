@@ -24,6 +24,14 @@ class ForwardPath(Protocol):
     """The pieces of ``-log p(x|z) + KL(q(z|x) || p(z))`` and of ``log w = log p(x|z) + log p(z) - log q(z|x)``."""
 
     latent: LatentFamily
+    #: ``q(y|x)``'s network where the model infers the label (``classifier=mlp``), else None
+    classifier: torch.nn.Module | None
+    #: what ``given`` set: each image's class (a tensor), ``ABSENT``, or None
+    labels: Tensor | str | None
+
+    @property
+    def kl_origin(self) -> str:
+        """``closed form`` where torch's KL registry has ``KL(q || p)``, else ``one-sample estimate``."""
 
     def batch_mean(self, per_image: Tensor) -> Tensor:
         """The mean over a batch's images (and any sample dims before them): a scalar, or one per model where
@@ -45,6 +53,9 @@ class ForwardPath(Protocol):
     def condition_input(self, rows: int) -> Tensor | None:
         """The networks' condition ``c(y)`` of each image given (``rows`` of the zero condition for ``ABSENT``;
         None for an unconditional model)."""
+
+    def class_log_probs(self, x: Tensor) -> Tensor:
+        """``log q(y|x)`` ``(B, classes)`` from the classifier (only where the model has one)."""
 
     def training_sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Draw:
         """The estimator's training sample(s) of ``q`` (``.value``), with what its surrogate needs."""

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Categorical, Distribution, kl_divergence
 
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
@@ -83,6 +83,7 @@ class ProbabilisticModel(nn.Module):
         iw_chunk: int = 100,
         condition: dict[str, Any] | None = None,
         classes: int | None = None,
+        classifier: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
@@ -94,6 +95,15 @@ class ProbabilisticModel(nn.Module):
         # the networks' extra input width: passed only to a conditional model's (a user's nets need not know it)
         conditioned = {"condition_features": self.condition.out_features} if self.condition else {}
         self.labels: Tensor | None | str = None  # what ``given`` set: each image's class, or ABSENT
+        if classifier and self.condition is None:
+            raise ConfigError(
+                "classifier=mlp infers the label of a conditional model: add condition=label, or classifier=none"
+            )
+        self.classifier = (
+            build(classifier, nn.Module, "model.classifier", input_shape=self.input_shape, classes=classes)
+            if classifier
+            else None
+        )
         self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape, **conditioned)
         self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
         self.likelihood = build_with_sizes(
@@ -176,6 +186,12 @@ class ProbabilisticModel(nn.Module):
         if isinstance(self.labels, str):
             return self.condition.absent(rows, self.device_marker.device)
         return self.condition(self.labels)
+
+    def class_log_probs(self, x: Tensor) -> Tensor:
+        """``log q(y|x)`` ``(B, classes)`` of images ``x`` from the classifier, in float32."""
+        logits = full_precision(self.classifier(self.likelihood.standardize(x)))
+        with self.autocast_off():
+            return torch.log_softmax(logits, dim=-1)
 
     # -- the forward path (``vae_zoo.forward_path.ForwardPath``) ------------------------------------------
 
@@ -300,6 +316,13 @@ class ProbabilisticModel(nn.Module):
             params = self.likelihood_params(z)
         with self.autocast_off():
             return self.likelihood.distribution(params, self.input_shape)
+
+    def classify(self, x: Tensor) -> Categorical:
+        """``q(y|x)`` of images ``x`` ``(B, C, H, W)``: a ``Categorical`` over the classes per image (its
+        ``probs.argmax(-1)`` the predicted class); one line for a model without a classifier."""
+        if self.classifier is None:
+            raise ConfigError("this model has no classifier q(y|x): train it with classifier=mlp")
+        return Categorical(logits=self.class_log_probs(x))
 
     def latent_prior(self, y: Tensor | None = None) -> Distribution:
         """``p(z)`` as a ``torch.distributions`` object over the latent samples; for a prior of the label

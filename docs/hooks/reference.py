@@ -37,6 +37,8 @@ GROUPS = {
     "estimator": "How a sample of q(z|x) carries gradient (`model.estimator.<key>=...`).",
     "decoder": "Latent sample to the likelihood's parameters (`model.decoder.<key>=...`).",
     "likelihood": "p(x|z) on the decoder's output; unset, the one made for the data's pixels (`model.likelihood.<key>=...`).",
+    "condition": "What the networks condition on: nothing, or the class label (`model.condition.<key>=...`).",
+    "classifier": "q(y|x), the label inferred from the image, for semi-supervised training (`model.classifier.<key>=...`).",
     "objective": "The training loss (`objective.<key>=...`).",
     "model": "Presets of the shared VAE: a latent family, its usual estimator and the callbacks it needs.",
     "optimizer": "`model.optimizer.<key>=...`",

@@ -14,6 +14,8 @@ from vae_zoo.errors import ConfigError
 
 #: ``ProbabilisticModel.given(ABSENT)``: inputs without a label, read with the zero condition
 ABSENT = "absent"
+#: the label of a training image whose class the model is not told (semi-supervised data, ``data.labels``)
+UNLABELLED = -1
 
 
 class LabelCondition(nn.Module):

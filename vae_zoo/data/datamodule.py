@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from vae_zoo.conditions.label import UNLABELLED
 from vae_zoo.data.files import DataFileError
 from vae_zoo.data.tensor_batches import TensorBatches
 from vae_zoo.errors import ConfigError
@@ -34,6 +35,30 @@ def checked_labels(
                 f"images, or a label outside [0, {classes}) -- check the dataset's label files"
             )
     return labels
+
+
+def withheld(labels: np.ndarray, keep: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` with all but ``keep`` replaced by ``UNLABELLED``: ``keep / classes`` images of each class,
+    chosen by ``seed`` (Kingma et al. 2014's balanced labelled subsets); and the kept images' indices."""
+    if keep % classes:
+        raise ConfigError(
+            f"data.labels={keep} must be a multiple of the {classes} classes (the same number of each)"
+        )
+    generator = np.random.default_rng(seed)
+    per_class = keep // classes
+    chosen = []
+    for c in range(classes):
+        of_class = np.flatnonzero(labels == c)
+        if len(of_class) < per_class:
+            raise ConfigError(
+                f"data.labels={keep} keeps {per_class} labels per class, and class {c} has {len(of_class)} "
+                "training images -- choose fewer labels"
+            )
+        chosen.append(generator.choice(of_class, per_class, replace=False))
+    kept = np.sort(np.concatenate(chosen))
+    hidden = np.full_like(labels, UNLABELLED)
+    hidden[kept] = labels[kept]
+    return hidden, kept
 
 
 def scale(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -78,7 +103,10 @@ class TensorDataModule(pl.LightningDataModule):
     0/255 and set ``stored_pixels = "binary"``; ``default_binarize`` is what an unset ``binarize`` means
     (``dynamic`` for grey digits, ``none`` for colour photographs and sets that are binary already).
     After ``serve_labels`` (a conditional model's data) batches are ``(images, labels)``, the labels from
-    ``load_label_splits``.
+    ``load_label_splits``. ``labels`` (an integer) keeps the labels of that many training images, balanced
+    over the classes and chosen by ``seed``, and marks the others ``UNLABELLED`` (semi-supervised learning,
+    ``objective=semi_supervised``); each training batch then also holds ``labelled_per_batch`` of the labelled
+    images.
     """
 
     input_shape: tuple[int, int, int]
@@ -97,6 +125,8 @@ class TensorDataModule(pl.LightningDataModule):
         placement: str = "auto",
         download: bool = True,
         seed: int = 0,
+        labels: int | None = None,
+        labelled_per_batch: int = 16,
     ) -> None:
         super().__init__()
         binarize = binarize or self.default_binarize
@@ -113,6 +143,12 @@ class TensorDataModule(pl.LightningDataModule):
             )
         if placement not in PLACEMENTS:
             raise ConfigError(f"data.placement={placement!r} is not one of {', '.join(PLACEMENTS)}")
+        if labels is not None and labels < 1:
+            raise ConfigError(f"data.labels={labels} must be >= 1, or null: every training label")
+        if labelled_per_batch < 1:
+            raise ConfigError(f"data.labelled_per_batch={labelled_per_batch} must be >= 1")
+        self.labels_kept, self.labelled_per_batch = labels, labelled_per_batch
+        self.labelled_train: Tensor | None = None  # the indices of the training images whose labels are kept
         self.binarize = binarize
         self.dequantize = dequantize
         self.placement = placement
@@ -178,9 +214,18 @@ class TensorDataModule(pl.LightningDataModule):
         if self._read is None and self.splits is None:
             self._read = self.load_splits()
         if self.labelled and self._read_labels is None and self.label_splits is None:
-            self._read_labels = checked_labels(
-                self.load_label_splits(), self._read or self.splits, self.classes
+            self._read_labels = self.kept_labels(
+                checked_labels(self.load_label_splits(), self._read or self.splits, self.classes)
             )
+
+    def kept_labels(self, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``labels`` with the training labels withheld but ``data.labels`` of them (``withheld``), whose
+        indices ``labelled_train`` then holds; all of them where ``data.labels`` is null."""
+        if self.labels_kept is None:
+            return labels
+        train, kept = withheld(labels["train"], self.labels_kept, self.classes, self.seed)
+        self.labelled_train = torch.from_numpy(kept)
+        return {**labels, "train": train}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
@@ -194,10 +239,14 @@ class TensorDataModule(pl.LightningDataModule):
             device = self._storage_device(arrays)
             self.splits = {name: images.to(device) for name, images in arrays.items()}
         if self.labelled and self.label_splits is None:
-            labels = self._read_labels or checked_labels(self.load_label_splits(), self.splits, self.classes)
+            labels = self._read_labels or self.kept_labels(
+                checked_labels(self.load_label_splits(), self.splits, self.classes)
+            )
             self.label_splits = {
                 name: torch.tensor(array).to(self.splits[name].device) for name, array in labels.items()
             }
+            if self.labelled_train is not None:
+                self.labelled_train = self.labelled_train.to(self.splits["train"].device)
             self._read_labels = None
 
     def _storage_device(self, arrays: dict[str, Tensor]) -> torch.device:
@@ -236,6 +285,8 @@ class TensorDataModule(pl.LightningDataModule):
             world_size=trainer.world_size if trainer is not None else 1,
             device=self._device(),
             labels=self.label_splits[split] if self.labelled else None,
+            labelled=self.labelled_train if training else None,
+            labelled_per_batch=self.labelled_per_batch,
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -8,6 +8,8 @@ takes every ``world_size``-th index of the shared permutation, padded by wrap-ar
 ``DistributedSampler`` does, so the ranks' shards are disjoint and together cover the data each epoch.
 
 With ``labels`` (a conditional model's data) each batch is the pair ``(images, labels)``: the same rows of both.
+With ``labelled`` (semi-supervised data: the indices of the training images whose labels are kept) each batch
+also takes ``labelled_per_batch`` of those, drawn with replacement, after its own rows.
 
 Everything random here is a function of (seed, epoch, batch, rank): the permutation, and the generator
 handed to the transform. A batch is therefore the same whatever else consumed random numbers before it,
@@ -49,9 +51,13 @@ class TensorBatches:
         world_size: int = 1,
         device: torch.device | None = None,
         labels: Tensor | None = None,
+        labelled: Tensor | None = None,
+        labelled_per_batch: int = 0,
     ) -> None:
         self.images = images
         self.labels = labels
+        self.labelled = labelled
+        self.labelled_per_batch = labelled_per_batch
         # host-resident images stream to it batch by batch; "cuda" is resolved to its index ("cuda:0")
         self.device = torch.empty(0, device=device).device if device is not None else images.device
         self.batch_size = batch_size
@@ -80,9 +86,18 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.images) / self.world_size) / self.batch_size)
 
+    def _seed(self, epoch: int, batch: int) -> int:
+        return (((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 8191 + self.rank) % 2**63
+
     def _generator(self, epoch: int, batch: int) -> torch.Generator:
-        seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 8191 + self.rank
-        return torch.Generator(device=self.device).manual_seed(seed % 2**63)
+        return torch.Generator(device=self.device).manual_seed(self._seed(epoch, batch))
+
+    def _with_labelled(self, batch: Tensor, epoch: int, index: int) -> Tensor:
+        """``batch``'s indices and ``labelled_per_batch`` of the kept-label images', drawn from (seed, epoch,
+        batch, rank) on the host."""
+        generator = torch.Generator().manual_seed((self._seed(epoch, index) + 1) % 2**63)
+        pick = torch.randint(len(self.labelled), (self.labelled_per_batch,), generator=generator)
+        return torch.cat([batch, self.labelled[pick.to(self.labelled.device)]])
 
     def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         epoch = self.epoch()
@@ -92,6 +107,8 @@ class TensorBatches:
             if index < skip:
                 continue
             self._yielded = index + 1
+            if self.labelled is not None:
+                batch = self._with_labelled(batch, epoch, index)
             images = self.images[batch]
             if images.device != self.device:  # streaming: gather on the host, copy, transform on the device
                 pinned = images.pin_memory() if self.device.type == "cuda" else images

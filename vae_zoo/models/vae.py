@@ -27,6 +27,7 @@ from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
 from vae_zoo.compilation import compile_in_place
 from vae_zoo.components import build
+from vae_zoo.config_groups import option_name
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
@@ -55,8 +56,9 @@ def evaluation_terms(
     spread: UnitSpread,
 ) -> dict[str, Tensor]:
     """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
-    its terms, the objective's own bound, and in ``test`` the IW bound with ``iw_samples``, the units'
-    locations under that posterior added to ``spread``."""
+    its terms, the classifier's error (1 where ``argmax q(y|x)`` is not the label given; a model with one), the
+    objective's own bound, and in ``test`` the IW bound with ``iw_samples``, the units' locations under that
+    posterior added to ``spread``."""
     posteriors = []
 
     def exact_sample(q: Distribution) -> Tensor:
@@ -65,6 +67,8 @@ def evaluation_terms(
 
     recon, kl = model.negative_elbo_terms(x, exact_sample)
     values = {"elbo": recon + kl, "recon": recon, "kl": kl}
+    if model.classifier is not None:
+        values["class_error"] = (model.class_log_probs(x).argmax(-1) != model.labels).float()
     if objective.bound_name:
         values[objective.bound_name] = objective.bound(model, x)
     if stage == "test":
@@ -114,6 +118,7 @@ class VAE(pl.LightningModule):
         monitor: str = "val/elbo",
         condition: dict[str, Any] | None = None,
         classes: int | None = None,
+        classifier: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -142,9 +147,16 @@ class VAE(pl.LightningModule):
             iw_chunk,
             condition,
             classes,
+            classifier,
         )
         self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
-        self.objective.bind(self.model.kl_origin)
+        self.objective.bind(self.model)
+        if self.model.classifier is not None and not self.objective.infers_labels:
+            raise ConfigError(
+                f"{option_name('classifier', self.model.classifier)} is trained by objective=semi_supervised, and "
+                f"{option_name('objective', self.objective)} would leave it untrained: add "
+                "objective=semi_supervised, or classifier=none"
+            )
         model = self.model
         check_pairing(
             model.latent, model.estimator, self.objective, model.probe_posterior(), model.posterior_name
@@ -219,7 +231,8 @@ class VAE(pl.LightningModule):
     def validation_metrics(self) -> tuple[str, ...]:
         """The metrics validation logs: the negative ELBO, its terms and the objective's own bound."""
         bound = (f"val/{self.objective.bound_name}",) if self.objective.bound_name else ()
-        return ("val/elbo", "val/recon", "val/kl", *bound)
+        error = ("val/class_error",) if self.model.classifier is not None else ()
+        return ("val/elbo", "val/recon", "val/kl", *error, *bound)
 
     def _evaluate(self, batch: Tensor | tuple[Tensor, Tensor], stage: str) -> None:
         """``evaluation_terms`` averaged over the batch, with bits per dimension for 8-bit data."""

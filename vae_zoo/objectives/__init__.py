@@ -3,5 +3,6 @@
 from vae_zoo.objectives.elbo import ELBO
 from vae_zoo.objectives.iwae import IWAE
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
+from vae_zoo.objectives.semi_supervised import SemiSupervisedELBO
 
-__all__ = ["ELBO", "IWAE", "Objective", "ObjectiveOutput"]
+__all__ = ["ELBO", "IWAE", "Objective", "ObjectiveOutput", "SemiSupervisedELBO"]

@@ -38,7 +38,8 @@ class ELBO(Objective):
         self.beta, self.kl = float(beta), kl
         self.needs_exact_samples = kl == "mc"
 
-    def bind(self, kl_origin: str) -> None:
+    def bind(self, model: ForwardPath) -> None:
+        kl_origin = model.kl_origin
         if self.kl == "analytic" and kl_origin != "closed form":
             raise ConfigError(
                 "objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers "
@@ -52,6 +53,14 @@ class ELBO(Objective):
         return f"beta={self.beta}, kl={self.kl}"
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
+        recon, kl, surrogate = self.terms_per_image(model, x)
+        loss = model.batch_mean(recon + self.beta * kl) + estimator_term(surrogate, model.batch_mean)
+        recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
+        return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})
+
+    def terms_per_image(self, model: ForwardPath, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``-log p(x|z)`` and the KL (closed form, or the estimate at ``z``) per image at the estimator's
+        training sample ``z``, and the estimator's surrogate for the cost (None for pathwise estimators)."""
         q = model.posterior(x)
         draw = model.training_sample(q)
         z = draw.value
@@ -64,8 +73,4 @@ class ELBO(Objective):
             cost = Cost(
                 recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z), x
             )
-        loss = model.batch_mean(recon + self.beta * kl) + estimator_term(
-            model.surrogate(q, draw, cost), model.batch_mean
-        )
-        recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
-        return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})
+        return recon, kl, model.surrogate(q, draw, cost)

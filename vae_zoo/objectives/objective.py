@@ -52,10 +52,15 @@ class Objective(ABC, nn.Module):
     bound_name: str | None = None
     #: the KL's weight in the loss, for objectives that have one (``callbacks.kl_warmup`` sets it); else None
     beta: float | None = None
+    #: it trains the model's classifier ``q(y|x)``, and on images whose label is ``UNLABELLED`` (``data.labels``)
+    infers_labels: bool = False
+    #: its loss keeps a packed batch's layout, each model's images in turn (``vae_zoo.packing``)
+    packs: bool = True
 
-    def bind(self, kl_origin: str) -> None:
-        """Learn what the model offers before the pairing check: how its KL can be computed (``closed form``
-        or ``one-sample estimate``, ``ProbabilisticModel.kl_origin``); refuse with a ``ConfigError`` what it cannot use."""
+    def bind(self, model: ForwardPath) -> None:
+        """Learn what the model offers before the pairing check (how its KL can be computed, ``model.kl_origin``:
+        ``closed form`` or ``one-sample estimate``; whether it has a classifier); refuse with a ``ConfigError``
+        what it cannot use."""
 
     @abstractmethod
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
