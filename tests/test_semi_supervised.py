@@ -89,6 +89,32 @@ def test_the_loss_is_the_labelled_bound_and_the_unlabelled_one_summed_out(data_d
         assert bool(model.classifier.net[-1].weight.grad.abs().sum() > 0) == learns
 
 
+def test_the_marginal_likelihood_sums_the_label_out_exactly(data_dir):
+    """With ``q(z|x, y) = p(z) = N(0, I)`` and a decoder that does not read ``z``, every importance weight is
+    ``p(x|y)``, so the bound with the label summed out is exactly ``log (1/10) sum_y p(x|y)``, whatever k;
+    ``log_likelihood(x, k)`` without labels is it, and with them ``log p(x|y)``."""
+    model, _ = semi_supervised_model()
+    with torch.no_grad():
+        model.decoder.net[0][0].weight[:, :4] = 0
+        model.latent.head.weight.zero_()
+        model.latent.head.bias[:4] = 0
+        model.latent.head.bias[4:] = math.log(math.expm1(1 - 1e-5))  # softplus(s) + 1e-5 = 1
+    x = MNISTDataModule(data_dir, binarize="none").sample_images("test", 5).round()
+    with torch.no_grad():
+        log_p = torch.stack(
+            [model.decode(torch.zeros(5, 4), torch.full((5,), c)).log_prob(x) for c in range(10)]
+        )
+        expected = torch.logsumexp(log_p, dim=0) - math.log(10)
+        for k in (1, 7):
+            torch.testing.assert_close(model.log_likelihood(x, k), expected, rtol=1e-6, atol=1e-4)
+        torch.testing.assert_close(
+            model.log_likelihood(x, 3, y=torch.arange(5)),
+            log_p[torch.arange(5), torch.arange(5)],
+            rtol=1e-6,
+            atol=1e-4,
+        )
+
+
 def test_a_score_function_estimator_is_unbiased_with_the_labels_summed_out(data_dir):
     """With three Bernoulli latents (8 configurations, summed exactly) and the score-function estimator, the
     gradient of the loss averages over 2000 draws to the exact gradient of ``sum_y q(y|x) E_q(z|x,y) L(x, y, z) -
@@ -196,7 +222,9 @@ def test_a_semi_supervised_run_trains_evaluates_and_classifies(data_dir, tmp_pat
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert math.isfinite(metrics["test/elbo_marginal"]) and math.isfinite(metrics["test/nll_iw"])
+    assert all(
+        math.isfinite(metrics[f"test/{name}"]) for name in ("elbo_marginal", "nll_iw", "nll_iw_marginal")
+    )
     datamodule = MNISTDataModule(data_dir)
     datamodule.serve_labels()
     datamodule.setup()

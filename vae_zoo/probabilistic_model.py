@@ -36,6 +36,7 @@ from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.objectives.iwae import importance_weighted_nll
+from vae_zoo.objectives.semi_supervised import every_class
 from vae_zoo.packed_batch import batch_mean
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
@@ -342,7 +343,10 @@ class ProbabilisticModel(nn.Module):
     def log_likelihood(self, x: Tensor, k: int = 1000, y: Tensor | None = None) -> Tensor:
         """The importance-weighted lower bound on ``log p(x)`` per image (a conditional model's ``log p(x|y)``),
         in nats, with ``k`` exact samples: ``-importance_weighted_nll(x, k)``, whose mean over the test images
-        is ``test/nll_iw``."""
+        is ``test/nll_iw``. A model that infers the label (``classifier=mlp``), without ``y``: the bound on
+        ``log p(x)`` with the class summed out, ``-marginal_importance_weighted_nll(x, k)``."""
+        if y is None and self.classifier is not None:
+            return -self.marginal_importance_weighted_nll(x, k)
         with self.given_labels(y, len(x)):
             return -self.importance_weighted_nll(x, k)
 
@@ -362,6 +366,16 @@ class ProbabilisticModel(nn.Module):
         """``-log (1/k) sum_i w_i`` per image (``vae_zoo.objectives.iwae.importance_weighted_nll``), drawn
         ``iw_chunk_size(x)`` samples at a time."""
         return importance_weighted_nll(self, x, k, self.iw_chunk_size(x))
+
+    def marginal_importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
+        """``-log sum_y p(y) (1/k) sum_i w_i(y)`` per image, ``w_i(y) = p(x|z_i, y) p(z_i) / q(z_i|x, y)`` for
+        every class ``y`` with ``p(y) = 1/classes``: a lower bound on ``log p(x)`` (the mean over ``y`` of unbiased
+        estimates of ``p(x|y)``, under a log), the label summed out exactly (``test/nll_iw_marginal``)."""
+        classes = self.condition.classes
+        rows, labels = every_class(x, classes)
+        with self.given(labels):
+            per_class = self.importance_weighted_nll(rows, k).reshape(classes, len(x))
+        return math.log(classes) - torch.logsumexp(-per_class, dim=0)
 
     def iw_chunk_size(self, x: Tensor) -> int:
         """``iw_chunk`` samples, fewer where the decoder's output for the chunk would pass

@@ -57,8 +57,8 @@ def evaluation_terms(
 ) -> dict[str, Tensor]:
     """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
     its terms, the classifier's error (1 where ``argmax q(y|x)`` is not the label given; a model with one), the
-    objective's own bound, and in ``test`` the IW bound with ``iw_samples``, the units' locations under that
-    posterior added to ``spread``."""
+    objective's own bound, and in ``test`` the IW bound with ``iw_samples`` (a model with a classifier: also with
+    the label summed out), the units' locations under that posterior added to ``spread``."""
     posteriors = []
 
     def exact_sample(q: Distribution) -> Tensor:
@@ -73,6 +73,8 @@ def evaluation_terms(
         values[objective.bound_name] = objective.bound(model, x)
     if stage == "test":
         values["nll_iw"] = model.importance_weighted_nll(x, iw_samples)
+        if model.classifier is not None:
+            values["nll_iw_marginal"] = model.marginal_importance_weighted_nll(x, iw_samples)
         spread.add(model.unit_locations(posteriors[0]))
     return values
 
