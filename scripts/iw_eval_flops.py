@@ -48,6 +48,23 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def built_on_the_cpu(overrides: list[str]):
+    """The data module (its splits loaded) and the LightningModule that ``python train.py <overrides>`` builds,
+    on the CPU, torch seeded with the run's seed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_config(["trainer.accelerator=cpu", *overrides], Path(tmp))
+        torch.manual_seed(cfg.seed)
+        datamodule, trained = build_datamodule_and_model(cfg)
+        datamodule.setup()
+    return datamodule, trained
+
+
+def matmul_peak(size: int, repeats: int) -> float:
+    """FLOP/s of a ``size``-cubed float32 matmul (the median of ``repeats``): the machine's achievable rate."""
+    a = torch.randn(size, size)
+    return 2 * size**3 / seconds(lambda: a @ a, repeats)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,11 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(["trainer.accelerator=cpu", *args.overrides], Path(tmp))
-        torch.manual_seed(cfg.seed)
-        datamodule, trained = build_datamodule_and_model(cfg)
-        datamodule.setup("test")
+    datamodule, trained = built_on_the_cpu(args.overrides)
     model = trained.model
     model.eval()
     x = datamodule.eval_transform(datamodule.splits["test"][: args.images], torch.Generator().manual_seed(0))
@@ -79,10 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         decode = lambda: model.likelihood_params(z)
         decoder_flops = flops(decode) * args.k / chunk
         decoder_s = seconds(decode, args.repeats) * args.k / chunk
-
-        a = torch.randn(args.peak_size, args.peak_size)
-        peak_s = seconds(lambda: a @ a, args.repeats)
-    peak = 2 * args.peak_size**3 / peak_s
+        peak = matmul_peak(args.peak_size, args.repeats)
 
     rate = bound_flops / bound_s
     device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

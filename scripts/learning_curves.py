@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--metrics", nargs="+", default=list(METRICS))
     parser.add_argument("--x", choices=("epoch", "step"), default="epoch")
     parser.add_argument("--label", choices=("run", "estimator"), default="run")
+    parser.add_argument("--names", nargs="+", help="the legend's names, one per run (instead of --label's)")
     parser.add_argument("--out", type=Path, default=Path("outputs/learning_curves.png"))
     parser.add_argument("--table", type=Path, help="also write a markdown table of the runs here")
     parser.add_argument("--title", default="")
@@ -94,11 +95,14 @@ def main() -> None:
     figure = Figure(figsize=(5 * len(args.metrics), 4), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(args.metrics), squeeze=False)[0]
+    names = args.names or [label(run, args.label) for run in args.runs]
     for ax, tag in zip(axes, args.metrics):
-        for run in args.runs:
+        for run, name in zip(args.runs, names, strict=True):
             xs, values = curve(run, tag, args.x)
-            ax.plot(xs, values, marker="o", markersize=3, label=label(run, args.label))
-        ax.set(xlabel=args.x, ylabel=tag if "log10" in tag else f"{tag} (nats per image)", title=tag)
+            ax.plot(xs, values, marker="o", markersize=3, label=name)
+        # a log-variance and a classifier's error rate are not in nats
+        in_nats = not any(word in tag for word in ("log10", "error"))
+        ax.set(xlabel=args.x, ylabel=f"{tag} (nats per image)" if in_nats else tag, title=tag)
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7)
     if args.title:

@@ -14,16 +14,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import platform
-import statistics
-import tempfile
-import time
-from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from iw_eval_flops import built_on_the_cpu, flops, matmul_peak, seconds
 
-from vae_zoo.cli import build_datamodule_and_model
-from vae_zoo.compose import compose_config
 from vae_zoo.data.tensor_batches import images_and_labels
 
 
@@ -31,17 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=30, help="timed steps (after two warm-up steps)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (after one warm-up step)")
     parser.add_argument("--batches", type=int, default=8, help="training batches drawn and cycled through")
     parser.add_argument("--peak-size", type=int, default=2048)
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides (model, data, ...)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(["trainer.accelerator=cpu", *args.overrides], Path(tmp))
-        torch.manual_seed(cfg.seed)
-        datamodule, trained = build_datamodule_and_model(cfg)
-        datamodule.setup("fit")
+    datamodule, trained = built_on_the_cpu(args.overrides)
     model, objective = trained.model, trained.objective
     optimizer = trained.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
@@ -53,27 +43,14 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
 
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss_and_gradient(*batches[0])
-    step_flops = counter.get_total_flops()
-
-    times = []
-    for index in range(args.steps + 2):
-        start = time.perf_counter()
-        loss_and_gradient(*batches[index % len(batches)])
+    def step(batch: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        loss_and_gradient(*batch)
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times[2:])
 
-    a = torch.randn(args.peak_size, args.peak_size)
-    a @ a
-    peak_times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        a @ a
-        peak_times.append(time.perf_counter() - start)
-    peak = 2 * args.peak_size**3 / statistics.median(peak_times)
+    step_flops = flops(lambda: loss_and_gradient(*batches[0]))
+    cycle = itertools.cycle(batches)
+    step_s = seconds(lambda: step(next(cycle)), args.steps)
+    peak = matmul_peak(args.peak_size, 3)
 
     rate = step_flops / step_s
     rows = len(batches[0][0])
