@@ -50,8 +50,10 @@ class SemiSupervisedELBO(ELBO):
     ``-log p(x)``. The unlabelled images' ``L(x, y)`` are computed for every class at once (one row per class),
     and each row's estimator surrogate enters weighted by ``q(y|x)``, so any estimator trains the encoder; the
     classifier learns from ``U`` through ``q(y|x)`` and from the labelled images' ``alpha``-weighted
-    cross-entropy (Kingma et al.: ``alpha = 0.1 N`` on a sum over the data, i.e. 0.1 beside the mean bound
-    over the data; Pyro's M2 weighs each labelled image's cross-entropy ~46 times one image's bound).
+    cross-entropy. Kingma et al. weigh the labelled images' mean cross-entropy 0.1 times the mean bound over the
+    data (their ``alpha = 0.1 N`` on sums); with ``m`` labelled images among a batch of ``B`` that is
+    ``alpha = 0.1 B / m`` (0.9 for 16 of 144). The default 50 classified better on MNIST with 100 labels
+    (validation error after 6 epochs of ``experiment=m2_mnist``: 27.9% at 50, 30.1% at 10, 39.2% at 1).
     Terms: ``elbo`` (each image's own bound, ``L`` with ``beta = 1`` or ``U``), ``recon`` and ``kl``
     (summed out under ``q(y|x)`` where the label is unknown), ``class_nll`` (the labelled images'
     ``-log q(y|x)``). Evaluation reports ``val/elbo_marginal``: ``U(x)`` with exact samples, the bound on
