@@ -65,7 +65,9 @@ class ProbabilisticModel(nn.Module):
     its config dict (``_target_`` plus settings). ``input_shape`` sizes the networks (the decoder is built for
     the likelihood's ``param_shape``); a likelihood that is no density of the data's ``pixels`` is refused
     (``pixels=None`` skips that check), and so is a prior or flow that needs of the posterior what the latent
-    family lacks. ``iw_chunk`` bounds the samples the importance-weighted bound decodes at once."""
+    family lacks. ``iw_chunk`` bounds the samples the importance-weighted bound decodes at once. A conditional
+    model (``condition``, ``classes``) may also infer the label: ``classifier`` builds ``q(y|x)`` (Kingma et al.
+    2014's M2, trained by ``objective=semi_supervised``)."""
 
     #: models whose weights this module holds stacked, their images in turn along the batch (``vae_zoo.packing``)
     models: int = 1
