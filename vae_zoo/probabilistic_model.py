@@ -27,7 +27,7 @@ from torch.distributions import Categorical, Distribution, kl_divergence
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
-from vae_zoo.conditions.label import ABSENT, LabelCondition
+from vae_zoo.conditions.label import ABSENT, LabelCondition, every_class
 from vae_zoo.config_groups import option_name
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
@@ -36,7 +36,6 @@ from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.objectives.iwae import importance_weighted_nll
-from vae_zoo.objectives.semi_supervised import every_class
 from vae_zoo.packed_batch import batch_mean
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior

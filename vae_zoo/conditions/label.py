@@ -18,6 +18,14 @@ ABSENT = "absent"
 UNLABELLED = -1
 
 
+def every_class(x: Tensor, classes: int) -> tuple[Tensor, Tensor]:
+    """``x`` ``(B, ...)`` repeated once per class, class-major: rows ``(classes * B, ...)`` and their labels
+    (``c`` on rows ``c * B ... c * B + B - 1``)."""
+    rows = x.repeat(classes, *[1] * (x.dim() - 1))
+    labels = torch.arange(classes, device=x.device).repeat_interleave(len(x))
+    return rows, labels
+
+
 class LabelCondition(nn.Module):
     """``c(y) = e_y`` (``embedding: null``), or ``W e_y`` with ``W`` of ``embedding`` learned rows, initialised
     ``N(0, 1)`` as ``nn.Embedding`` is; the embedding is a bias-free linear layer on the one-hot vector (the same

@@ -9,21 +9,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from vae_zoo.conditions.label import UNLABELLED
+from vae_zoo.conditions.label import UNLABELLED, every_class
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.elbo import ELBO
 from vae_zoo.objectives.objective import ObjectiveOutput, estimator_term
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
-
-
-def every_class(x: Tensor, classes: int) -> tuple[Tensor, Tensor]:
-    """``x`` ``(B, ...)`` repeated once per class, class-major: rows ``(classes * B, ...)`` and their labels
-    (``c`` on rows ``c * B ... c * B + B - 1``)."""
-    rows = x.repeat(classes, *[1] * (x.dim() - 1))
-    labels = torch.arange(classes, device=x.device).repeat_interleave(len(x))
-    return rows, labels
 
 
 def draws_averaged(per_row: Tensor) -> Tensor:
