@@ -9,7 +9,7 @@ import torch
 
 from vae_zoo.cli import build_trainer
 from vae_zoo.data.tensor_batches import images_and_labels
-from vae_zoo.packing.pack import per_image_copies
+from vae_zoo.packed_batch import per_image_copies
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
 NETS = ("model.encoder.hidden=[16]", "model.decoder.hidden=[16]")
@@ -17,6 +17,10 @@ CONV = ("encoder=conv", "decoder=conv", "model.encoder.channels=[4,8]", "model.d
 CONV += ("model.encoder.features=16", "model.decoder.features=16")
 EIGHT_BIT = ("data.binarize=none",)
 DEQUANTIZED = ("data.binarize=none", "data.dequantize=true")
+#: Kingma et al.'s M2: every image computed for every class (several rows per image), a learned prior's copies
+#: and the estimators' statistics on those rows
+SEMI_SUPERVISED = ("condition=label", "classifier=mlp", "objective=semi_supervised", "data.labels=20")
+SEMI_SUPERVISED += ("data.labelled_per_batch=4",)
 PACKING = {
     "gaussian": NETS,
     "gaussian_conv": CONV,
@@ -54,6 +58,15 @@ PACKING = {
     "conditional_embedding": (*NETS, "condition=label", "model.condition.embedding=3"),
     "conditional_conv_vamp": (*CONV, "condition=label", "prior=vamp", "model.prior.components=5"),
     "conditional_prior": (*NETS, "condition=label", "prior=conditional_normal"),
+    "semi_supervised": (*NETS, *SEMI_SUPERVISED),
+    "semi_supervised_mog_score_function": (*NETS, *SEMI_SUPERVISED, "prior=mog", "estimator=score_function"),
+    "semi_supervised_categorical_learned_prior": (
+        *NETS,
+        *SEMI_SUPERVISED,
+        "model=gumbel_vae",
+        "model.latent.prior=learned",
+        "model.classifier.hidden=[16]",
+    ),
 }
 SHORT = (
     "data.batch_size=8",
@@ -80,6 +93,8 @@ def test_a_pack_of_two_computes_each_models_own_numbers_and_trains(case, make_cf
             stacked.add_(0.3 * torch.randn_like(stacked))
             for n, run in enumerate(packed.runs):
                 run.model.get_parameter(key).copy_(stacked[n])
+    if labels is not None:
+        labels = labels.clamp(min=0)  # the networks read a class for each image (semi-supervised: any class)
     with torch.no_grad(), per_image_copies(packed.model, rows), packed.model.given(labels):
         q = packed.model.posterior(x)
         z = q.sample((2,))

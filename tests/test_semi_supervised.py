@@ -13,9 +13,11 @@ from conftest import component, run_script
 from test_conditional import FAST, LABEL, refused_training, small_parts
 
 import vae_zoo
-from vae_zoo.conditions.label import UNLABELLED
+from vae_zoo.cli import build_datamodule_and_model, reseed
+from vae_zoo.conditions.label import UNLABELLED, every_class
 from vae_zoo.data.mnist import MNISTDataModule
-from vae_zoo.objectives.semi_supervised import SemiSupervisedELBO, every_class, summed_out
+from vae_zoo.objectives.semi_supervised import SemiSupervisedELBO, summed_out
+from vae_zoo.packing.train_pack import PackJob, build_pack
 from vae_zoo.probabilistic_model import ProbabilisticModel
 
 CLASSIFIER = component("classifier", "mlp", hidden=[16])
@@ -33,19 +35,16 @@ def semi_supervised_model(**parts) -> tuple[ProbabilisticModel, SemiSupervisedEL
 
 def test_summing_out_the_label_is_tightest_at_its_posterior():
     """``sum_y q(y) L(y) - H(q) >= -log sum_y exp(-L(y))``, with equality at ``q(y) = softmax(-L)``; and
-    ``every_class`` lays the rows out class by class, as ``summed_out`` reads them."""
+    ``every_class`` lays the rows out image by image, each image's classes in turn."""
     torch.manual_seed(0)
-    losses = torch.randn(4, 3) * 3  # (classes, images)
-    tightest = -torch.logsumexp(-losses, dim=0)
-    best = torch.log_softmax(-losses.T, dim=-1)
-    torch.testing.assert_close(summed_out(losses.reshape(-1), best), tightest)
+    losses = torch.randn(3, 4) * 3  # (images, classes)
+    tightest = -torch.logsumexp(-losses, dim=1)
+    best = torch.log_softmax(-losses, dim=-1)
+    torch.testing.assert_close(summed_out(losses, best.exp(), best), tightest)
     other = torch.log_softmax(torch.randn(3, 4), dim=-1)
-    assert (summed_out(losses.reshape(-1), other) > tightest + 1e-4).all()
+    assert (summed_out(losses, other.exp(), other) > tightest + 1e-4).all()
     rows, labels = every_class(torch.arange(3.0)[:, None], 4)
-    assert (
-        rows.squeeze(-1).tolist() == [0, 1, 2] * 4
-        and labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
-    )
+    assert rows.squeeze(-1).tolist() == [0] * 4 + [1] * 4 + [2] * 4 and labels.tolist() == [0, 1, 2, 3] * 3
 
 
 def test_the_loss_is_the_labelled_bound_and_the_unlabelled_one_summed_out(data_dir):
@@ -146,12 +145,14 @@ def test_a_score_function_estimator_is_unbiased_with_the_labels_summed_out(data_
             log_q_z = posterior.log_prob(configurations[:, None, :])
             expected_nll = (log_q_z.exp() * nll).sum(0)
             per_row = expected_nll + model.kl(posterior) + math.log(10)
-        per_image = summed_out(per_row, log_q_y).unflatten(0, (1, 3))[0]  # every image unlabelled at first
-        labelled = per_row.reshape(10, 3)[5, 1] + 3.0 * -log_q_y[1, 5]
+        per_image = summed_out(
+            per_row.reshape(3, 10), log_q_y.exp(), log_q_y
+        )  # every image unlabelled at first
+        labelled = per_row.reshape(3, 10)[1, 5] + 3.0 * -log_q_y[1, 5]
         loss = torch.stack([per_image[0], labelled, per_image[2]]).mean()
         if not weighted:
-            q_path = (log_q_z.exp() * nll.detach()).sum(0).reshape(10, 3)
-            extra = ((1 - log_q_y.exp().T.detach()) * q_path)[:, [0, 2]].sum() / 3
+            q_path = (log_q_z.exp() * nll.detach()).sum(0).reshape(3, 10)
+            extra = ((1 - log_q_y.exp().detach()) * q_path)[[0, 2]].sum() / 3
             loss = loss + extra - extra.detach()
         loss.backward()
         return flat()
@@ -297,18 +298,41 @@ def test_what_semi_supervised_training_cannot_use_is_one_line_writing_nothing(
     assert refused_training(tmp_path / "run", f"paths.data_dir={data_dir}", *overrides) == line
 
 
-def test_a_semi_supervised_sweep_does_not_pack_and_says_so(data_dir, tmp_path):
-    """``hydra/launcher=packed`` with the semi-supervised objective: each job fails with the one line naming it."""
+def test_each_model_of_a_packed_semi_supervised_sweep_has_its_seeds_labels_and_writes_its_run(
+    data_dir, tmp_path, make_cfg
+):
+    """Packed, model ``n`` sees its unpacked seed's batches, images and kept labels (chosen by its seed); from the
+    command line a packed sweep of two seeds writes both runs with ``test/class_error``. (A pack of one is its
+    unpacked run, test_packing.py; a pack of two computes each model's own loss, test_packing_conformance.py.)"""
+    overrides = (*SEMI, "data.labels=100", "data.batch_size=16", "data.labelled_per_batch=4")
+    cfgs = [make_cfg(*overrides, f"seed={seed}") for seed in (3, 4)]
+    datamodule, _ = build_pack([PackJob(cfg) for cfg in cfgs])
+    datamodule.setup("fit")
+    packed_batches = list(itertools.islice(datamodule.train_dataloader(), 2))
+    kept = []
+    for n, cfg in enumerate(cfgs):
+        reseed(cfg)
+        alone, _ = build_datamodule_and_model(cfg)
+        alone.setup("fit")
+        for (x, y), (own_x, own_y) in zip(packed_batches, alone.train_dataloader()):
+            assert torch.equal(x[20 * n : 20 * (n + 1)], own_x) and torch.equal(
+                y[20 * n : 20 * (n + 1)], own_y
+            )
+        assert torch.equal(datamodule.datamodules[n].labelled_train, alone.labelled_train)
+        kept.append(alone.labelled_train)
+    assert not torch.equal(*kept)
     result = run_script(
         "train.py",
         "-m",
         "hydra/launcher=packed",
         *FAST,
         *SEMI,
+        "data.labels=100",
         "seed=0,1",
         f"paths.data_dir={data_dir}",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
-    assert "objective=semi_supervised does not pack yet" in result.stdout + result.stderr, result.stderr[
-        -3000:
-    ]
+    assert result.returncode == 0 and "2 jobs train as one model" in result.stdout, result.stderr[-3000:]
+    for job in ("0", "1"):
+        metrics = json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())
+        assert 0 < metrics["test/class_error"] < 1 and math.isfinite(metrics["test/nll_iw_marginal"])

@@ -54,6 +54,10 @@ class ForwardPath(Protocol):
         """The networks' condition ``c(y)`` of each image given (``rows`` of the zero condition for ``ABSENT``;
         None for an unconditional model)."""
 
+    def for_every_class(self, x: Tensor) -> AbstractContextManager[Tensor]:
+        """A context yielding each image of ``x`` once per class, image by image (``(B * classes, ...)``), in which
+        the model computes on those rows given their classes."""
+
     def class_log_probs(self, x: Tensor) -> Tensor:
         """``log q(y|x)`` ``(B, classes)`` from the classifier (only where the model has one)."""
 

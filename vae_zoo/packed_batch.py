@@ -1,10 +1,13 @@
 """A batch that may hold N packed models' images in turn (``vae_zoo.packing``): per-model reductions over it,
-and per-model values spread over it. With one model each is the plain operation, so an unpacked run's
-numbers are those it always had."""
+and per-model values and parameters spread over it. With one model each is the plain operation, so an unpacked
+run's numbers are those it always had."""
 
 from __future__ import annotations
 
-from torch import Tensor
+import contextlib
+from collections.abc import Iterator
+
+from torch import Tensor, nn
 
 
 def per_model(per_image: Tensor, models: int) -> Tensor:
@@ -24,9 +27,33 @@ def batch_variance(per_image: Tensor, models: int = 1) -> Tensor:
     )
 
 
-def per_image(state: Tensor, images: int) -> Tensor:
+def per_image(state: Tensor | float, images: int) -> Tensor | float:
     """A scalar that packed models hold one each of, ``(N,)``, as model ``n``'s value on each of its images
-    (``(images,)``, the batch holding every model's in turn); unpacked (a 0-dim tensor), the scalar itself."""
-    if state.dim() == 0:
+    (``(images,)``, the batch holding every model's in turn); unpacked (a number or a 0-dim tensor), the scalar
+    itself."""
+    if not isinstance(state, Tensor) or state.dim() == 0:
         return state
     return state[0] if len(state) == 1 else state.repeat_interleave(images // len(state))
+
+
+@contextlib.contextmanager
+def per_image_copies(model: nn.Module, rows: int) -> Iterator[None]:
+    """Inside: each stacked per-image parameter ``(N, ...)`` of a packed model (its ``per_image_parameters``)
+    read as its rows ``(N * rows, ...)``, model ``n``'s copy on each of its ``rows`` images (one model: its own
+    copy, unexpanded, as unpacked). The copies are a function of the stacked parameter, so gradients reach it.
+    Nested, the inner rows hold while inside it (a computation on several rows per image)."""
+    owners = [model.get_submodule(key.rpartition(".")[0]) for key in model.per_image_parameters]
+    names = [key.rpartition(".")[2] for key in model.per_image_parameters]
+    # an instance attribute shadows the registered parameter, which stays in place (state dict, optimizer)
+    outer = [owner.__dict__.get(name) for owner, name in zip(owners, names)]
+    try:
+        for owner, name in zip(owners, names):
+            parameter = owner._parameters[name]
+            owner.__dict__[name] = parameter[0] if model.models == 1 else parameter.repeat_interleave(rows, 0)
+        yield
+    finally:
+        for owner, name, copies in zip(owners, names, outer):
+            if copies is None:
+                del owner.__dict__[name]
+            else:
+                owner.__dict__[name] = copies

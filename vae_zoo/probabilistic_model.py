@@ -36,7 +36,7 @@ from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
 from vae_zoo.objectives.iwae import importance_weighted_nll
-from vae_zoo.packed_batch import batch_mean
+from vae_zoo.packed_batch import batch_mean, per_image_copies
 from vae_zoo.pairing import check_support
 from vae_zoo.priors.prior import Prior
 
@@ -70,6 +70,9 @@ class ProbabilisticModel(nn.Module):
 
     #: models whose weights this module holds stacked, their images in turn along the batch (``vae_zoo.packing``)
     models: int = 1
+    #: the stacked parameters of which each image reads its model's copy, where models are packed
+    #: (``vae_zoo.packed_batch.per_image_copies``)
+    per_image_parameters: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -188,6 +191,15 @@ class ProbabilisticModel(nn.Module):
         if isinstance(self.labels, str):
             return self.condition.absent(rows, self.device_marker.device)
         return self.condition(self.labels)
+
+    @contextlib.contextmanager
+    def for_every_class(self, x: Tensor) -> Iterator[Tensor]:
+        """Inside: the model computes on the rows it yields, each image of ``x`` once per class given that class
+        (``every_class``: image by image, so a value per row reshaped to ``(B, classes)`` is per image and
+        class), each packed model's per-image parameters copied onto its rows."""
+        rows, labels = every_class(x, self.condition.classes)
+        with self.given(labels), per_image_copies(self, len(rows) // self.models):
+            yield rows
 
     def class_log_probs(self, x: Tensor) -> Tensor:
         """``log q(y|x)`` ``(B, classes)`` of images ``x`` from the classifier, in float32."""
@@ -372,11 +384,9 @@ class ProbabilisticModel(nn.Module):
         """``-log sum_y p(y) (1/k) sum_i w_i(y)`` per image, ``w_i(y) = p(x|z_i, y) p(z_i) / q(z_i|x, y)`` for
         every class ``y`` with ``p(y) = 1/classes``: a lower bound on ``log p(x)`` (the mean over ``y`` of unbiased
         estimates of ``p(x|y)``, under a log), the label summed out exactly (``test/nll_iw_marginal``)."""
-        classes = self.condition.classes
-        rows, labels = every_class(x, classes)
-        with self.given(labels):
-            per_class = self.importance_weighted_nll(rows, k).reshape(classes, len(x))
-        return math.log(classes) - torch.logsumexp(-per_class, dim=0)
+        with self.for_every_class(x) as rows:
+            per_class = self.importance_weighted_nll(rows, k).reshape(len(x), -1)
+        return math.log(per_class.shape[1]) - torch.logsumexp(-per_class, dim=1)
 
     def iw_chunk_size(self, x: Tensor) -> int:
         """``iw_chunk`` samples, fewer where the decoder's output for the chunk would pass

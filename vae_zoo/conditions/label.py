@@ -19,10 +19,11 @@ UNLABELLED = -1
 
 
 def every_class(x: Tensor, classes: int) -> tuple[Tensor, Tensor]:
-    """``x`` ``(B, ...)`` repeated once per class, class-major: rows ``(classes * B, ...)`` and their labels
-    (``c`` on rows ``c * B ... c * B + B - 1``)."""
-    rows = x.repeat(classes, *[1] * (x.dim() - 1))
-    labels = torch.arange(classes, device=x.device).repeat_interleave(len(x))
+    """Each image of ``x`` ``(B, ...)`` once per class, image by image: rows ``(B * classes, ...)`` and their
+    labels (image ``i`` with class ``c`` on row ``i * classes + c``), so that a value per row reshaped to
+    ``(B, classes)`` is per image and class, and a packed batch's rows stay each model's in turn."""
+    rows = x.repeat_interleave(classes, 0)
+    labels = torch.arange(classes, device=x.device).repeat(len(x))
     return rows, labels
 
 

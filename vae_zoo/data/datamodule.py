@@ -149,6 +149,7 @@ class TensorDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.labelled_per_batch={labelled_per_batch} must be >= 1")
         self.labels_kept, self.labelled_per_batch = labels, labelled_per_batch
         self.labelled_train: Tensor | None = None  # the indices of the training images whose labels are kept
+        self.true_labels: dict[str, np.ndarray] | None = None  # every label read, where some are withheld
         self.binarize = binarize
         self.dequantize = dequantize
         self.placement = placement
@@ -223,6 +224,7 @@ class TensorDataModule(pl.LightningDataModule):
         indices ``labelled_train`` then holds; all of them where ``data.labels`` is null."""
         if self.labels_kept is None:
             return labels
+        self.true_labels = labels
         train, kept = withheld(labels["train"], self.labels_kept, self.classes, self.seed)
         self.labelled_train = torch.from_numpy(kept)
         return {**labels, "train": train}
@@ -248,6 +250,16 @@ class TensorDataModule(pl.LightningDataModule):
             if self.labelled_train is not None:
                 self.labelled_train = self.labelled_train.to(self.splits["train"].device)
             self._read_labels = None
+
+    def share(self, read: TensorDataModule) -> None:
+        """Serve the splits that ``read``, a set-up module of the same dataset, holds (packed jobs read the
+        files once), with this module's own kept labels where ``data.labels`` withholds some (its seed's)."""
+        self.splits = read.splits
+        if read.true_labels is None:
+            self.label_splits = read.label_splits
+        else:
+            self._read_labels = self.kept_labels(read.true_labels)
+            self.setup()
 
     def _storage_device(self, arrays: dict[str, Tensor]) -> torch.device:
         """The training device when the splits fit there (``placement: auto``: half its free memory), else

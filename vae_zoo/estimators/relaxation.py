@@ -21,6 +21,7 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from vae_zoo.capabilities import coordinates
 from vae_zoo.latents.gumbel import gumbel_noise
+from vae_zoo.packed_batch import per_image
 
 _F32 = torch.finfo(torch.float32)
 
@@ -49,13 +50,14 @@ class Relaxation(ABC):
 
     @abstractmethod
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
-        """The relaxed sample at ``temperature``: a number, or one per row of the batch (the temperatures of
-        packed models, ``vae_zoo.packing``)."""
+        """The relaxed sample at ``temperature``: a number, or one per packed model or per row of the batch
+        (the temperatures of packed models, ``vae_zoo.packing``)."""
 
     def scaled(self, z: Tensor, temperature: Tensor | float) -> Tensor:
-        """``z / temperature``, a per-row temperature broadcast over each row's coordinates."""
+        """``z / temperature``, a temperature per model or row spread over each row's coordinates."""
         if isinstance(temperature, Tensor) and temperature.dim() == 1:
-            temperature = temperature.reshape(-1, *(1,) * (self.logits.dim() - 1))
+            rows = per_image(temperature, len(self.logits))
+            temperature = rows.reshape(-1, *(1,) * (self.logits.dim() - 1))
         return z / temperature
 
     @abstractmethod

@@ -9,6 +9,7 @@ from torch import Tensor
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
+from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
@@ -54,9 +55,14 @@ class ELBO(Objective):
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         recon, kl, surrogate = self.terms_per_image(model, x)
-        loss = model.batch_mean(recon + self.beta * kl) + estimator_term(surrogate, model.batch_mean)
+        loss = model.batch_mean(recon + self.weighted_kl(kl)) + estimator_term(surrogate, model.batch_mean)
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
         return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})
+
+    def weighted_kl(self, kl: Tensor) -> Tensor:
+        """``beta * KL`` for a KL per image (its last dim): ``beta`` a number, or one per packed model
+        (``vae_zoo.packing``: each model's own KL weight or warm-up)."""
+        return per_image(self.beta, kl.shape[-1]) * kl
 
     def terms_per_image(self, model: ForwardPath, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """``-log p(x|z)`` and the KL (closed form, or the estimate at ``z``) per image at the estimator's
@@ -71,6 +77,8 @@ class ELBO(Objective):
         else:
             kl = model.kl_estimate(q, z)
             cost = Cost(
-                recon + self.beta * kl, lambda z: model.nll(x, z) + self.beta * model.kl_estimate(q, z), x
+                recon + self.weighted_kl(kl),
+                lambda z: model.nll(x, z) + self.weighted_kl(model.kl_estimate(q, z)),
+                x,
             )
         return recon, kl, model.surrogate(q, draw, cost)

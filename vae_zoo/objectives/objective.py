@@ -54,8 +54,9 @@ class Objective(ABC, nn.Module):
     beta: float | None = None
     #: it trains the model's classifier ``q(y|x)``, and on images whose label is ``UNLABELLED`` (``data.labels``)
     infers_labels: bool = False
-    #: its loss keeps a packed batch's layout, each model's images in turn (``vae_zoo.packing``)
-    packs: bool = True
+    #: its settings (beside ``beta``) that each model of a pack may have its own of, a number or one per model
+    #: (``vae_zoo.packing``), which the objective spreads over each model's images (``packed_batch.per_image``)
+    per_model_settings: tuple[str, ...] = ()
 
     def bind(self, model: ForwardPath) -> None:
         """Learn what the model offers before the pairing check (how its KL can be computed, ``model.kl_origin``:

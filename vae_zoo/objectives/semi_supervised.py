@@ -7,28 +7,28 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vae_zoo.conditions.label import UNLABELLED, every_class
+from vae_zoo.conditions.label import UNLABELLED
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.elbo import ELBO
 from vae_zoo.objectives.objective import ObjectiveOutput, estimator_term
+from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
 
 
-def draws_averaged(per_row: Tensor) -> Tensor:
-    """A term per row ``(..., rows)`` averaged over an estimator's draws before the rows (``(rows,)``)."""
-    return per_row.reshape(-1, per_row.shape[-1]).mean(0)
+def per_class(per_row: Tensor, classes: int) -> Tensor:
+    """A term per row of ``for_every_class`` (any estimator draws before the rows) as ``(B, classes)``: per
+    image and class, averaged over the draws."""
+    return per_row.reshape(-1, per_row.shape[-1]).mean(0).reshape(-1, classes)
 
 
-def summed_out(per_row: Tensor, log_q_y: Tensor, entropy: bool = True) -> Tensor:
-    """``sum_y q(y|x) f(x, y)``, less ``H(q(y|x))`` with ``entropy``, per image, from ``f`` on ``every_class``'s rows
-    ``(classes * B,)`` and ``log q(y|x)`` ``(B, classes)``."""
-    q_y = log_q_y.exp()
-    f = per_row.reshape(q_y.shape[1], -1).T
-    return (q_y * (f + log_q_y if entropy else f)).sum(-1)
+def summed_out(per_class: Tensor, weights: Tensor, log_weights: Tensor | None = None) -> Tensor:
+    """``sum_y w(y) f(x, y)`` per image, from ``f`` and the weights ``w`` (each ``(B, classes)``, ``w`` summing
+    to one per image); with ``log_weights``, ``sum_y w(y) (f(x, y) + log w(y))``: less the entropy of ``w``."""
+    return (weights * (per_class if log_weights is None else per_class + log_weights)).sum(-1)
 
 
 class SemiSupervisedELBO(ELBO):
@@ -39,8 +39,10 @@ class SemiSupervisedELBO(ELBO):
         L(x, y) = -log p(x|z, y) + beta * KL(q(z|x, y) || p(z)) - log p(y),   p(y) = 1 / classes
 
     (Kingma et al. 2014, eqs. 6-9): with ``beta = 1``, ``L`` bounds ``-log p(x, y)`` and ``U`` bounds
-    ``-log p(x)``. The unlabelled images' ``L(x, y)`` are computed for every class at once (one row per class),
-    and each row's estimator surrogate enters weighted by ``q(y|x)``, so any estimator trains the encoder; the
+    ``-log p(x)``. Every image's ``L(x, y)`` is computed for every class at once (one row per class), weighted
+    by ``q(y|x)`` where its label is unknown and by the label's one-hot where it is known (so every batch has one
+    layout, and packed models keep theirs, ``vae_zoo.packing``); each row's estimator surrogate enters with its
+    row's weight, so any estimator trains the encoder; the
     classifier learns from ``U`` through ``q(y|x)`` and from the labelled images' ``alpha``-weighted
     cross-entropy. Kingma et al. weigh the labelled images' mean cross-entropy 0.1 times the mean bound over the
     data (their ``alpha = 0.1 N`` on sums); with ``m`` labelled images among a batch of ``B`` that is
@@ -54,7 +56,7 @@ class SemiSupervisedELBO(ELBO):
 
     bound_name = "elbo_marginal"
     infers_labels = True
-    packs = False  # the unlabelled images' rows are laid out class by class
+    per_model_settings = ("alpha",)
 
     def __init__(self, alpha: float = 50.0, beta: float = 1.0, kl: str = "auto") -> None:
         super().__init__(beta, kl)
@@ -73,42 +75,43 @@ class SemiSupervisedELBO(ELBO):
         return f"alpha={self.alpha}, {super().extra_repr()}"
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        known = model.labels != UNLABELLED
+        labels = model.labels
+        known = (labels != UNLABELLED)[:, None]
         log_q_y = model.class_log_probs(x)
-        log_q_unknown, classes = log_q_y[~known], log_q_y.shape[-1]
-        rows, row_labels = every_class(x[~known], classes)
-        with model.given(torch.cat([model.labels[known], row_labels])):
-            recon, kl, surrogate = self.terms_per_image(model, torch.cat([x[known], rows]))
-        recon, kl = draws_averaged(recon), draws_averaged(kl)
-        labelled = int(known.sum())
-
-        def per_image(per_row: Tensor, entropy: bool = True) -> Tensor:
-            """The labelled images' rows, then each unlabelled image's rows summed out."""
-            return torch.cat([per_row[:labelled], summed_out(per_row[labelled:], log_q_unknown, entropy)])
-
+        classes = log_q_y.shape[-1]
+        # every image's L(x, y) for every class, weighted by its label's one-hot where it is known, else by
+        # q(y|x) with the entropy (log w = 0 where known: the one-hot's 1 log 1 and 0 log 0 vanish)
+        one_hot = nn.functional.one_hot(labels.clamp(min=0), classes).to(log_q_y.dtype)
+        weights = torch.where(known, one_hot, log_q_y.exp())
+        log_weights = torch.where(known, 0.0, log_q_y)
+        with model.for_every_class(x) as rows:
+            recon, kl, surrogate = self.terms_per_image(model, rows)
         log_p_y = math.log(classes)
-        class_nll = -log_q_y[known].gather(-1, model.labels[known, None]).squeeze(-1)
-        loss = per_image(recon + self.beta * kl + log_p_y).mean() + self.alpha * class_nll.sum() / len(x)
+        class_nll = torch.where(known, -log_q_y, 0.0).gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1)
+        bound = summed_out(per_class(recon + self.weighted_kl(kl), classes), weights, log_weights) + log_p_y
+        loss = model.batch_mean(bound + per_image(self.alpha, len(x)) * class_nll)
         if surrogate is not None:
-            row_weights = torch.cat(
-                [torch.ones(labelled, device=x.device), log_q_unknown.exp().T.reshape(-1)]
-            )
-            loss = loss + estimator_term(
-                surrogate * row_weights.detach(), lambda s: draws_averaged(s).sum() / len(x)
-            )
+            # each row's surrogate weighted as its L(x, y): its image's mean over the classes' rows, times classes
+            row_weights = weights.detach().reshape(-1) * classes
+            loss = loss + estimator_term(surrogate * row_weights, model.batch_mean)
+        labelled = model.batch_mean(known.squeeze(-1).to(x.dtype)).clamp(min=1 / len(x))
         terms = {
-            "elbo": per_image(recon + kl + log_p_y).mean().detach(),
-            "recon": per_image(recon, entropy=False).mean().detach(),
-            "kl": per_image(kl, entropy=False).mean().detach(),
-            "class_nll": class_nll.mean().detach() if labelled else torch.zeros((), device=x.device),
+            "elbo": model.batch_mean(
+                summed_out(per_class(recon + kl, classes), weights, log_weights) + log_p_y
+            ),
+            "recon": model.batch_mean(summed_out(per_class(recon, classes), weights)),
+            "kl": model.batch_mean(summed_out(per_class(kl, classes), weights)),
+            "class_nll": model.batch_mean(class_nll) / labelled,  # the labelled images' mean (0 without)
         }
-        return ObjectiveOutput(loss, terms)
+        return ObjectiveOutput(loss, {name: value.detach() for name, value in terms.items()})
 
     def bound(self, model: ForwardPath, x: Tensor) -> Tensor:
         """``U(x)`` per image, every class's ``L(x, y)`` with exact samples (the closed-form KL where there
         is one)."""
         log_q_y = model.class_log_probs(x)
-        rows, labels = every_class(x, log_q_y.shape[-1])
-        with model.given(labels):
+        classes = log_q_y.shape[-1]
+        with model.for_every_class(x) as rows:
             per_row = model.negative_elbo_terms(rows, lambda q: q.sample())
-        return summed_out(per_row.recon + per_row.kl + math.log(log_q_y.shape[-1]), log_q_y)
+        return summed_out(per_class(per_row.recon + per_row.kl, classes), log_q_y.exp(), log_q_y) + math.log(
+            classes
+        )

@@ -1,6 +1,6 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
-relaxation's temperature schedule) and where each job writes."""
+relaxation's temperature schedule, the semi-supervised objective's alpha) and where each job writes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ PER_MODEL = (
     "data.seed",
     "model.optimizer.lr",
     "objective.beta",
+    "objective.alpha",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
     "callbacks.temperature.tau0",

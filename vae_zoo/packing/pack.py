@@ -5,7 +5,8 @@ Each of the N models is built as an unpacked run builds it (its seed, its initia
 their weights into packed layers, and ``unpacked_state_dict`` hands model ``n``'s back as an ordinary state
 dict, so a packed model's checkpoints are single-model checkpoints. Distributions and likelihoods work on the
 packed batch unchanged: they act image by image. A component's ``per_image_parameters`` (a learned prior's)
-are stacked too, and each image gets its model's copy while the packed model computes (``per_image_copies``).
+are stacked too, and each image gets its model's copy while the packed model computes
+(``vae_zoo.packed_batch.per_image_copies``).
 An estimator's and a prior's ``per_model_state`` (running baselines, an estimator's own temperature, the
 VampPrior's pseudo-inputs) is stacked to one per model, which they read per image or per model and move per
 model (``vae_zoo.packed_batch``); their networks pack as the model's do. What holds other state is refused
@@ -14,9 +15,8 @@ until it has a packed form.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -82,25 +82,6 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
     packed.models = packed.estimator.models = len(models)
     packed.per_image_parameters = tuple(per_image)
     return packed
-
-
-@contextlib.contextmanager
-def per_image_copies(packed: ProbabilisticModel, rows: int) -> Iterator[None]:
-    """Inside: each stacked per-image parameter ``(N, ...)`` of the packed model replaced by its rows
-    ``(N * rows, ...)``, model ``n``'s copy on each of its images (one model: its own copy, unexpanded, as
-    unpacked). The replacement is a function of the stacked parameter, so gradients reach it."""
-    owners = [packed.get_submodule(key.rpartition(".")[0]) for key in packed.per_image_parameters]
-    names = [key.rpartition(".")[2] for key in packed.per_image_parameters]
-    stacked = [owner._parameters.pop(name) for owner, name in zip(owners, names)]
-    try:
-        for owner, name, parameter in zip(owners, names, stacked):
-            copies = parameter[0] if packed.models == 1 else parameter.repeat_interleave(rows, 0)
-            owner.__dict__[name] = copies
-        yield
-    finally:
-        for owner, name, parameter in zip(owners, names, stacked):
-            del owner.__dict__[name]
-            owner._parameters[name] = parameter
 
 
 def unpacked_state_dict(packed: ProbabilisticModel, n: int) -> dict[str, Tensor]:

@@ -48,7 +48,7 @@ class PackedDataModule(pl.LightningDataModule):
             datamodule.trainer = self.trainer
         first.setup(stage)
         for datamodule in self.datamodules[1:]:
-            datamodule.splits, datamodule.label_splits = first.splits, first.label_splits
+            datamodule.share(first)
 
     def train_dataloader(self) -> PackedBatches:
         return PackedBatches([datamodule.train_dataloader() for datamodule in self.datamodules])

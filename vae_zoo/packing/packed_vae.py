@@ -19,12 +19,11 @@ from torch import Tensor, nn
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
-from vae_zoo.config_groups import option_name
 from vae_zoo.data.tensor_batches import images_and_labels
-from vae_zoo.errors import ConfigError
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
-from vae_zoo.packing.pack import pack, per_image_copies
+from vae_zoo.packed_batch import per_image_copies
+from vae_zoo.packing.pack import pack
 
 
 class PackedOptimizer(torch.optim.Optimizer):
@@ -88,11 +87,6 @@ class PackedVAE(pl.LightningModule):
         self.runs = tuple(runs)  # a tuple: their modules are not this one's (the packed copy is)
         self.model = pack([run.model for run in runs])
         self.objective = copy.deepcopy(runs[0].objective)  # the pack's: its settings become per model
-        if not self.objective.packs:
-            raise ConfigError(
-                f"{option_name('objective', self.objective)} does not pack yet: its batches are not laid out "
-                "model by model -- run these jobs without hydra/launcher=packed"
-            )
         self.nonfinite = runs[0].hparams.nonfinite
         self.losses: Tensor | None = None
         self.terms: dict[str, Tensor] = {}

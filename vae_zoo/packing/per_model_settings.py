@@ -1,10 +1,10 @@
 """The settings each model of a pack has its own of, set every step: the KL weight (``objective.beta``, or its
 warm-up's ``min(1, step / steps)``) and the relaxation's temperature (``model.estimator.temperature``, or its
-annealing schedule's tau at the step).
+annealing schedule's tau at the step); and once, the objective's own (``Objective.per_model_settings``).
 
 Where the models agree the shared module gets the number itself, as an unpacked run does; where they differ,
-one value per row of the packed batch (model ``n``'s value on its images), which the objective's per-image
-terms and the relaxations broadcast.
+one value per model, which the objective's per-image terms and the relaxations spread over each model's rows
+(``vae_zoo.packed_batch.per_image``: a computation may have several rows per image).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from torch import Tensor
 
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
-from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.models.vae import VAE
 
 
-def per_row(values: Sequence[float], rows: int, device: torch.device) -> float | Tensor:
-    """One value if all models share it, else model ``n``'s value repeated over its ``rows`` images."""
+def per_model(values: Sequence[float], device: torch.device) -> float | Tensor:
+    """One value if all models share it, else model ``n``'s value at ``n``."""
     if len(set(values)) == 1:
         return values[0]
-    return torch.tensor(values, device=device).repeat_interleave(rows)
+    return torch.tensor(values, device=device)
 
 
 class PerModelSettings(pl.Callback):
@@ -42,6 +41,11 @@ class PerModelSettings(pl.Callback):
         self.warmups, self.annealings = list(warmups), list(annealings)
         self.betas = [run.objective.beta for run in runs]  # each job's own, before any step sets the pack's
         self.temperatures = [run.model.estimator.temperature for run in runs]
+        # the objective's other settings of each job (semi-supervised's alpha), constant through training
+        self.objective_settings = {
+            name: [getattr(run.objective, name) for run in runs]
+            for name in runs[0].objective.per_model_settings
+        }
         self.values: dict[str, list[float]] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -49,6 +53,8 @@ class PerModelSettings(pl.Callback):
             warmup.setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name, values in self.objective_settings.items():
+            setattr(pl_module.objective, name, per_model(values, pl_module.device))
         annealings = [a for a in self.annealings if a is not None]
         for n, annealing in enumerate(annealings):
             if n == 0:  # says once where the estimator has no temperature
@@ -60,14 +66,13 @@ class PerModelSettings(pl.Callback):
             annealing.on_train_start(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Tensor, batch_idx: int) -> None:
-        x, _ = images_and_labels(batch)
-        step, rows = trainer.global_step, len(x) // len(self.betas)
+        step, device = trainer.global_step, pl_module.device
         self.values = {}
         if pl_module.objective.beta is not None:
             betas = [
                 warmup.kl_weight(step) if warmup else beta for warmup, beta in zip(self.warmups, self.betas)
             ]
-            pl_module.objective.beta = per_row(betas, rows, x.device)
+            pl_module.objective.beta = per_model(betas, device)
             if any(self.warmups):
                 self.values["kl_weight"] = betas
         if pl_module.model.estimator.temperature is not None:
@@ -76,6 +81,6 @@ class PerModelSettings(pl.Callback):
                 annealing.temperature(step) if annealing else tau
                 for annealing, tau in zip(active, self.temperatures)
             ]
-            pl_module.model.estimator.temperature = per_row(taus, rows, x.device)
+            pl_module.model.estimator.temperature = per_model(taus, device)
             if any(active):
                 self.values["temperature"] = taus
