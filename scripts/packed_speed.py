@@ -15,6 +15,8 @@ the gradient-variance probe) are left out of every way alike. Cases:
 
     default   model=gaussian_vae (the default model), 3 epochs
     disarm    experiment=disarm_mnist (200 Bernoulli latents with a learned prior, DisARM, batch 50), 2000 steps
+    m2        experiment=m2_mnist (semi-supervised M2, 100 labels: every image computed for each of 10 classes),
+              300 steps, validation and test on 2 batches of 500, the IW bounds with k = 10
 
 Then, in this process, one training step of the packed module (eight models) against eight steps of one model,
 where the packed step's time goes, and its GFLOP/s (FLOPs counted by torch's FlopCounterMode) against the
@@ -46,7 +48,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vae_zoo.cli import build_trainer
 from vae_zoo.compose import compose_config
-from vae_zoo.packing.pack import per_image_copies
+from vae_zoo.data.tensor_batches import images_and_labels
+from vae_zoo.packed_batch import per_image_copies
 from vae_zoo.packing.train_pack import PackJob, build_pack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +58,8 @@ LEFT_OUT = ("~callbacks.image_grids", "~callbacks.latent_maps")
 CASES = {
     "default": ("model=gaussian_vae", "trainer.max_epochs=3"),
     "disarm": ("experiment=disarm_mnist", "+trainer.max_steps=2000", "~callbacks.gradient_variance"),
+    "m2": ("experiment=m2_mnist", "+trainer.max_steps=300", "trainer.limit_val_batches=2")
+    + ("trainer.limit_test_batches=2", "eval.iw_samples=10"),
 }
 WAYS = ("sequential", "packed", "joblib")
 
@@ -146,7 +151,7 @@ class StepClock(pl.Callback):
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if batch.is_cuda:
+        if images_and_labels(batch)[0].is_cuda:
             torch.cuda.synchronize()
         if batch_idx >= 10:
             self.seconds.append(time.perf_counter() - self.start)
@@ -154,15 +159,16 @@ class StepClock(pl.Callback):
         trainer.should_stop = len(self.seconds) >= self.steps
 
 
-def _where_the_time_goes(packed, x: torch.Tensor, repeats: int = 20) -> dict[str, float]:
+def _where_the_time_goes(packed, batch, repeats: int = 20) -> dict[str, float]:
     """Forward (the objective), backward, and the eight optimizers' steps of the packed module, median
     seconds each; the step's FLOPs and GFLOP/s."""
+    x, labels = images_and_labels(batch)
     optimizer = packed.configure_optimizers()
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizers": []}
     for _ in range(repeats):
         optimizer.zero_grad()
         start = time.perf_counter()
-        with per_image_copies(packed.model, len(x) // packed.models):
+        with per_image_copies(packed.model, len(x) // packed.models), packed.model.given(labels):
             loss, _ = packed.objective(packed.model, x)
         middle = time.perf_counter()
         loss.sum().backward()
@@ -174,7 +180,7 @@ def _where_the_time_goes(packed, x: torch.Tensor, repeats: int = 20) -> dict[str
         parts["backward"].append(after - middle)
         parts["optimizers"].append(end - after)
     counter = FlopCounterMode(display=False)
-    with counter, per_image_copies(packed.model, len(x) // packed.models):
+    with counter, per_image_copies(packed.model, len(x) // packed.models), packed.model.given(labels):
         loss, _ = packed.objective(packed.model, x)
         loss.sum().backward()
     flops = counter.get_total_flops()

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
 from tests.conftest import run_script
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.glob("*.py")))
+def test_every_script_imports_against_the_package_as_it_is(script, monkeypatch):
+    """A helper moved or renamed in the package breaks the scripts that import it, most of which no test runs."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # scripts import each other (gpu_report: packed_speed)
+    spec = importlib.util.spec_from_file_location(f"script_{script.removesuffix('.py')}", SCRIPTS / script)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def test_benchmark_prints_the_ratio_to_the_user_loop_and_to_the_same_optimizer_loop(data_dir, tmp_path):

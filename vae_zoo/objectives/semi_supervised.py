@@ -88,8 +88,8 @@ class SemiSupervisedELBO(ELBO):
             recon, kl, surrogate = self.terms_per_image(model, rows)
         log_p_y = math.log(classes)
         class_nll = torch.where(known, -log_q_y, 0.0).gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1)
-        bound = summed_out(per_class(recon + self.weighted_kl(kl), classes), weights, log_weights) + log_p_y
-        loss = model.batch_mean(bound + per_image(self.alpha, len(x)) * class_nll)
+        bounds = summed_out(per_class(recon + self.weighted_kl(kl), classes), weights, log_weights) + log_p_y
+        loss = model.batch_mean(bounds + per_image(self.alpha, len(x)) * class_nll)
         if surrogate is not None:
             # each row's surrogate weighted as its L(x, y): its image's mean over the classes' rows, times classes
             row_weights = weights.detach().reshape(-1) * classes
@@ -112,6 +112,5 @@ class SemiSupervisedELBO(ELBO):
         classes = log_q_y.shape[-1]
         with model.for_every_class(x) as rows:
             per_row = model.negative_elbo_terms(rows, lambda q: q.sample())
-        return summed_out(per_class(per_row.recon + per_row.kl, classes), log_q_y.exp(), log_q_y) + math.log(
-            classes
-        )
+        per_image_and_class = per_class(per_row.recon + per_row.kl, classes) + math.log(classes)
+        return summed_out(per_image_and_class, log_q_y.exp(), log_q_y)
