@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vae_zoo.conditions.classifier import ConvLabelClassifier
 from vae_zoo.errors import ConfigError
 from vae_zoo.nets.conv import ConvDecoder, ConvEncoder
 from vae_zoo.nets.mlp import MLPDecoder, MLPEncoder
@@ -28,3 +29,16 @@ def test_too_many_conv_layers_for_a_small_image_is_one_line():
         ConfigError, match=r"encoder=conv: 3 stride-2 layers shrink a \(1, 4, 4\) input to nothing"
     ):
         ConvEncoder((1, 4, 4), channels=(8, 8, 8))
+    with pytest.raises(
+        ConfigError, match=r"^classifier=conv: 3 stride-2 layers shrink .* fewer model\.classifier\.channels"
+    ):
+        ConvLabelClassifier((1, 4, 4), classes=10, channels=(8, 8, 8))
+    with pytest.raises(
+        ConfigError, match=r"^model\.classifier\.channels=\[\] and features=16 must be positive"
+    ):
+        ConvLabelClassifier((1, 4, 4), classes=10, channels=(), features=16)
+
+
+def test_a_conv_classifier_gives_each_image_one_logit_per_class():
+    classifier = ConvLabelClassifier((3, 32, 32), classes=10, channels=(8, 16), features=32)
+    assert classifier(torch.rand(5, 3, 32, 32)).shape == (5, 10)

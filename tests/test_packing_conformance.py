@@ -59,6 +59,13 @@ PACKING = {
     "conditional_conv_vamp": (*CONV, "condition=label", "prior=vamp", "model.prior.components=5"),
     "conditional_prior": (*NETS, "condition=label", "prior=conditional_normal"),
     "semi_supervised": (*NETS, *SEMI_SUPERVISED),
+    "semi_supervised_conv_classifier": (
+        *CONV,
+        *SEMI_SUPERVISED,
+        "classifier=conv",
+        "model.classifier.channels=[4,8]",
+        "model.classifier.features=16",
+    ),
     "semi_supervised_mog_score_function": (*NETS, *SEMI_SUPERVISED, "prior=mog", "estimator=score_function"),
     "semi_supervised_categorical_learned_prior": (
         *NETS,

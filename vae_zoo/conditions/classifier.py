@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from vae_zoo.nets.conv import ConvEncoder
 from vae_zoo.nets.mlp import mlp
 
 
@@ -30,3 +31,22 @@ class LabelClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The logits ``(B, classes)`` of images ``(B, C, H, W)``."""
         return self.net(x.flatten(start_dim=-3))
+
+
+class ConvLabelClassifier(ConvEncoder):
+    """``log q(y|x) = log_softmax(f(x))``: stride-2 convolutions (``channels``) and a dense layer to ``features``,
+    as ``encoder=conv`` reads an image, then a linear layer to one logit per class (colour images)."""
+
+    config_group = "classifier"
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        classes: int,
+        channels: Sequence[int] = (32, 64),
+        features: int = 256,
+        activation: str = "ReLU",
+    ) -> None:
+        super().__init__(input_shape, channels, features, activation)
+        self.net.append(nn.Linear(features, classes))
+        self.classes = classes

@@ -29,6 +29,9 @@ class ConvEncoder(nn.Module):
     what the whole image is, not what is where, and there it costs ``condition_features x features``
     weights (as constant input channels it would cost a kernel per class and channel, over every pixel)."""
 
+    #: the config group whose settings its one-line errors name (``model.<group>.channels``)
+    config_group = "encoder"
+
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -39,7 +42,7 @@ class ConvEncoder(nn.Module):
     ):
         super().__init__()
         c, h, w = input_shape
-        check_sizes("encoder", channels, features)
+        check_sizes(self.config_group, channels, features)
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels):
             layers += [
@@ -49,8 +52,9 @@ class ConvEncoder(nn.Module):
             h, w = h // 2, w // 2
         if h < 1 or w < 1:
             raise ConfigError(
-                f"encoder=conv: {len(channels)} stride-2 layers shrink a {tuple(input_shape)} input to nothing -- use "
-                "fewer model.encoder.channels, or encoder=mlp (a table's rows: always)"
+                f"{self.config_group}=conv: {len(channels)} stride-2 layers shrink a {tuple(input_shape)} input to "
+                f"nothing -- use fewer model.{self.config_group}.channels, or {self.config_group}=mlp (a table's rows: "
+                "always)"
             )
         dense = nn.Linear(channels[-1] * h * w + condition_features, features)
         layers += [nn.Flatten(), dense, make_activation(activation)]
