@@ -29,11 +29,13 @@ def batch_variance(per_image: Tensor, models: int = 1) -> Tensor:
 
 def per_image(state: Tensor | float, images: int) -> Tensor | float:
     """A scalar that packed models hold one each of, ``(N,)``, as model ``n``'s value on each of its images
-    (``(images,)``, the batch holding every model's in turn); unpacked (a number or a 0-dim tensor), the scalar
-    itself."""
+    (``(images,)``, the batch holding every model's in turn); unpacked (a number or a 0-dim tensor), or already one
+    per image, ``state`` itself."""
     if not isinstance(state, Tensor) or state.dim() == 0:
         return state
-    return state[0] if len(state) == 1 else state.repeat_interleave(images // len(state))
+    if len(state) == 1:
+        return state[0]
+    return state if len(state) == images else state.repeat_interleave(images // len(state))
 
 
 @contextlib.contextmanager

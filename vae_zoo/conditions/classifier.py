@@ -49,4 +49,4 @@ class ConvLabelClassifier(ConvEncoder):
     ) -> None:
         super().__init__(input_shape, channels, features, activation)
         self.net.append(nn.Linear(features, classes))
-        self.classes = classes
+        self.classes = self.out_features = classes
