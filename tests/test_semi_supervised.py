@@ -272,6 +272,10 @@ def test_a_semi_supervised_run_trains_evaluates_and_classifies(data_dir, tmp_pat
             "error: classifier=mlp infers the label of a conditional model: add condition=label, or classifier=none",
         ),
         (
+            ("classifier=conv",),
+            "error: classifier=conv infers the label of a conditional model: add condition=label, or classifier=none",
+        ),
+        (
             (*SEMI, "data.labels=15"),
             "error: data.labels=15 must be a multiple of the 10 classes (the same number of each)",
         ),
@@ -288,6 +292,7 @@ def test_a_semi_supervised_run_trains_evaluates_and_classifies(data_dir, tmp_pat
         "objective_without_classifier",
         "classifier_without_objective",
         "classifier_without_condition",
+        "conv_classifier_without_condition",
         "labels_not_per_class",
         "more_labels_than_images",
     ],

@@ -28,10 +28,8 @@ class ForwardPath(Protocol):
     classifier: torch.nn.Module | None
     #: what ``given`` set: each image's class (a tensor), ``ABSENT``, or None
     labels: Tensor | str | None
-
-    @property
-    def kl_origin(self) -> str:
-        """``closed form`` where torch's KL registry has ``KL(q || p)``, else ``one-sample estimate``."""
+    #: whether torch's KL registry has ``KL(q || p)`` for the posterior and the prior (decided once, at build time)
+    closed_form_kl: bool
 
     def batch_mean(self, per_image: Tensor) -> Tensor:
         """The mean over a batch's images (and any sample dims before them): a scalar, or one per model where

@@ -28,7 +28,7 @@ from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.conditions.label import ABSENT, LabelCondition, every_class
-from vae_zoo.config_groups import option_name
+from vae_zoo.config_groups import option_for_target, option_name
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, surrogate_and_statistics
 from vae_zoo.flows.flow import Flow
@@ -101,8 +101,10 @@ class ProbabilisticModel(nn.Module):
         conditioned = {"condition_features": self.condition.out_features} if self.condition else {}
         self.labels: Tensor | None | str = None  # what ``given`` set: each image's class, or ABSENT
         if classifier and self.condition is None:
+            option = option_for_target("classifier", classifier.get("_target_", ""))
             raise ConfigError(
-                "classifier=mlp infers the label of a conditional model: add condition=label, or classifier=none"
+                f"{f'classifier={option}' if option else 'a classifier'} infers the label of a conditional model: "
+                "add condition=label, or classifier=none"
             )
         self.classifier = (
             build(classifier, nn.Module, "model.classifier", input_shape=self.input_shape, classes=classes)
@@ -335,7 +337,7 @@ class ProbabilisticModel(nn.Module):
         """``q(y|x)`` of images ``x`` ``(B, C, H, W)``: a ``Categorical`` over the classes per image (its
         ``probs.argmax(-1)`` the predicted class); one line for a model without a classifier."""
         if self.classifier is None:
-            raise ConfigError("this model has no classifier q(y|x): train it with classifier=mlp")
+            raise ConfigError("this model has no classifier q(y|x): train it with classifier=mlp (or conv)")
         return Categorical(logits=self.class_log_probs(x))
 
     def latent_prior(self, y: Tensor | None = None) -> Distribution:

@@ -40,14 +40,13 @@ class ELBO(Objective):
         self.needs_exact_samples = kl == "mc"
 
     def bind(self, model: ForwardPath) -> None:
-        kl_origin = model.kl_origin
-        if self.kl == "analytic" and kl_origin != "closed form":
+        if self.kl == "analytic" and not model.closed_form_kl:
             raise ConfigError(
                 "objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers "
                 "lack -- set objective.kl=auto (or mc): the one-sample estimate at the training sample"
             )
         if self.kl == "auto":
-            self.kl = "analytic" if kl_origin == "closed form" else "mc"
+            self.kl = "analytic" if model.closed_form_kl else "mc"
             self.needs_exact_samples = self.kl == "mc"
 
     def extra_repr(self) -> str:

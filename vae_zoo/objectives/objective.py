@@ -59,9 +59,9 @@ class Objective(ABC, nn.Module):
     per_model_settings: tuple[str, ...] = ()
 
     def bind(self, model: ForwardPath) -> None:
-        """Learn what the model offers before the pairing check (how its KL can be computed, ``model.kl_origin``:
-        ``closed form`` or ``one-sample estimate``; whether it has a classifier); refuse with a ``ConfigError``
-        what it cannot use."""
+        """Learn what the model offers before the pairing check (whether its KL has a closed form,
+        ``model.closed_form_kl``; whether it has a classifier); refuse with a ``ConfigError`` what it cannot
+        use."""
 
     @abstractmethod
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
