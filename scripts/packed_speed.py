@@ -18,10 +18,11 @@ the gradient-variance probe) are left out of every way alike. Cases:
     m2        experiment=m2_mnist (semi-supervised M2, 100 labels: every image computed for each of 10 classes),
               300 steps, validation and test on 2 batches of 500, the IW bounds with k = 10
 
-Then, in this process, one training step of the packed module (eight models) against eight steps of one model,
-where the packed step's time goes, and its GFLOP/s (FLOPs counted by torch's FlopCounterMode) against the
-machine's float32 matmul peak (a 2048^3 product) measured in the same run; and the peak resident memory of
-processes training packs of 1, 8 and 32 default models.
+Then, in this process, one training step of the packed module (eight models) against eight steps of one model
+unpacked (as a job of the sequential sweep trains it), the two alternated three times; where the packed step's
+time goes, and its GFLOP/s (FLOPs counted by torch's FlopCounterMode) against the machine's float32 matmul
+peak (a 2048^3 product) measured in the same run; and the peak resident memory of processes training packs of
+1, 8 and 32 default models.
 
     python scripts/packed_speed.py --rounds 2 --no-memory --out docs/measurements/packed_speed.md \\
         --json docs/measurements/packed_speed.json
@@ -46,7 +47,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vae_zoo.cli import build_trainer
+from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.compose import compose_config
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.packed_batch import per_image_copies
@@ -110,32 +111,60 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def step_configs(case: str, models: int, overrides: tuple[str, ...], out: str) -> list:
+    """The configs of seeds ``0 .. models-1`` of ``case`` for timing steps: no callbacks, loggers or validation."""
+    data_dir = os.environ.get("VAE_ZOO_DATA_DIR", str(ROOT / "data"))
+    fixed = [f"paths.data_dir={data_dir}", *CASES[case][:1], "callbacks=none", "logger=[]", *overrides]
+    fixed += ["+trainer.max_steps=1000000", "trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0"]
+    return [compose_config([*fixed, f"seed={seed}"], Path(out)) for seed in range(models)]
+
+
+def timed_fit(cfg, module: pl.LightningModule, datamodule, steps: int) -> StepClock:
+    """``steps`` training steps of ``module`` by the Trainer ``cfg`` builds, each timed (``StepClock``)."""
+    trainer = build_trainer(cfg, logging=False)
+    clock = StepClock(steps)
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=datamodule)
+    return clock
+
+
 def step_seconds(
     case: str, models: int, overrides: tuple[str, ...] = (), steps: int = 30
 ) -> tuple[float, ...]:
     """Median seconds of one training step (Lightning's, the optimizer's included) of a pack of ``models``
     seeds of ``case``, in this process; with the packed module and a batch of its for a closer look."""
-    data_dir = os.environ.get("VAE_ZOO_DATA_DIR", str(ROOT / "data"))
-    fixed = [f"paths.data_dir={data_dir}", *CASES[case][:1], "callbacks=none", "logger=[]", *overrides]
-    fixed += ["+trainer.max_steps=1000000", "trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0"]
     with tempfile.TemporaryDirectory() as out:
-        cfgs = [compose_config([*fixed, f"seed={seed}"], Path(out)) for seed in range(models)]
+        cfgs = step_configs(case, models, overrides, out)
         datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
-        trainer = build_trainer(cfgs[0], logging=False)
-        clock = StepClock(steps)
-        trainer.callbacks.append(clock)
-        trainer.fit(packed, datamodule=datamodule)
+        clock = timed_fit(cfgs[0], packed, datamodule, steps)
     return statistics.median(clock.seconds), packed, clock.batch
 
 
-def step_profile(case: str) -> dict[str, float]:
-    """One model's training step and a pack of eight's, where the packed step's time goes, and its GFLOP/s."""
-    one, _, _ = step_seconds(case, 1)
-    eight, packed, batch = step_seconds(case, SEEDS)
+def unpacked_step_seconds(case: str, overrides: tuple[str, ...] = (), steps: int = 30) -> float:
+    """Median seconds of one training step of seed 0 of ``case`` unpacked, as a job of a sequential sweep
+    trains it."""
+    with tempfile.TemporaryDirectory() as out:
+        (cfg,) = step_configs(case, 1, overrides, out)
+        reseed(cfg)
+        datamodule, module = build_datamodule_and_model(cfg)
+        clock = timed_fit(cfg, module, datamodule, steps)
+    return statistics.median(clock.seconds)
+
+
+def step_profile(case: str, rounds: int = 3) -> dict[str, float]:
+    """One model's training step unpacked (a sequential job's) against a pack of eight's, the two alternated
+    ``rounds`` times (each a median of 30 steps; the ratio the median of the rounds'), where the packed step's
+    time goes, and its GFLOP/s."""
+    ones, eights, ratios = [], [], []
+    for _ in range(rounds):
+        ones.append(unpacked_step_seconds(case))
+        eight, packed, batch = step_seconds(case, SEEDS)
+        eights.append(eight)
+        ratios.append(eight / (SEEDS * ones[-1]))
     return {
-        "step_1": one,
-        f"step_{SEEDS}": eight,
-        "packed_over_sequential_steps": eight / (SEEDS * one),
+        "step_1": statistics.median(ones),
+        f"step_{SEEDS}": statistics.median(eights),
+        "packed_over_sequential_steps": statistics.median(ratios),
         **_where_the_time_goes(packed, batch),
     }
 
@@ -263,7 +292,11 @@ def main() -> None:
             f"| {case} | {medians[0]:.0f} | {medians[1]:.0f} | {medians[2]:.0f} | {packed:.2f} | {joblib:.2f} |"
         )
     if args.cases:
-        lines += ["", "In-process training steps (median s), eight models packed against one model:", ""]
+        lines += [
+            "",
+            "In-process training steps (medians), eight models packed against one model unpacked (a sequential job's):",
+            "",
+        ]
         lines += [
             (
                 "| case | one model | pack of 8 | pack / (8 x one) | forward | backward | 8 optimizers "
