@@ -102,9 +102,9 @@ class ProbabilisticModel(nn.Module):
         self.labels: Tensor | None | str = None  # what ``given`` set: each image's class, or ABSENT
         if classifier and self.condition is None:
             option = option_for_target("classifier", classifier.get("_target_", ""))
+            given = f"classifier={option}" if option else "a classifier"
             raise ConfigError(
-                f"{f'classifier={option}' if option else 'a classifier'} infers the label of a conditional model: "
-                "add condition=label, or classifier=none"
+                f"{given} infers the label of a conditional model: add condition=label, or classifier=none"
             )
         self.classifier = (
             build(classifier, nn.Module, "model.classifier", input_shape=self.input_shape, classes=classes)
