@@ -4,9 +4,10 @@ On the GPU: `scripts/benchmark.py`'s interleaved measurement (ours against the u
 the same-optimizer loop) for the three models in 32-true, bf16-mixed and 16-mixed, each without and with
 CUDA graphs (`model.compile=reduce-overhead`); the cost of the per-step host read of the non-finite guard
 (`model.nonfinite_check_every=1` against the deferred default); before them the GPU tests (mixed
-precision, CUDA streaming, CUDA graphs, packs on CUDA) and the packed training step of 16 and 64 seeds of
-the default model against one model's, in 32-true and bf16-mixed. One markdown file, written after every row
-so that a cut-off run keeps what it measured.
+precision, CUDA streaming, CUDA graphs, packs on CUDA), the packed training step of 16 and 64 seeds of
+the default model against one model's, in 32-true and bf16-mixed, and the pack's optimizer step by one call
+against one call per model. One markdown file, written after every row so that a cut-off run keeps what it
+measured.
 
     python scripts/gpu_report.py [--epochs 2] [--models gaussian_vae] [--out outputs/gpu_report.md]
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 from benchmark import MODELS, measure, table
+from joint_step_speed import measure as measure_joint_step
 from packed_speed import step_seconds, unpacked_step_seconds
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -28,6 +30,7 @@ GPU_TESTS = [
     "tests/test_mixed_precision.py",
     "tests/test_data.py",
     "tests/test_packing.py",
+    "tests/test_joint_step.py",
     "-k",
     "gpu or cuda or streamed",
 ]
@@ -74,6 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     sections.append(
         "Packed training steps (`scripts/packed_speed.py`'s in-process step):\n\n"
         + "\n".join(packed_rows)
+        + "\n"
+    )
+    print(sections[-1])
+
+    joint_rows = [
+        "| models | one call, ms | one call per model, ms | one call / per model |",
+        "|---|---|---|---|",
+    ]
+    for models in (16, 64):  # the pack's optimizers stepped by one call against one call per model
+        r = measure_joint_step("default", models, torch.device("cuda"), rounds=5, repeats=20)
+        joint_rows.append(
+            f"| {models} | {r['one_call_ms']:.2f} | {r['per_model_ms']:.2f} | {r['ratio']:.3f} |"
+        )
+        args.out.write_text("\n".join([*sections, *joint_rows]))
+    sections.append(
+        "A pack's optimizer step, default model (`scripts/joint_step_speed.py --device cuda`):\n\n"
+        + "\n".join(joint_rows)
         + "\n"
     )
     print(sections[-1])

@@ -23,12 +23,14 @@ from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packed_batch import per_image_copies
+from vae_zoo.packing.joint_step import joint_optimizer, merged_groups
 from vae_zoo.packing.pack import pack
 
 
 class PackedOptimizer(torch.optim.Optimizer):
     """N optimizers, model ``n``'s over views of slice ``n`` of the packed parameters; ``step`` steps those of
-    the models in ``active`` (set by the guard each step), each after its gradients' views are taken."""
+    the models in ``active`` (set by the guard each step), each after its gradients' views are taken: all N by
+    one call where every model steps and their class allows it (``joint_step``), else one by one."""
 
     def __init__(
         self, params: list[nn.Parameter], build: Callable[[int, list[Tensor]], torch.optim.Optimizer]
@@ -41,6 +43,7 @@ class PackedOptimizer(torch.optim.Optimizer):
         # once an optimizer has changed its storage)
         self.views = [[p.detach()[n].requires_grad_() for p in params] for n in range(models)]
         self.optimizers = [build(n, views) for n, views in enumerate(self.views)]
+        self.joint = joint_optimizer(self.optimizers)
         self.active = [True] * models
 
     def split_gradients(self) -> None:
@@ -62,6 +65,10 @@ class PackedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.joint is not None and all(self.active):
+            self.joint.param_groups = merged_groups(self.optimizers)
+            self.joint.step()
+            return loss
         for optimizer, active in zip(self.optimizers, self.active):
             if active:
                 optimizer.step()
