@@ -1,9 +1,10 @@
-"""The LightningModule that trains N packed models: one forward and backward pass, N optimizer steps.
+"""The LightningModule that trains N packed models: one forward and backward pass, N optimizers' steps.
 
 The loss is the sum of the models' own batch means, so model ``n``'s gradient is its unpacked run's. Each
 model keeps its own optimizer (the configured one, on views of its slice of the stacked weights: its state,
-learning rate and step count are an unpacked run's), its gradients clipped by its own norm, and its own
-non-finite guard: a bad step changes none of its parameters or optimizer state, and nothing of the others.
+learning rate and step count are an unpacked run's; the N stepped by one call where they allow it,
+``joint_step``), its gradients clipped by its own norm, and its own non-finite guard: a bad step changes none
+of its parameters or optimizer state, and nothing of the others.
 """
 
 from __future__ import annotations
