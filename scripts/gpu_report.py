@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     def write(rows: list[dict], setup: str) -> None:
         args.out.write_text("\n".join([*sections, table(rows, setup)]))
 
+    def finished(title: str, rows: list[str]) -> None:
+        sections.append(title + "\n\n" + "\n".join(rows) + "\n")
+        print(sections[-1])
+
     packed_rows = [
         "| seeds | precision | one model unpacked, ms/step | pack, ms/step | pack / (seeds x one) |",
         "|---|---|---|---|---|",
@@ -74,12 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {seeds} | {precision} | {one * 1e3:.2f} | {pack * 1e3:.2f} | {pack / (seeds * one):.3f} |"
             )
             args.out.write_text("\n".join([*sections, *packed_rows]))
-    sections.append(
-        "Packed training steps (`scripts/packed_speed.py`'s in-process step):\n\n"
-        + "\n".join(packed_rows)
-        + "\n"
-    )
-    print(sections[-1])
+    finished("Packed training steps (`scripts/packed_speed.py`'s in-process step):", packed_rows)
 
     joint_rows = [
         "| models | one call, ms | one call per model, ms | one call / per model |",
@@ -91,12 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {models} | {r['one_call_ms']:.2f} | {r['per_model_ms']:.2f} | {r['ratio']:.3f} |"
         )
         args.out.write_text("\n".join([*sections, *joint_rows]))
-    sections.append(
-        "A pack's optimizer step, default model (`scripts/joint_step_speed.py --device cuda`):\n\n"
-        + "\n".join(joint_rows)
-        + "\n"
+    finished(
+        "A pack's optimizer step, default model (`scripts/joint_step_speed.py --device cuda`):", joint_rows
     )
-    print(sections[-1])
 
     runs = [(m, p, False) for p in PRECISIONS for m in args.models]  # compiled last: they take longest
     runs += [(m, "32-true", "guard read every step") for m in args.models]
