@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 from hydra_plugins.vae_zoo_launchers.packed_slurm_launcher import resumed
 from tests.conftest import FAST, ROOT, run_command, run_script
 from vae_zoo.packing.grouping import apart, group
@@ -70,6 +72,34 @@ def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tm
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / ".hydra" / "config.yaml").is_file()
         assert list((job / "tensorboard").rglob("events.out.tfevents.*"))
     assert result.stdout.count("packed: 1 job trains as one model: ") == 2  # each pack's good job
+
+
+def test_jobs_with_what_does_not_pack_say_so_in_one_line_each_and_train_unpacked(tmp_path, data_dir):
+    """A learning-rate schedule has no packed form: each job of the would-be pack says so in one line, then
+    trains as the basic launcher runs it (its schedule stepped by Lightning) and writes its run."""
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "seed=0,1",
+        "scheduler=cosine",
+        *SHORT,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    refused = [line for line in result.stdout.splitlines() if "trains unpacked" in line]
+    assert refused == [
+        f"packed: {sweep / job} trains unpacked: scheduler=cosine does not pack yet: each model's learning-rate "
+        "schedule has no packed form -- run these jobs without hydra/launcher=packed"
+        for job in ("0", "1")
+    ]
+    assert "as one model" not in result.stdout
+    for job in ("0", "1"):
+        checkpoint = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)
+        assert checkpoint["lr_schedulers"][0]["T_max"] == 1  # the job's own CosineAnnealingLR, stepped
+        assert checkpoint["lr_schedulers"][0]["last_epoch"] == 1
+        assert json.loads((sweep / job / "metrics.json").read_text())["seed"] == int(job)
 
 
 def test_max_models_below_one_is_refused_in_one_line(tmp_path, data_dir):

@@ -26,6 +26,10 @@ class ConfigError(VaeZooError):
     """A configuration that cannot work (wrong pairing, impossible value)."""
 
 
+class NotPackable(ConfigError):
+    """A setting or component that has no packed form: the packed launcher runs its jobs unpacked."""
+
+
 class DataNotFoundError(VaeZooError):
     """Dataset files are missing and could not be downloaded."""
 

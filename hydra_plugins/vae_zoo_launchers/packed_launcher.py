@@ -84,19 +84,25 @@ def packs_of(jobs, max_models: int, initial_job_idx: int) -> list[list[int]]:
     return packs
 
 
-def train_members(jobs, returns: list[JobReturn]) -> None:
+def train_members(jobs, returns: list[JobReturn]) -> list[int]:
     """Trains ``jobs`` as one pack (``train_pack``); each job's ``JobReturn`` gets its optimized metric, or
-    None after its one line."""
-    from vae_zoo.errors import VaeZooError
+    None after its one line. Returns the jobs (indices) refused for what has no packed form (``NotPackable``),
+    to run unpacked."""
+    from vae_zoo.errors import NotPackable, VaeZooError
     from vae_zoo.packing.train_pack import train_pack
 
-    for job, result, returned in zip(jobs, train_pack(jobs), returns, strict=True):
+    unpackable = []
+    for n, (job, result, returned) in enumerate(zip(jobs, train_pack(jobs), returns, strict=True)):
         returned.status = JobStatus.COMPLETED
-        if isinstance(result, VaeZooError):
+        if isinstance(result, NotPackable):
+            print(f"packed: {job.output_dir} trains unpacked: {result}")
+            unpackable.append(n)
+        elif isinstance(result, VaeZooError):
             print(f"error: {job.output_dir}: {result}", file=sys.stderr)
             returned.return_value = None
         else:
             returned.return_value = result.get(job.cfg.get("optimized_metric"))
+    return unpackable
 
 
 class PackedLauncher(Launcher):
@@ -129,5 +135,13 @@ class PackedLauncher(Launcher):
                     self.hydra_context, self.config, job_overrides[n], initial_job_idx + n, self.task_function
                 )
             else:
-                train_members([jobs[n] for n in members], [returns[n] for n in members])
+                unpackable = train_members([jobs[n] for n in members], [returns[n] for n in members])
+                for n in (members[m] for m in unpackable):
+                    returns[n] = run_one(
+                        self.hydra_context,
+                        self.config,
+                        job_overrides[n],
+                        initial_job_idx + n,
+                        self.task_function,
+                    )
         return returns

@@ -80,5 +80,6 @@ class PackedSlurmLauncher(ResumingSlurmLauncher):
         if len(numbered) == 1:
             return [run_one(self.hydra_context, self.config, *numbered[0], self.task_function)]
         jobs, returns = collect(self.hydra_context, self.config, numbered)
-        train_members(jobs, returns)
+        for n in train_members(jobs, returns):
+            returns[n] = run_one(self.hydra_context, self.config, *numbered[n], self.task_function)
         return returns

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vae_zoo.config_groups import option_name
-from vae_zoo.errors import ConfigError
+from vae_zoo.errors import NotPackable
 from vae_zoo.flows.iaf import MaskedLinear
 from vae_zoo.packing.packed_conv import PackedConv
 from vae_zoo.packing.packed_linear import PackedLinear
@@ -41,7 +41,7 @@ GROUPS = ("encoder", "latent", "likelihood", "decoder", "estimator", "flow", "pr
 
 def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
     """One model computing ``models`` side by side (``ProbabilisticModel.models = N``); their weights copied.
-    A component whose state has no packed form is refused with one ``ConfigError`` line naming it."""
+    A component whose state has no packed form is refused with one ``NotPackable`` line naming it."""
     first = models[0]
     shapes = {k: v.shape for k, v in first.state_dict().items()}
     for model in models[1:]:
@@ -75,7 +75,7 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
         if key.rpartition(".")[0] not in packed_layers and key not in per_image + per_model:
             group = key.split(".")[0]
             component = option_name(group, getattr(first, group)) if group in GROUPS else group
-            raise ConfigError(
+            raise NotPackable(
                 f"{component} does not pack yet: its state {key} has no packed form -- run these jobs without "
                 "hydra/launcher=packed"
             )

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
+from vae_zoo.config_groups import option_for_target
 from vae_zoo.data.tensor_batches import images_and_labels
+from vae_zoo.errors import NotPackable
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packed_batch import per_image_copies
@@ -92,6 +94,14 @@ class PackedVAE(pl.LightningModule):
 
     def __init__(self, runs: Sequence[VAE]) -> None:
         super().__init__()
+        scheduler = runs[0].hparams.scheduler
+        if scheduler:  # Lightning would step one schedule of the pack's optimizer; each model needs its own
+            option = option_for_target("scheduler", scheduler.get("_target_", ""))
+            given = f"scheduler={option}" if option else "model.scheduler"
+            raise NotPackable(
+                f"{given} does not pack yet: each model's learning-rate schedule has no packed form -- run these "
+                "jobs without hydra/launcher=packed"
+            )
         self.runs = tuple(runs)  # a tuple: their modules are not this one's (the packed copy is)
         self.model = pack([run.model for run in runs])
         self.objective = copy.deepcopy(runs[0].objective)  # the pack's: its settings become per model
