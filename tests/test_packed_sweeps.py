@@ -75,14 +75,14 @@ def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tm
 
 
 def test_jobs_with_what_does_not_pack_say_so_in_one_line_each_and_train_unpacked(tmp_path, data_dir):
-    """A learning-rate schedule has no packed form: each job of the would-be pack says so in one line, then
-    trains as the basic launcher runs it (its schedule stepped by Lightning) and writes its run."""
+    """A user's prior with state of no packed form: each job of the would-be pack says so in one line, then
+    trains as the basic launcher runs it and writes its run."""
     sweep = tmp_path / "sweep"
     result = run_script(
         "train.py",
         "-m",
         "seed=0,1",
-        "scheduler=cosine",
+        "model.prior._target_=tests.fixtures.counting_prior.CountingPrior",
         *SHORT,
         f"paths.data_dir={data_dir}",
         f"hydra.sweep.dir={sweep}",
@@ -90,15 +90,14 @@ def test_jobs_with_what_does_not_pack_say_so_in_one_line_each_and_train_unpacked
     assert result.returncode == 0, result.stderr[-3000:]
     refused = [line for line in result.stdout.splitlines() if "trains unpacked" in line]
     assert refused == [
-        f"packed: {sweep / job} trains unpacked: scheduler=cosine does not pack yet: each model's learning-rate "
-        "schedule has no packed form -- run these jobs without hydra/launcher=packed"
+        f"packed: {sweep / job} trains unpacked: CountingPrior does not pack yet: its state prior.served has no "
+        "packed form -- run these jobs without hydra/launcher=packed"
         for job in ("0", "1")
     ]
     assert "as one model" not in result.stdout
     for job in ("0", "1"):
         checkpoint = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)
-        assert checkpoint["lr_schedulers"][0]["T_max"] == 1  # the job's own CosineAnnealingLR, stepped
-        assert checkpoint["lr_schedulers"][0]["last_epoch"] == 1
+        assert "prior.served" in checkpoint["state_dict"]  # the prior it trained with
         assert json.loads((sweep / job / "metrics.json").read_text())["seed"] == int(job)
 
 

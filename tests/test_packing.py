@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from tests.conftest import TINY
+from tests.fixtures.counting_prior import CountingPrior
 from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
@@ -22,7 +23,6 @@ from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.packing.train_pack import PackJob, build_pack
-from vae_zoo.priors.standard import StandardPrior
 
 
 class Losses(pl.Callback):
@@ -144,6 +144,96 @@ def test_a_pack_on_cuda_trains_each_model_and_a_pack_of_one_is_its_unpacked_run(
     assert (losses[-5:].mean(0) < losses[:5].mean(0)).all()
 
 
+#: a learning-rate schedule: cosine by epoch; plateau halving at every epoch val/elbo improved by less than 3 %
+#: on its best
+SCHEDULES = {
+    "cosine": ("scheduler=cosine",),
+    "plateau": ("scheduler=plateau", "model.scheduler.patience=0", "+model.scheduler.threshold=0.03"),
+}
+SCHEDULED = (*TINY, "trainer.max_epochs=5", "+trainer.limit_train_batches=4")
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.filterwarnings("error:Detected call of:UserWarning")  # the scheduler before its optimizer
+def test_a_pack_of_one_with_a_learning_rate_schedule_is_its_unpacked_run(schedule, make_cfg):
+    """5 epochs of 4 steps: the losses to 1e-6 relative, and the scheduler ends where the unpacked run's ends
+    (its rates, step count and, for a plateau, its best value and bad epochs)."""
+    cfg = make_cfg(*SCHEDULED, *SCHEDULES[schedule], "seed=3")
+    reseed(cfg)
+    datamodule, vae = build_datamodule_and_model(cfg)
+    trainer = build_trainer(cfg, logging=False)
+    own = Losses()
+    trainer.callbacks.append(own)
+    trainer.fit(vae, datamodule=datamodule)
+    expected = trainer.lr_scheduler_configs[0].scheduler.state_dict()
+    assert expected["_last_lr"][0] < 1e-3  # the schedule moved the rate
+    datamodule, packed = build_pack([PackJob(cfg)])
+    torch.testing.assert_close(fit(cfg, packed, datamodule)[:, 0], torch.stack(own.values), rtol=1e-6, atol=0)
+    state = packed.lr_schedulers().schedulers[0].state_dict()
+    assert state.pop("best", 0.0) == pytest.approx(expected.pop("best", 0.0), rel=1e-6)  # a plateau's
+    assert state == expected
+
+
+def test_each_model_of_a_pack_steps_its_plateau_schedule_on_its_own_validation_value(make_cfg):
+    """Two seeds at two learning rates: model ``n``'s ReduceLROnPlateau ends as one stepped on model ``n``'s
+    val/elbo of each epoch, and the two models' rates part."""
+    cfgs = [
+        make_cfg(*SCHEDULED, *SCHEDULES["plateau"], f"seed={seed}", f"model.optimizer.lr={lr}")
+        for seed, lr in ((0, 1e-3), (1, 1e-2))
+    ]
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
+    values = []
+
+    class Validation(pl.Callback):
+        def on_validation_end(self, trainer, module) -> None:
+            if not trainer.sanity_checking:
+                values.append([metrics["val/elbo"] for metrics in module.metrics["val"]])
+
+    trainer = build_trainer(cfgs[0], logging=False)
+    trainer.callbacks.append(Validation())
+    trainer.fit(packed, datamodule=datamodule)
+    assert len(values) == 5
+    rates = []
+    for n, lr in enumerate((1e-3, 1e-2)):
+        replay = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            torch.optim.SGD([torch.zeros(1)], lr=lr), patience=0, factor=0.5, threshold=0.03
+        )
+        for epoch in values:
+            replay.step(epoch[n])
+        state = packed.lr_schedulers().schedulers[n].state_dict()
+        assert {k: state[k] for k in ("best", "num_bad_epochs", "_last_lr", "last_epoch")} == {
+            k: replay.state_dict()[k] for k in ("best", "num_bad_epochs", "_last_lr", "last_epoch")
+        }
+        rates.append(state["_last_lr"][0] / lr)
+    assert rates[0] != rates[1]
+
+
+def test_a_jobs_schedule_resumes_packed_as_it_resumes_unpacked(make_cfg, tmp_path):
+    """A pack of one with a plateau schedule trains 2 epochs; its job directory, resumed to 4 epochs packed and
+    (a copy) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state, with the two steps
+    Lightning's resume loses lost in both (epoch 2's, taken after its checkpoint, and epoch 3's, the first
+    resumed epoch's)."""
+    import shutil
+
+    from vae_zoo.cli import train
+    from vae_zoo.packing.train_pack import train_pack
+
+    common = (*SCHEDULED, *SCHEDULES["plateau"], "callbacks=default", "seed=3")
+    packed_dir, alone_dir = tmp_path / "packed", tmp_path / "alone"
+    train_pack([PackJob(make_cfg(*common, "trainer.max_epochs=2", output_dir=packed_dir))])
+    shutil.copytree(packed_dir, alone_dir)
+    resumed = (*common, "trainer.max_epochs=4", "ckpt_path=last")
+    train_pack([PackJob(make_cfg(*resumed, output_dir=packed_dir))])
+    train(make_cfg(*resumed, output_dir=alone_dir))
+    packed, alone = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for d in (packed_dir, alone_dir)
+    )
+    assert packed["global_step"] == alone["global_step"] == 16
+    (expected,), (state,) = alone["lr_schedulers"], packed["lr_schedulers"]
+    assert state.pop("best") == pytest.approx(expected.pop("best"), rel=1e-6)
+    assert state == expected and expected["last_epoch"] == 2  # steps after epochs 1 and 4 of 4
+
+
 def test_model_n_starts_from_its_seeds_weights_and_sees_its_seeds_batches(make_cfg):
     seeds = (3, 5, 7)
     cfgs = [make_cfg(*TINY, f"seed={seed}") for seed in seeds]
@@ -244,14 +334,6 @@ def test_a_packed_estimators_statistics_move_with_each_models_own_costs(estimato
             torch.testing.assert_close(packed.model.estimator.get_buffer(name), expected, rtol=1e-5, atol=0)
 
 
-class CountingPrior(StandardPrior):
-    """A user's prior with state that declares no packed form (a count of the batches it served)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("served", torch.zeros((), dtype=torch.long))
-
-
 def test_a_component_with_state_of_no_packed_form_is_refused_in_one_line(make_cfg):
     cfg = make_cfg(*TINY)
     models = []
@@ -267,9 +349,10 @@ def test_a_component_with_state_of_no_packed_form_is_refused_in_one_line(make_cf
 
 
 def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_cfg, tmp_path):
-    """Two seeds packed: each job directory gets ordinary checkpoints (last and best), ``metrics.json`` and
-    its TensorBoard run; ``eval.py`` on the best checkpoint reports the job's test metrics exactly, and
-    ``vae_zoo.load`` reads it; ``ckpt_path=last`` resumes the pack from the jobs' checkpoints."""
+    """Two seeds packed: each job directory gets ordinary checkpoints (last and best, with the job's own
+    learning-rate schedule), ``metrics.json`` and its TensorBoard run; ``eval.py`` on the best checkpoint
+    reports the job's test metrics exactly, and ``vae_zoo.load`` reads it; ``ckpt_path=last`` resumes the pack
+    from the jobs' checkpoints, its schedules where they stood."""
     import json
 
     import vae_zoo
@@ -282,6 +365,8 @@ def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_c
         "trainer.limit_train_batches=4",
         "logger=tensorboard",
         "callbacks=default",
+        "scheduler=cosine",
+        "model.scheduler.T_max=2",
     )
     dirs = [tmp_path / f"job{seed}" for seed in (0, 1)]
     jobs = [PackJob(make_cfg(*short, f"seed={seed}", output_dir=d)) for seed, d in zip((0, 1), dirs)]
@@ -289,7 +374,8 @@ def test_each_job_of_a_pack_writes_its_own_run_that_evaluates_and_resumes(make_c
     for seed, directory, result in zip((0, 1), dirs, results):
         metrics = json.loads((directory / "metrics.json").read_text())
         assert metrics == result and metrics["seed"] == seed and metrics["global_step"] == 4
-        assert (directory / "checkpoints" / "last.ckpt").is_file()
+        schedules = torch.load(directory / "checkpoints" / "last.ckpt", weights_only=False)["lr_schedulers"]
+        assert [(s["T_max"], s["last_epoch"], s["_last_lr"]) for s in schedules] == [(2, 1, [5e-4])]
         assert list((directory / "tensorboard").rglob("events.out.tfevents.*"))
         best = metrics["checkpoint"]
         assert Path(best).is_file() and Path(best).parent == directory / "checkpoints"

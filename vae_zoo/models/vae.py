@@ -221,11 +221,14 @@ class VAE(pl.LightningModule):
         )
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = build(self.hparams.scheduler, LRScheduler, "model.scheduler")(optimizer=optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor},
+            "lr_scheduler": {"scheduler": self.build_scheduler(optimizer), "monitor": self.hparams.monitor},
         }
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer) -> LRScheduler:
+        """``model.scheduler`` on ``optimizer`` (a packed model's own optimizer too)."""
+        return build(self.hparams.scheduler, LRScheduler, "model.scheduler")(optimizer=optimizer)
 
     # -- evaluation --------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """A pack's checkpoint as its jobs' ordinary single-model checkpoints, and back.
 
 ``job_checkpoint`` cuts model ``n``'s part out of the checkpoint Lightning dumps for the packed module: its
-slice of every weight (the unpacked keys; with weight averaging, of the average and of the trained weights), its optimizer's state, its data position, its run's
+slice of every weight (the unpacked keys; with weight averaging, of the average and of the trained weights), its optimizer's and learning-rate schedule's state, its data position, its run's
 hyperparameters and config; what the models share (epoch, step, loops, the random-number state) is copied.
 ``eval.py``, ``sample.py``, ``vae_zoo.load`` and ``train.py ckpt_path=`` read the result like any run's
 checkpoint. ``pack_checkpoint`` stacks the jobs' checkpoints back into one the packed module resumes from.
@@ -47,6 +47,7 @@ def job_checkpoint(
         if weights in checkpoint:
             job[weights] = _model_part(checkpoint[weights], n)
     job["optimizer_states"] = [checkpoint["optimizer_states"][0]["models"][n]]
+    job["lr_schedulers"] = [schedules["models"][n] for schedules in checkpoint["lr_schedulers"]]
     job["hparams_name"], job["hyper_parameters"] = "kwargs", dict(packed.runs[n].hparams)
     job["callbacks"] = {**checkpoint["callbacks"], "NonFiniteGuard": {"skipped_batches": packed.skipped[n]}}
     job[KEY] = run
@@ -55,7 +56,7 @@ def job_checkpoint(
 
 def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
     """One checkpoint of the packed module from its jobs' (``paths`` name them in errors): the weights
-    stacked, each optimizer's state and data position kept; the jobs must stand at one step."""
+    stacked, each optimizer's and schedule's state and data position kept; the jobs must stand at one step."""
     steps = {job["global_step"] for job in jobs}
     if len(steps) > 1:
         where = ", ".join(f"{path} at step {job['global_step']}" for job, path in zip(jobs, paths))
@@ -76,6 +77,9 @@ def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, A
                 for key in first[weights]
             }
     packed["optimizer_states"] = [{"models": [job["optimizer_states"][0] for job in jobs]}]
+    packed["lr_schedulers"] = [
+        {"models": list(states)} for states in zip(*(job["lr_schedulers"] for job in jobs))
+    ]
     for key in ("hparams_name", "hyper_parameters", KEY):
         packed.pop(key, None)
     return packed

@@ -3,8 +3,9 @@
 The loss is the sum of the models' own batch means, so model ``n``'s gradient is its unpacked run's. Each
 model keeps its own optimizer (the configured one, on views of its slice of the stacked weights: its state,
 learning rate and step count are an unpacked run's; the N stepped by one call where they allow it,
-``joint_step``), its gradients clipped by its own norm, and its own non-finite guard: a bad step changes none
-of its parameters or optimizer state, and nothing of the others.
+``joint_step``), its own learning-rate schedule (``packed_schedules``), its gradients clipped by its own norm,
+and its own non-finite guard: a bad step changes none of its parameters or optimizer state, and nothing of the
+others.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from torch import Tensor, nn
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
-from vae_zoo.config_groups import option_for_target
 from vae_zoo.data.tensor_batches import images_and_labels
-from vae_zoo.errors import NotPackable
+from vae_zoo.errors import ConfigError
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packed_batch import per_image_copies
 from vae_zoo.packing.joint_step import joint_optimizer, merged_groups
 from vae_zoo.packing.pack import pack
+from vae_zoo.packing.packed_schedules import PackedSchedules
 
 
 class PackedOptimizer(torch.optim.Optimizer):
@@ -71,6 +72,8 @@ class PackedOptimizer(torch.optim.Optimizer):
         if self.joint is not None and all(self.active):
             self.joint.param_groups = merged_groups(self.optimizers)
             self.joint.step()
+            for optimizer in self.optimizers:  # stepped: what a scheduler's wrapper of its step records
+                optimizer._opt_called = True
             return loss
         for optimizer, active in zip(self.optimizers, self.active):
             if active:
@@ -94,14 +97,6 @@ class PackedVAE(pl.LightningModule):
 
     def __init__(self, runs: Sequence[VAE]) -> None:
         super().__init__()
-        scheduler = runs[0].hparams.scheduler
-        if scheduler:  # Lightning would step one schedule of the pack's optimizer; each model needs its own
-            option = option_for_target("scheduler", scheduler.get("_target_", ""))
-            given = f"scheduler={option}" if option else "model.scheduler"
-            raise NotPackable(
-                f"{given} does not pack yet: each model's learning-rate schedule has no packed form -- run these "
-                "jobs without hydra/launcher=packed"
-            )
         self.runs = tuple(runs)  # a tuple: their modules are not this one's (the packed copy is)
         self.model = pack([run.model for run in runs])
         self.objective = copy.deepcopy(runs[0].objective)  # the pack's: its settings become per model
@@ -134,7 +129,7 @@ class PackedVAE(pl.LightningModule):
         self.terms = {name: value.reshape(-1) for name, value in terms.items()}
         return loss.sum()
 
-    def configure_optimizers(self) -> PackedOptimizer:
+    def configure_optimizers(self) -> PackedOptimizer | dict[str, Any]:
         packed = dict(self.model.named_parameters())
 
         def build(n: int, views: list[Tensor]) -> torch.optim.Optimizer:
@@ -150,7 +145,38 @@ class PackedVAE(pl.LightningModule):
                 run.hparams.optimizer, groups, self.device, clips_mixed_precision(self._trainer)
             )
 
-        return PackedOptimizer(list(packed.values()), build)
+        optimizer = PackedOptimizer(list(packed.values()), build)
+        if not self.runs[0].hparams.scheduler:
+            return optimizer
+        schedules = [run.build_scheduler(own) for run, own in zip(self.runs, optimizer.optimizers)]
+        # by epoch, as an unpacked run's; Lightning sees no plateau schedule (``lr_scheduler_step``)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": PackedSchedules(schedules, optimizer), "interval": "epoch"},
+        }
+
+    def lr_scheduler_step(self, scheduler: PackedSchedules, metric: Any) -> None:
+        """Lightning's step of a schedule by epoch, after the epoch's last training batch; a plateau schedule
+        steps at the epoch's end instead (``on_train_epoch_end``)."""
+        if not scheduler.on_metric:
+            scheduler.step()
+
+    def on_train_epoch_end(self) -> None:
+        """Each model's plateau schedule on its own latest validation value of its monitored metric, where and
+        when Lightning steps an unpacked run's: after a whole epoch, not on the epoch a resume restarts in."""
+        schedules = self.lr_schedulers()
+        loop = self.trainer.fit_loop
+        if not schedules or not schedules.on_metric:
+            return
+        if loop.restarting or not loop.epoch_loop._num_ready_batches_reached():
+            return
+        monitors = [run.hparams.monitor for run in self.runs]
+        if "val" not in self.metrics:
+            raise ConfigError(
+                f"scheduler=plateau steps on {monitors[0]}, which no validation has measured yet -- validate "
+                "every epoch (trainer.check_val_every_n_epoch=1)"
+            )
+        schedules.step([metrics[m] for metrics, m in zip(self.metrics["val"], monitors)])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Each model's guard: a non-finite loss, term or gradient skips its step (``model.nonfinite=skip``)
@@ -232,6 +258,8 @@ class PackedVAE(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_means("val")
+        if self.trainer.sanity_checking:  # as Lightning drops an unpacked run's (no schedule steps on them)
+            del self.metrics["val"]
 
     def on_test_epoch_end(self) -> None:
         self._epoch_means("test")
