@@ -438,28 +438,35 @@ def test_each_job_of_a_pack_draws_its_own_grids_gradient_variance_and_latent_map
 
 
 def test_a_pack_of_ones_tensorboard_run_holds_the_unpacked_runs_epoch_means(make_cfg, tmp_path):
-    """``train/<name>_epoch`` (the epoch means of the training loss and terms) and ``val/elbo`` in a packed
-    job's TensorBoard run are its unpacked run's, two epochs of five steps."""
+    """``train/<name>_epoch`` (the epoch means of the training loss and terms), ``train/lr`` (a cosine
+    schedule's rate, every step) and ``val/elbo`` in a packed job's TensorBoard run are its unpacked
+    run's, two epochs of five steps."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from vae_zoo.cli import train
     from vae_zoo.packing.train_pack import train_pack
 
     short = (*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=5", "logger=tensorboard")
-    short += ("callbacks=default", "callbacks.image_grids=null")
+    short += (
+        "callbacks=default",
+        "callbacks.image_grids=null",
+        "scheduler=cosine",
+        "trainer.log_every_n_steps=1",
+    )
     train(make_cfg(*short, output_dir=tmp_path / "alone"))
     train_pack([PackJob(make_cfg(*short, output_dir=tmp_path / "packed"))])
     scalars = []
     for directory in ("alone", "packed"):
         (run,) = (tmp_path / directory / "tensorboard").iterdir()
         events = EventAccumulator(str(run)).Reload()
-        names = ("train/loss_epoch", "train/recon_epoch", "train/kl_epoch", "val/elbo")
+        names = ("train/loss_epoch", "train/recon_epoch", "train/kl_epoch", "val/elbo", "train/lr")
         scalars.append({name: [(e.step, e.value) for e in events.Scalars(name)] for name in names})
     for name, values in scalars[0].items():
         assert [step for step, _ in scalars[1][name]] == [step for step, _ in values], name
         expected = torch.tensor([value for _, value in values])
         got = torch.tensor([value for _, value in scalars[1][name]])
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=0, msg=name)
+    assert [value for _, value in scalars[0]["train/lr"]] == pytest.approx([1e-3] * 5 + [5e-4] * 5)
 
 
 def test_a_pack_stopped_by_a_signal_saves_every_jobs_step_and_resumes_exactly(make_cfg, tmp_path, capsys):

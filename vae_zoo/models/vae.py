@@ -193,7 +193,8 @@ class VAE(pl.LightningModule):
         return self.objective(self.model, x)
 
     def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """The objective's loss; its terms go to the loggers (``train/<name>``), the guard and the epoch means."""
+        """The objective's loss; its terms go to the loggers (``train/<name>``; with a schedule, the model's
+        learning rate as ``train/lr``), the guard and the epoch means."""
         x, labels = images_and_labels(batch)
         with self.model.given(labels):
             loss, terms = self.training_loss(x)
@@ -201,6 +202,8 @@ class VAE(pl.LightningModule):
         if is_logging_step(self.trainer):
             self.log("train/loss", loss.detach(), prog_bar=True)
             self.log_dict({f"train/{name}": value for name, value in terms.items()})
+            if self.hparams.scheduler:  # the rate this step updates with
+                self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]))
         return loss
 
     def configure_callbacks(self) -> list[pl.Callback]:

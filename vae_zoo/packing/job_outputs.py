@@ -38,7 +38,7 @@ class JobFiles:
 
 class JobOutputs(pl.Callback):
     """Writes each job's part of the pack as its unpacked run would: step values every
-    ``log_every_n_steps``, the epoch means of its training loss and terms (``train/<name>_epoch``, its
+    ``log_every_n_steps`` (with a schedule, the model's learning rate), the epoch means of its training loss and terms (``train/<name>_epoch``, its
     skipped batches left out, checkpointed for a resume mid-epoch), validation means every epoch,
     ``last.ckpt`` and the best checkpoint (save_top_k = 1). A job whose guard stopped it writes nothing more:
     its last checkpoint is its last good one."""
@@ -50,6 +50,7 @@ class JobOutputs(pl.Callback):
         self.sums: Tensor | None = None  # (models, names): image-weighted sums over the epoch's batches
         self.images: Tensor | None = None  # (models,)
         self.epoch = -1
+        self.rates: list[float] = []  # this step's learning rate of each model, with a schedule
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: PackedVAE) -> None:
         if self.epoch != trainer.current_epoch:  # else a resume mid-epoch: the sums restored go on
@@ -97,6 +98,12 @@ class JobOutputs(pl.Callback):
         self.epoch, self.names = state_dict["epoch"], state_dict["names"]
         self.sums, self.images = state_dict["sums"], state_dict["images"]
 
+    def on_train_batch_start(self, trainer: pl.Trainer, module: PackedVAE, batch, batch_idx) -> None:
+        """With a schedule, each model's learning rate for this step (read now: a schedule by epoch moves it
+        before the batch's end)."""
+        if module.runs[0].hparams.scheduler:
+            self.rates = [own.param_groups[0]["lr"] for own in trainer.optimizers[0].optimizers]
+
     def on_train_batch_end(self, trainer: pl.Trainer, module: PackedVAE, outputs, batch, batch_idx) -> None:
         self._add_to_epoch_means(trainer, module, len(images_and_labels(batch)[0]) // module.models)
         every = trainer.log_every_n_steps
@@ -108,6 +115,8 @@ class JobOutputs(pl.Callback):
             values = {"train/loss": float(module.losses[n])}
             values |= {f"train/{name}": float(value[n]) for name, value in module.terms.items()}
             values |= {f"train/{name}": float(value[n]) for name, value in self.settings.values.items()}
+            if self.rates:
+                values["train/lr"] = float(self.rates[n])
             for logger in job.loggers:
                 logger.log_metrics(values, step=trainer.global_step - 1)
 
