@@ -13,7 +13,8 @@ import torch
 
 from hydra_plugins.vae_zoo_launchers.packed_slurm_launcher import resumed
 from tests.conftest import FAST, ROOT, run_command, run_script
-from vae_zoo.packing.grouping import apart, group
+from vae_zoo.packing.grouping import apart, group, packing_key
+from vae_zoo.packing.job import PackJob
 
 SHORT = (
     *FAST,
@@ -41,6 +42,23 @@ def test_jobs_pack_by_equal_settings_up_to_max_models_and_say_why_one_trains_alo
     assert apart([a, a, a, b], 3).startswith(
         "it differs from job 0 in model.latent.dim (the models of a pack"
     )
+
+
+def test_jobs_whose_schedules_differ_in_settings_pack_and_in_class_do_not(make_cfg):
+    """Each model builds its own scheduler from its job's settings: ``T_max`` may differ within a pack; the
+    schedule's class, or having one, may not."""
+    keys = [
+        packing_key(PackJob(make_cfg(*overrides)))
+        for overrides in (
+            ("scheduler=cosine", "model.scheduler.T_max=2"),
+            ("scheduler=cosine", "model.scheduler.T_max=5", "+model.scheduler.eta_min=1e-5"),
+            ("scheduler=plateau",),
+            (),
+        )
+    ]
+    assert group(keys, max_models=4) == [[0, 1], [2], [3]]
+    assert apart(keys, 2).startswith("it differs from job 0 in model.scheduler._target_ (")
+    assert apart(keys, 2).endswith("callbacks.temperature.rate, model.scheduler's settings)")
 
 
 def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tmp_path, data_dir):

@@ -205,6 +205,18 @@ def test_each_model_of_a_pack_steps_its_plateau_schedule_on_its_own_validation_v
     assert rates[0] != rates[1]
 
 
+def test_each_model_of_a_pack_follows_its_own_jobs_schedule_settings(make_cfg):
+    """Cosine schedules of 2 and 5 epochs (``model.scheduler.T_max``) in one pack: after 5 epochs each
+    model's rate is its own schedule's (the first, whose cosine has a period of 4 epochs, at half its initial
+    rate; the second at zero)."""
+    cfgs = [make_cfg(*SCHEDULED, "scheduler=cosine", f"model.scheduler.T_max={t}") for t in (2, 5)]
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
+    fit(cfgs[0], packed, datamodule)
+    states = [scheduler.state_dict() for scheduler in packed.lr_schedulers().schedulers]
+    assert [(state["T_max"], state["last_epoch"]) for state in states] == [(2, 5), (5, 5)]
+    assert [state["_last_lr"][0] for state in states] == pytest.approx([5e-4, 0.0], abs=1e-12)
+
+
 def test_a_jobs_schedule_resumes_packed_as_it_resumes_unpacked(make_cfg, tmp_path):
     """A pack of one with a plateau schedule trains 2 epochs; its job directory, resumed to 4 epochs packed and
     (a copy) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state, with the two steps

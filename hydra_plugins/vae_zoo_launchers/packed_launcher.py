@@ -1,8 +1,8 @@
 """``hydra/launcher=packed``: the jobs of a multirun that differ only in what packs train together.
 
-Jobs whose configs are equal but for ``vae_zoo.packing.grouping.PER_MODEL`` form packs of up to
-``max_models``, each trained in this process by ``vae_zoo.packing.train_pack``; every job still gets its
-directory (``.hydra/``, ``checkpoints/``, ``metrics.json``, its TensorBoard run) and its row in the sweep
+Jobs whose configs are equal but for ``vae_zoo.packing.grouping.PER_MODEL`` (and ``PER_MODEL_NODES``) form
+packs of up to ``max_models``, each trained in this process by ``vae_zoo.packing.train_pack``; every job still
+gets its directory (``.hydra/``, ``checkpoints/``, ``metrics.json``, its TensorBoard run) and its row in the sweep
 summary. A job that packs with no other runs alone, as the basic launcher runs it, after one line saying
 which setting kept it apart. A job whose setting is invalid, or whose guard stops it, fails alone with its
 one line; the others train. ``hydra/launcher=packed_slurm`` submits each pack as one SLURM job

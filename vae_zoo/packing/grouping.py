@@ -1,6 +1,7 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
-relaxation's temperature schedule, the semi-supervised objective's alpha) and where each job writes."""
+relaxation's temperature schedule, the semi-supervised objective's alpha; ``PER_MODEL_NODES``: its learning-rate
+schedule's settings) and where each job writes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ PER_MODEL = (
     "callbacks.temperature.tau_min",
     "callbacks.temperature.rate",
 )
+#: config nodes whose settings, all but the class they build, may differ between the models of a pack (each
+#: model's scheduler is built from its own job's)
+PER_MODEL_NODES = ("model.scheduler",)
+BUILT_CLASS = ("_target_", "_partial_")
 #: settings every job has its own of (where it writes), never compared
 PER_JOB = ("paths.output_dir", "logger", "callbacks.model_checkpoint")
 
@@ -41,6 +46,12 @@ def packing_key(job: PackJob) -> dict[str, Any]:
         if node is not None and leaf in node:
             with open_dict(node):
                 del node[leaf]
+    for key in PER_MODEL_NODES:
+        node = OmegaConf.select(resolved, key)
+        if node is not None:
+            with open_dict(node):
+                for leaf in [leaf for leaf in node if leaf not in BUILT_CLASS]:
+                    del node[leaf]
     return OmegaConf.to_container(resolved)
 
 
@@ -76,4 +87,5 @@ def apart(keys: Sequence[dict[str, Any]], n: int) -> str | None:
     nearest = min(others, key=lambda m: len(differences(keys[n], keys[m])))
     apart_in = differences(keys[n], keys[nearest])
     shown = ", ".join(apart_in[:3]) + (f" and {len(apart_in) - 3} more" if len(apart_in) > 3 else "")
-    return f"it differs from job {nearest} in {shown} (the models of a pack differ only in {', '.join(PER_MODEL)})"
+    settings = ", ".join((*PER_MODEL, *(f"{key}'s settings" for key in PER_MODEL_NODES)))
+    return f"it differs from job {nearest} in {shown} (the models of a pack differ only in {settings})"
