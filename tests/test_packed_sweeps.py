@@ -45,20 +45,22 @@ def test_jobs_pack_by_equal_settings_up_to_max_models_and_say_why_one_trains_alo
 
 
 def test_jobs_whose_schedules_differ_in_settings_pack_and_in_class_do_not(make_cfg):
-    """Each model builds its own scheduler from its job's settings: ``T_max`` may differ within a pack; the
-    schedule's class, or having one, may not."""
+    """Each model builds its own scheduler and early stopping from its job's settings: ``T_max`` or the
+    patience may differ within a pack; the schedule's class, or having one, may not."""
+    stops = "+callbacks@callbacks.early_stopping=early_stopping"
     keys = [
         packing_key(PackJob(make_cfg(*overrides)))
         for overrides in (
-            ("scheduler=cosine", "model.scheduler.T_max=2"),
-            ("scheduler=cosine", "model.scheduler.T_max=5", "+model.scheduler.eta_min=1e-5"),
+            ("scheduler=cosine", "model.scheduler.T_max=2", stops),
+            ("scheduler=cosine", "model.scheduler.T_max=5", "+model.scheduler.eta_min=1e-5", stops)
+            + ("callbacks.early_stopping.patience=3",),
             ("scheduler=plateau",),
             (),
         )
     ]
     assert group(keys, max_models=4) == [[0, 1], [2], [3]]
-    assert apart(keys, 2).startswith("it differs from job 0 in model.scheduler._target_ (")
-    assert apart(keys, 2).endswith("callbacks.temperature.rate, model.scheduler's settings)")
+    assert apart(keys, 2).startswith("it differs from job 3 in model.scheduler (")
+    assert apart(keys, 2).endswith("model.scheduler's settings, callbacks.early_stopping's settings)")
 
 
 def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tmp_path, data_dir):

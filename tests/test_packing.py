@@ -217,17 +217,28 @@ def test_each_model_of_a_pack_follows_its_own_jobs_schedule_settings(make_cfg):
     assert [state["_last_lr"][0] for state in states] == pytest.approx([5e-4, 0.0], abs=1e-12)
 
 
-def test_a_jobs_schedule_resumes_packed_as_it_resumes_unpacked(make_cfg, tmp_path):
-    """A pack of one with a plateau schedule trains 2 epochs; its job directory, resumed to 4 epochs packed and
-    (a copy) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state, with the two steps
-    Lightning's resume loses lost in both (epoch 2's, taken after its checkpoint, and epoch 3's, the first
-    resumed epoch's)."""
+#: early stopping once val/elbo has not improved by 1000 nats for one validation: after the second epoch
+STOPS_EARLY = (
+    "+callbacks@callbacks.early_stopping=early_stopping",
+    "callbacks.early_stopping.patience=1",
+    "callbacks.early_stopping.min_delta=1000",
+)
+#: early stopping with a patience longer than the run
+NEVER_STOPS = ("+callbacks@callbacks.early_stopping=early_stopping", "callbacks.early_stopping.patience=100")
+
+
+def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacked(make_cfg, tmp_path):
+    """A pack of one with a plateau schedule and early stopping trains 2 epochs; its job directory, resumed to
+    4 epochs packed and (a copy) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state,
+    with the two steps Lightning's resume loses lost in both (epoch 2's, taken after its checkpoint, and epoch
+    3's, the first resumed epoch's), and the same early-stopping state (3 validations without improvement)."""
     import shutil
 
     from vae_zoo.cli import train
     from vae_zoo.packing.train_pack import train_pack
 
-    common = (*SCHEDULED, *SCHEDULES["plateau"], "callbacks=default", "seed=3")
+    waits = (*NEVER_STOPS, "callbacks.early_stopping.min_delta=1000")  # counts validations, never stops
+    common = (*SCHEDULED, *SCHEDULES["plateau"], *waits, "callbacks=default", "seed=3")
     packed_dir, alone_dir = tmp_path / "packed", tmp_path / "alone"
     train_pack([PackJob(make_cfg(*common, "trainer.max_epochs=2", output_dir=packed_dir))])
     shutil.copytree(packed_dir, alone_dir)
@@ -241,6 +252,43 @@ def test_a_jobs_schedule_resumes_packed_as_it_resumes_unpacked(make_cfg, tmp_pat
     (expected,), (state,) = alone["lr_schedulers"], packed["lr_schedulers"]
     assert state.pop("best") == pytest.approx(expected.pop("best"), rel=1e-6)
     assert state == expected and expected["last_epoch"] == 2  # steps after epochs 1 and 4 of 4
+    key = next(key for key in alone["callbacks"] if key.startswith("EarlyStopping"))
+    assert packed["callbacks"][key] == alone["callbacks"][key] and alone["callbacks"][key]["wait_count"] == 3
+
+
+def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path):
+    """A pack of one stops where its unpacked run stops (``metrics.json`` equal: epochs, step, metrics; the
+    stopper's state in ``last.ckpt`` equal); in a pack of two, the model whose job stops early after 2 of 5
+    epochs stops there (its step, its checkpoints, its final test on its weights then), the other trains on."""
+    import json
+
+    from vae_zoo.cli import train
+    from vae_zoo.packing.train_pack import train_pack
+
+    common = (*SCHEDULED, "callbacks=default", "callbacks.image_grids=null", "seed=3")
+    train(make_cfg(*common, *STOPS_EARLY, output_dir=tmp_path / "alone"))
+    train_pack([PackJob(make_cfg(*common, *STOPS_EARLY, output_dir=tmp_path / "packed"))])
+    runs = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("alone", "packed")]
+    assert runs[0]["epochs"] == 2 and runs[0]["global_step"] == 8
+    for name, value in runs[0].items():
+        expected = pytest.approx(value, rel=1e-6) if isinstance(value, float) else value
+        assert name == "checkpoint" or runs[1][name] == expected, name
+    states = [
+        torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+        for d in ("alone", "packed")
+    ]
+    key = next(key for key in states[0] if key.startswith("EarlyStopping"))
+    assert states[1][key] == states[0][key]
+
+    dirs = [tmp_path / "stops", tmp_path / "goes_on"]
+    jobs = [
+        PackJob(make_cfg(*common, *STOPS_EARLY, output_dir=dirs[0])),
+        PackJob(make_cfg(*common, *NEVER_STOPS, "seed=4", output_dir=dirs[1])),
+    ]
+    stops, goes_on = train_pack(jobs)
+    assert (stops["epochs"], stops["global_step"], goes_on["epochs"], goes_on["global_step"]) == (2, 8, 5, 20)
+    last = torch.load(dirs[0] / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 8 and last["callbacks"][key]["wait_count"] == 1
 
 
 def test_model_n_starts_from_its_seeds_weights_and_sees_its_seeds_batches(make_cfg):

@@ -1,7 +1,7 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
 relaxation's temperature schedule, the semi-supervised objective's alpha; ``PER_MODEL_NODES``: its learning-rate
-schedule's settings) and where each job writes."""
+schedule's and early stopping's settings) and where each job writes."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ PER_MODEL = (
     "callbacks.temperature.rate",
 )
 #: config nodes whose settings, all but the class they build, may differ between the models of a pack (each
-#: model's scheduler is built from its own job's)
-PER_MODEL_NODES = ("model.scheduler",)
+#: model's scheduler and early stopping are built from its own job's)
+PER_MODEL_NODES = ("model.scheduler", "callbacks.early_stopping")
 BUILT_CLASS = ("_target_", "_partial_")
 #: settings every job has its own of (where it writes), never compared
 PER_JOB = ("paths.output_dir", "logger", "callbacks.model_checkpoint")

@@ -1,10 +1,11 @@
 """A pack's checkpoint as its jobs' ordinary single-model checkpoints, and back.
 
 ``job_checkpoint`` cuts model ``n``'s part out of the checkpoint Lightning dumps for the packed module: its
-slice of every weight (the unpacked keys; with weight averaging, of the average and of the trained weights), its optimizer's and learning-rate schedule's state, its data position, its run's
-hyperparameters and config; what the models share (epoch, step, loops, the random-number state) is copied.
-``eval.py``, ``sample.py``, ``vae_zoo.load`` and ``train.py ckpt_path=`` read the result like any run's
-checkpoint. ``pack_checkpoint`` stacks the jobs' checkpoints back into one the packed module resumes from.
+slice of every weight (the unpacked keys; with weight averaging, of the average and of the trained weights),
+its optimizer's and learning-rate schedule's state, its own callbacks' state (early stopping), its data
+position, its run's hyperparameters and config; what the models share (epoch, step, loops, the random-number
+state) is copied. ``eval.py``, ``sample.py``, ``vae_zoo.load`` and ``train.py ckpt_path=`` read the result like
+any run's checkpoint. ``pack_checkpoint`` stacks the jobs' checkpoints back into one the packed module resumes from.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from vae_zoo.saved_run import KEY
 PACKED_PREFIX = "model."  # the packed module's state dict is its packed model's
 
 
+#: the entry holding each job's own callback states (``{state_key: state}`` per job; its early stopping's),
+#: which each job's checkpoint holds among its ``callbacks``
+JOB_CALLBACKS = "job_callbacks"
+
 #: the entries holding model weights: Lightning's, and the trained weights an average replaced there
 #: (``callbacks.ema``: the average is the ``state_dict``)
 WEIGHTS = ("state_dict", "current_model_state")
 
 
-def _model_part(weights: dict[str, Any], n: int) -> dict[str, Any]:
+def model_part(weights: dict[str, Any], n: int) -> dict[str, Any]:
     """Model ``n``'s unpacked weights from the packed module's (``model.``-prefixed, stacked)."""
     return {key[len(PACKED_PREFIX) :]: value[n].clone() for key, value in weights.items()}
 
@@ -45,11 +50,12 @@ def job_checkpoint(
     ]
     for weights in WEIGHTS:  # the weights, and the trained ones beside an average (weight averaging)
         if weights in checkpoint:
-            job[weights] = _model_part(checkpoint[weights], n)
+            job[weights] = model_part(checkpoint[weights], n)
     job["optimizer_states"] = [checkpoint["optimizer_states"][0]["models"][n]]
     job["lr_schedulers"] = [schedules["models"][n] for schedules in checkpoint["lr_schedulers"]]
     job["hparams_name"], job["hyper_parameters"] = "kwargs", dict(packed.runs[n].hparams)
     job["callbacks"] = {**checkpoint["callbacks"], "NonFiniteGuard": {"skipped_batches": packed.skipped[n]}}
+    job["callbacks"] |= job.pop(JOB_CALLBACKS, [{}] * packed.models)[n]
     job[KEY] = run
     return job
 
@@ -80,6 +86,7 @@ def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, A
     packed["lr_schedulers"] = [
         {"models": list(states)} for states in zip(*(job["lr_schedulers"] for job in jobs))
     ]
+    packed[JOB_CALLBACKS] = [job["callbacks"] for job in jobs]  # each job's own callbacks pick theirs
     for key in ("hparams_name", "hyper_parameters", KEY):
         packed.pop(key, None)
     return packed

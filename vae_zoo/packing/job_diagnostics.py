@@ -53,7 +53,7 @@ class JobDiagnostics(pl.Callback):
     def _draw(self, trainer: pl.Trainer, module: PackedVAE, kind: type) -> None:
         for n, (callbacks, datamodule, files) in enumerate(zip(self.callbacks, self.datamodules, self.files)):
             due = [c for c in callbacks if isinstance(c, kind) and c.due(trainer, files.loggers)]
-            if due and n not in module.failures:
+            if due and not module.done(n):
                 run = job_view(module, n, self.settings)
                 for callback in due:
                     callback.draw(trainer, run, datamodule, files.loggers)

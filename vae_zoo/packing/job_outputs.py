@@ -1,6 +1,7 @@
 """What each job of a pack writes while the pack trains: its loggers' step and epoch values, and its
-``checkpoints/`` (``last.ckpt`` at every validation, the best by its own monitored metric, and whatever the
-pack's callbacks save: periodic and preemption checkpoints)."""
+``checkpoints/`` (``last.ckpt`` at every validation, the best by its own monitored metric, each saved where
+its unpacked run's ``ModelCheckpoint`` saves it, and whatever the pack's callbacks save: periodic and
+preemption checkpoints)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,11 @@ class JobFiles:
 
 class JobOutputs(pl.Callback):
     """Writes each job's part of the pack as its unpacked run would: step values every
-    ``log_every_n_steps`` (with a schedule, the model's learning rate), the epoch means of its training loss and terms (``train/<name>_epoch``, its
-    skipped batches left out, checkpointed for a resume mid-epoch), validation means every epoch,
-    ``last.ckpt`` and the best checkpoint (save_top_k = 1). A job whose guard stopped it writes nothing more:
-    its last checkpoint is its last good one."""
+    ``log_every_n_steps`` (with a schedule, the model's learning rate), the epoch means of its training loss
+    and terms (``train/<name>_epoch``, its skipped batches left out, checkpointed for a resume mid-epoch),
+    validation means every epoch, ``last.ckpt`` and the best checkpoint (save_top_k = 1). A job whose guard or
+    early stopping stopped it writes nothing more: its last checkpoint is its last good one, or the one of the
+    validation it stopped at."""
 
     def __init__(self, jobs: list[JobFiles], settings: PerModelSettings) -> None:
         self.jobs, self.settings = jobs, settings
@@ -73,10 +75,8 @@ class JobOutputs(pl.Callback):
         self.images += applied
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
-        if self.sums is None:
-            return
         for n, job in enumerate(self.jobs):
-            if n in module.failures or not self.images[n]:
+            if self.sums is None or n in module.failures or not self.images[n]:
                 continue
             means = {
                 f"train/{name}_epoch": float(self.sums[n, i] / self.images[n])
@@ -84,6 +84,8 @@ class JobOutputs(pl.Callback):
             }
             for logger in job.loggers:  # at the epoch's last step, where Lightning logs an unpacked run's
                 logger.log_metrics(means, step=trainer.global_step - 1)
+        if self._saves_at_epoch_end(trainer):
+            self._save(trainer, module)
 
     def state_dict(self) -> dict[str, Any]:
         host = lambda t: None if t is None else t.cpu()
@@ -110,7 +112,7 @@ class JobOutputs(pl.Callback):
         if not every or trainer.global_step % every:
             return
         for n, job in enumerate(self.jobs):
-            if n in module.failures:
+            if module.done(n):
                 continue
             values = {"train/loss": float(module.losses[n])}
             values |= {f"train/{name}": float(value[n]) for name, value in module.terms.items()}
@@ -123,20 +125,39 @@ class JobOutputs(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
         if trainer.sanity_checking:
             return
-        checkpoint = (
-            trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            if any(job.checkpoint for job in self.jobs)
-            else {}
-        )
         for n, job in enumerate(self.jobs):
-            if n in module.failures:
+            if not self._writes(trainer, module, n):
                 continue
-            metrics = module.metrics["val"][n]
             for logger in job.loggers:
                 # at the epoch's last step, as Lightning logs an unpacked run's validation
-                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step - 1)
-            if job.checkpoint is None:
+                values = {**module.metrics["val"][n], "epoch": trainer.current_epoch}
+                logger.log_metrics(values, step=trainer.global_step - 1)
+        if not self._saves_at_epoch_end(trainer):
+            self._save(trainer, module)
+
+    @staticmethod
+    def _writes(trainer: pl.Trainer, module: PackedVAE, n: int) -> bool:
+        """Whether job ``n`` still writes: not failed, nor stopped early before this step (a model its early
+        stopping stops at this validation still writes it, as alone)."""
+        stopped = module.stopped.get(n)
+        return n not in module.failures and (stopped is None or stopped.global_step == trainer.global_step)
+
+    def _saves_at_epoch_end(self, trainer: pl.Trainer) -> bool:
+        """Where the jobs' ``ModelCheckpoint`` saves an unpacked run's: at the end of the training epoch when
+        validation ends every epoch (so that a checkpoint's loop state is an unpacked run's), else after each
+        validation."""
+        checkpoint = next((job.checkpoint for job in self.jobs if job.checkpoint), None)
+        return checkpoint is not None and checkpoint._should_save_on_train_epoch_end(trainer)
+
+    def _save(self, trainer: pl.Trainer, module: PackedVAE) -> None:
+        """Each writing job's ``last.ckpt``, and its best checkpoint where its monitored value improved."""
+        if "val" not in module.metrics or not any(job.checkpoint for job in self.jobs):
+            return
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        for n, job in enumerate(self.jobs):
+            if job.checkpoint is None or not self._writes(trainer, module, n):
                 continue
+            metrics = module.metrics["val"][n]
             own = job_checkpoint(checkpoint, module, n, job.run)
             directory = Path(job.checkpoint.dirpath)
             job.last_path = str(directory / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
@@ -176,7 +197,7 @@ class JobCheckpointIO(DurableCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
         within = self.within(path)
         for n, (job, files) in enumerate(zip(self.jobs, self.files)):
-            if n in self.module.failures:
+            if self.module.done(n):
                 continue
             target = job.output_dir / within
             super().save_checkpoint(job_checkpoint(checkpoint, self.module, n, files.run), target)

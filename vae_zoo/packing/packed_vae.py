@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -29,6 +30,16 @@ from vae_zoo.packed_batch import per_image_copies
 from vae_zoo.packing.joint_step import joint_optimizer, merged_groups
 from vae_zoo.packing.pack import pack
 from vae_zoo.packing.packed_schedules import PackedSchedules
+
+
+@dataclass
+class Stopped:
+    """Where a model of a pack stopped early: its run's epoch count and step, and its weights then (as its
+    checkpoints hold them: with weight averaging, the average)."""
+
+    epochs: int
+    global_step: int
+    weights: dict[str, Tensor]
 
 
 class PackedOptimizer(torch.optim.Optimizer):
@@ -93,7 +104,8 @@ class PackedVAE(pl.LightningModule):
     trained as one packed ``ProbabilisticModel`` (``self.model``) on the objective they share.
 
     After each step ``losses`` holds the N losses; after each validation or test epoch ``metrics[stage]`` the
-    N models' epoch means; ``failures`` maps a model stopped by its non-finite guard to its one line."""
+    N models' epoch means; ``failures`` maps a model stopped by its non-finite guard to its one line,
+    ``stopped`` a model its job's early stopping stopped to where (``PerModelEarlyStopping``)."""
 
     def __init__(self, runs: Sequence[VAE]) -> None:
         super().__init__()
@@ -104,6 +116,7 @@ class PackedVAE(pl.LightningModule):
         self.losses: Tensor | None = None
         self.terms: dict[str, Tensor] = {}
         self.failures: dict[int, str] = {}
+        self.stopped: dict[int, Stopped] = {}
         self.skipped = [0] * len(runs)
         self.last_good = [""] * len(runs)  # each model's last checkpoint, for its guard's line
         self.metrics: dict[str, list[dict[str, float]]] = {}
@@ -190,8 +203,8 @@ class PackedVAE(pl.LightningModule):
         for n in range(self.models):
             # a failed sum of finite values (a float32 overflow) is told apart by the exact check
             good = finite[n] or not self._bad(n, grads)
-            optimizer.active[n] = n not in self.failures and (good or self.nonfinite == "off")
-            if optimizer.active[n] or n in self.failures:
+            optimizer.active[n] = not self.done(n) and (good or self.nonfinite == "off")
+            if optimizer.active[n] or self.done(n):
                 continue
             if self.nonfinite == "skip":
                 self.skipped[n] += 1
@@ -200,8 +213,12 @@ class PackedVAE(pl.LightningModule):
             self.failures[n] = nonfinite_message(
                 self.trainer.global_step, self._bad(n, grads), where, self.last_good[n]
             )
-            if len(self.failures) == self.models:
+            if all(self.done(m) for m in range(self.models)):
                 self.trainer.should_stop = True
+
+    def done(self, n: int) -> bool:
+        """Whether model ``n`` trains no more: its guard failed it or its early stopping stopped it."""
+        return n in self.failures or n in self.stopped
 
     def _bad(self, n: int, grads: list[Tensor]) -> list[str]:
         """Model ``n``'s non-finite parts (``nonfinite_parts`` of its slice)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_zoo.callbacks.gradient_variance import GradientVariance
@@ -40,6 +40,7 @@ from vae_zoo.packing.job_outputs import JobCheckpointIO, JobFiles, JobOutputs
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_data import PackedDataModule
 from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.per_model_early_stopping import PerModelEarlyStopping
 from vae_zoo.packing.per_model_settings import PerModelSettings
 from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
@@ -125,12 +126,14 @@ def _train_built(
         ]
 
 
-#: the callbacks a pack runs per job: checkpoints (``JobOutputs``), each job's own warm-up and temperature
-#: (``PerModelSettings``), image grids and gradient variance (``JobDiagnostics``), latent maps (after its
-#: final test); callbacks with ``pack_wide = True`` (the progress bar, periodic and preemption checkpoints,
-#: which ``JobCheckpointIO`` writes for every job) run once, as the first job's
+#: the callbacks a pack runs per job: checkpoints (``JobOutputs``), early stopping (``PerModelEarlyStopping``),
+#: each job's own warm-up and temperature (``PerModelSettings``), image grids and gradient variance
+#: (``JobDiagnostics``), latent maps (after its final test); callbacks with ``pack_wide = True`` (the progress
+#: bar, periodic and preemption checkpoints, which ``JobCheckpointIO`` writes for every job) run once, as the
+#: first job's
 PER_JOB_CALLBACKS = (
     ModelCheckpoint,
+    EarlyStopping,
     KLWarmup,
     TemperatureAnnealing,
     ImageGrids,
@@ -184,6 +187,8 @@ def _pack_trainer(
             plugins=[io],
             callbacks=[
                 settings,
+                # before the outputs: a model stopping at a validation still saves it, as an unpacked run does
+                PerModelEarlyStopping([_of_type(c, EarlyStopping) for c in callbacks]),
                 JobOutputs(files, settings),
                 JobDiagnostics(callbacks, datamodules, files, settings),
                 *first,
@@ -229,7 +234,11 @@ def _finish(
     ``metrics.json`` is what ``eval.py`` on that checkpoint reports), its latent maps, and the file written."""
     if n in packed.failures:
         return VaeZooError(packed.failures[n])
-    run.load_state_dict(unpacked_state_dict(packed.model, n))  # its final weights, where no checkpoint is
+    stopped = packed.stopped.get(n)
+    # its final weights, where no checkpoint is: those it stopped early with, else the pack's last
+    run.load_state_dict(stopped.weights if stopped else unpacked_state_dict(packed.model, n))
+    epochs = stopped.epochs if stopped else pack_trainer.current_epoch
+    step = stopped.global_step if stopped else pack_trainer.global_step
     with job.current():
         trainer = build_trainer(job.cfg, logging=False)
         checkpoint = files.best_path or None
@@ -242,15 +251,15 @@ def _finish(
         metrics = {
             **run_identity(job.cfg),
             "checkpoint": files.best_path,
-            "epochs": pack_trainer.current_epoch,
-            "global_step": pack_trainer.global_step,
+            "epochs": epochs,
+            "global_step": step,
             "kl": run.model.kl_origin,
             **values,
         }
         write_metrics(job.output_dir / "metrics.json", metrics)
         for logger in files.loggers:  # the final validation and test, as an unpacked run's trainer logs them
-            logger.log_metrics(values, step=pack_trainer.global_step)
-        log_hparams_row(files.loggers, job.cfg, values, step=pack_trainer.global_step)
+            logger.log_metrics(values, step=step)
+        log_hparams_row(files.loggers, job.cfg, values, step=step)
         for logger in files.loggers:
             logger.finalize("success")
     return metrics

@@ -1,0 +1,71 @@
+"""Each job's early stopping in a pack: its own ``EarlyStopping`` (Lightning's, from its
+``callbacks.early_stopping``) checked on its own model's values after each validation, before the job's
+checkpoints of that validation are written. (Lightning checks an unpacked run at the end of the training epoch
+whose validation just ran, or after each validation when it runs within epochs: on the same values, and
+before its checkpoints are saved.)
+
+A model that stops trains no further: its optimizer steps no more, its job writes no more values or
+checkpoints, and its ``metrics.json`` records the epoch and step it stopped at, from its weights of that moment
+(``Stopped``). The pack stops when every model has stopped or failed. Each stopper's state travels in its
+job's checkpoints under its own key, as an unpacked run's does (``job_callbacks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.trainer.states import TrainerFn
+
+from vae_zoo.errors import ConfigError
+from vae_zoo.packing.job_checkpoints import JOB_CALLBACKS, model_part
+from vae_zoo.packing.packed_vae import PackedVAE, Stopped
+
+
+class PerModelEarlyStopping(pl.Callback):
+    """``stoppers``: each job's ``EarlyStopping``, None where it has none."""
+
+    def __init__(self, stoppers: Sequence[EarlyStopping | None]) -> None:
+        self.stoppers = list(stoppers)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
+        """Each running model's stopper on its own values of this validation, as ``EarlyStopping`` checks one."""
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        for n, stopper in enumerate(self.stoppers):
+            if stopper is None or module.done(n):
+                continue
+            value = module.metrics["val"][n].get(stopper.monitor)
+            if value is None and stopper.strict:
+                raise ConfigError(
+                    f"callbacks.early_stopping.monitor={stopper.monitor} is not a validation metric of this "
+                    f"model -- monitor one of {', '.join(module.metrics['val'][n])}"
+                )
+            if value is None:
+                continue
+            should_stop, reason = stopper._evaluate_stopping_criteria(torch.tensor(value))
+            if should_stop:
+                stopper.stopped_epoch, stopper.stopping_reason_message = trainer.current_epoch, reason
+                # its weights as its checkpoint would hold them now (with weight averaging, the average)
+                dump = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+                weights = model_part(dump["state_dict"], n)
+                module.stopped[n] = Stopped(trainer.current_epoch + 1, trainer.global_step, weights)
+        if all(module.done(n) for n in range(module.models)):
+            trainer.should_stop = True
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[JOB_CALLBACKS] = [
+            {stopper.state_key: stopper.state_dict()} if stopper else {} for stopper in self.stoppers
+        ]
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        for stopper, states in zip(self.stoppers, checkpoint.get(JOB_CALLBACKS, []), strict=False):
+            if stopper and stopper.state_key in states:
+                stopper.load_state_dict(states[stopper.state_key])
