@@ -344,6 +344,13 @@ BAD_INPUTS = {
             "optimized_metric=val/elbo"
         ),
     ),
+    "plateau schedule without a validation every epoch": (
+        ["scheduler=plateau", "trainer.check_val_every_n_epoch=2"],
+        (
+            "error: scheduler=plateau steps on val/elbo after every training epoch, and "
+            "trainer.check_val_every_n_epoch=2 leaves epochs without validation -- validate every epoch"
+        ),
+    ),
     "warm-up without a KL weight": (
         ["objective=iwae", "+callbacks@callbacks.kl_warmup=kl_warmup"],
         "error: callbacks.kl_warmup needs an objective with a KL weight (objective=elbo)",

@@ -18,6 +18,7 @@ from omegaconf.errors import InterpolationResolutionError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.checkpoint_io import (
@@ -136,7 +137,19 @@ def build_callbacks(cfg: DictConfig) -> dict[str, pl.Callback]:
 
 def check_optimized_metric(cfg: DictConfig, model: pl.LightningModule) -> None:
     """``optimized_metric`` (the checkpoint monitor, the sweepers' value), and any callback's own ``monitor``
-    (``callbacks.model_checkpoint.monitor=...``), must be a metric validation logs."""
+    (``callbacks.model_checkpoint.monitor=...``), must be a metric validation logs; a plateau schedule, which
+    steps on ``optimized_metric`` after every training epoch, needs a validation in every epoch."""
+    scheduler = (cfg.get("model") or {}).get("scheduler")
+    every = cfg.trainer.get("check_val_every_n_epoch", 1)
+    plateau = scheduler and issubclass(
+        build(scheduler, LRScheduler, "model.scheduler").func, ReduceLROnPlateau
+    )
+    if plateau and (every != 1 or cfg.trainer.get("limit_val_batches") == 0):
+        given = f"trainer.check_val_every_n_epoch={every}" if every != 1 else "trainer.limit_val_batches=0"
+        raise ConfigError(
+            f"scheduler=plateau steps on {cfg.optimized_metric} after every training epoch, and {given} leaves "
+            "epochs without validation -- validate every epoch, or choose scheduler=cosine"
+        )
     monitored = {"optimized_metric": cfg.get("optimized_metric")}
     for name, node in (cfg.get("callbacks") or {}).items():
         if isinstance(node, DictConfig) and "monitor" in node and node.monitor is not None:

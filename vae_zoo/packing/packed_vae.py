@@ -23,7 +23,6 @@ from vae_zoo.active_units import UnitSpread
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
 from vae_zoo.data.tensor_batches import images_and_labels
-from vae_zoo.errors import ConfigError
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packed_batch import per_image_copies
@@ -183,12 +182,8 @@ class PackedVAE(pl.LightningModule):
             return
         if loop.restarting or not loop.epoch_loop._num_ready_batches_reached():
             return
+        # validated every epoch (``check_optimized_metric``)
         monitors = [run.hparams.monitor for run in self.runs]
-        if "val" not in self.metrics:
-            raise ConfigError(
-                f"scheduler=plateau steps on {monitors[0]}, which no validation has measured yet -- validate "
-                "every epoch (trainer.check_val_every_n_epoch=1)"
-            )
         schedules.step([metrics[m] for metrics, m in zip(self.metrics["val"], monitors)])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -20,7 +20,6 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import TrainerFn
 
-from vae_zoo.errors import ConfigError
 from vae_zoo.packing.job_checkpoints import JOB_CALLBACKS, model_part
 from vae_zoo.packing.packed_vae import PackedVAE, Stopped
 
@@ -38,14 +37,7 @@ class PerModelEarlyStopping(pl.Callback):
         for n, stopper in enumerate(self.stoppers):
             if stopper is None or module.done(n):
                 continue
-            value = module.metrics["val"][n].get(stopper.monitor)
-            if value is None and stopper.strict:
-                raise ConfigError(
-                    f"callbacks.early_stopping.monitor={stopper.monitor} is not a validation metric of this "
-                    f"model -- monitor one of {', '.join(module.metrics['val'][n])}"
-                )
-            if value is None:
-                continue
+            value = module.metrics["val"][n][stopper.monitor]  # a metric it validates (checked when built)
             should_stop, reason = stopper._evaluate_stopping_criteria(torch.tensor(value))
             if should_stop:
                 stopper.stopped_epoch, stopper.stopping_reason_message = trainer.current_epoch, reason
