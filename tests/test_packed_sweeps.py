@@ -121,6 +121,29 @@ def test_jobs_with_what_does_not_pack_say_so_in_one_line_each_and_train_unpacked
         assert json.loads((sweep / job / "metrics.json").read_text())["seed"] == int(job)
 
 
+def test_an_optuna_search_of_the_learning_rate_trains_each_batch_of_trials_as_one_pack(tmp_path, data_dir):
+    """``hparams_search=optuna`` over the learning rate alone, two trials at a time: each batch packs, and the
+    best value Optuna reports is the best trial's validated ``optimized_metric``."""
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.custom_search_space=null",
+        *SHORT,
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("packed: 2 jobs train as one model: ") == 2
+    values = [json.loads((sweep / str(job) / "metrics.json").read_text())["val/elbo"] for job in range(4)]
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == min(values)
+
+
 def test_max_models_below_one_is_refused_in_one_line(tmp_path, data_dir):
     result = run_script(
         "train.py", "-m", "seed=0,1", "hydra.launcher.max_models=0", *SHORT, f"hydra.sweep.dir={tmp_path}"
