@@ -3,6 +3,8 @@ do: the CPU's fused and for-loop implementations (foreach is CUDA's; the GPU tes
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -55,11 +57,16 @@ def stacked_parameters(seed: int, device: str = "cpu") -> list[nn.Parameter]:
     ]
 
 
-def train(optimizer: PackedOptimizer, steps: int, seed: int, one_by_one: bool) -> None:
+def train(
+    optimizer: PackedOptimizer, steps: int, seed: int, one_by_one: bool, resting: dict[int, int] | None = None
+) -> None:
+    """``steps`` steps on random gradients; ``resting`` maps a step to a model that does not step then (its
+    guard skipped it, or it stopped early)."""
     generator = torch.Generator().manual_seed(seed)
     if one_by_one:
         optimizer.joint = None
-    for _ in range(steps):
+    for step in range(steps):
+        optimizer.active = [n != (resting or {}).get(step) for n in range(MODELS)]
         optimizer.zero_grad()
         for p in optimizer.packed:
             p.grad = torch.randn(p.shape, generator=generator).to(p.device)
@@ -113,6 +120,23 @@ def test_a_learning_rate_changed_between_steps_and_a_loaded_state_are_what_the_j
     train(resumed, steps=3, seed=2, one_by_one=False)
     train(one_by_one, steps=3, seed=2, one_by_one=True)
     assert_same(resumed, one_by_one)
+
+
+def test_one_call_for_the_models_that_step_leaves_the_others_as_they_were():
+    """Model 1 rests at steps 1 and 2, model 0 at step 4: the call over the others is one by one bit for bit,
+    and a resting model's weights and state do not move."""
+    config = CONFIGS["adam_fused"]
+    joint, one_by_one = (packed_optimizer(config, stacked_parameters(0), [1e-2] * MODELS) for _ in range(2))
+    train(joint, steps=1, seed=1, one_by_one=False)
+    before = [p[1].clone() for p in joint.packed], copy.deepcopy(states(joint)[1])
+    train(joint, steps=2, seed=2, one_by_one=False, resting={0: 1, 1: 1})
+    assert all(torch.equal(p[1], q) for p, q in zip(joint.packed, before[0]))
+    assert all(torch.equal(v, before[1][i][k]) for i in before[1] for k, v in states(joint)[1][i].items())
+    train(one_by_one, steps=1, seed=1, one_by_one=True)
+    train(one_by_one, steps=2, seed=2, one_by_one=True, resting={0: 1, 1: 1})
+    train(joint, steps=3, seed=3, one_by_one=False, resting={1: 0})
+    train(one_by_one, steps=3, seed=3, one_by_one=True, resting={1: 0})
+    assert_same(joint, one_by_one)
 
 
 def test_an_optimizer_class_not_known_to_update_tensor_by_tensor_steps_one_model_at_a_time():

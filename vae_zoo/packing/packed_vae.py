@@ -43,8 +43,8 @@ class Stopped:
 
 class PackedOptimizer(torch.optim.Optimizer):
     """N optimizers, model ``n``'s over views of slice ``n`` of the packed parameters; ``step`` steps those of
-    the models in ``active`` (set by the guard each step), each after its gradients' views are taken: all N by
-    one call where every model steps and their class allows it (``joint_step``), else one by one."""
+    the models in ``active`` (set by the guard each step), each after its gradients' views are taken: by one
+    call where their class allows it (``joint_step``), else one by one."""
 
     def __init__(
         self, params: list[nn.Parameter], build: Callable[[int, list[Tensor]], torch.optim.Optimizer]
@@ -79,15 +79,15 @@ class PackedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.joint is not None and all(self.active):
-            self.joint.param_groups = merged_groups(self.optimizers)
-            self.joint.step()
-            for optimizer in self.optimizers:  # stepped: what a scheduler's wrapper of its step records
-                optimizer._opt_called = True
-            return loss
-        for optimizer, active in zip(self.optimizers, self.active):
-            if active:
+        stepping = [optimizer for optimizer, active in zip(self.optimizers, self.active) if active]
+        if self.joint is None:
+            for optimizer in stepping:
                 optimizer.step()
+        elif stepping:
+            self.joint.param_groups = merged_groups(stepping)
+            self.joint.step()
+            for optimizer in stepping:  # stepped: what a scheduler's wrapper of its step records
+                optimizer._opt_called = True
         return loss
 
     def state_dict(self) -> dict[str, Any]:
