@@ -257,8 +257,8 @@ def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacke
 
 
 def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path):
-    """A pack of one stops where its unpacked run stops (``metrics.json`` equal: epochs, step, metrics; the
-    stopper's state in ``last.ckpt`` equal); in a pack of two, the model whose job stops early after 2 of 5
+    """A pack of one stops where its unpacked run stops, also when ``trainer.min_epochs`` holds it back
+    (``metrics.json`` equal: epochs, step, metrics; the stopper's state in ``last.ckpt`` equal); in a pack of two, the model whose job stops early after 2 of 5
     epochs stops there (its step, its checkpoints, its final test on its weights then), the other trains on."""
     import json
 
@@ -266,19 +266,22 @@ def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg,
     from vae_zoo.packing.train_pack import train_pack
 
     common = (*SCHEDULED, "callbacks=default", "callbacks.image_grids=null", "seed=3")
-    train(make_cfg(*common, *STOPS_EARLY, output_dir=tmp_path / "alone"))
-    train_pack([PackJob(make_cfg(*common, *STOPS_EARLY, output_dir=tmp_path / "packed"))])
-    runs = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("alone", "packed")]
-    assert runs[0]["epochs"] == 2 and runs[0]["global_step"] == 8
-    for name, value in runs[0].items():
-        expected = pytest.approx(value, rel=1e-6) if isinstance(value, float) else value
-        assert name == "checkpoint" or runs[1][name] == expected, name
-    states = [
-        torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
-        for d in ("alone", "packed")
-    ]
-    key = next(key for key in states[0] if key.startswith("EarlyStopping"))
-    assert states[1][key] == states[0][key]
+    for least, epochs in ((None, 2), (4, 4)):  # trainer.min_epochs: stopped when due, or not before
+        at_least = () if least is None else (f"+trainer.min_epochs={least}",)
+        runs, states = [], []
+        for name, fit_run in (("alone", train), ("packed", lambda cfg: train_pack([PackJob(cfg)]))):
+            directory = tmp_path / f"{name}{least}"
+            fit_run(make_cfg(*common, *STOPS_EARLY, *at_least, output_dir=directory))
+            runs.append(json.loads((directory / "metrics.json").read_text()))
+            states.append(
+                torch.load(directory / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+            )
+        assert runs[0]["epochs"] == epochs and runs[0]["global_step"] == 4 * epochs
+        for name, value in runs[0].items():
+            expected = pytest.approx(value, rel=1e-6) if isinstance(value, float) else value
+            assert name == "checkpoint" or runs[1][name] == expected, name
+        key = next(key for key in states[0] if key.startswith("EarlyStopping"))
+        assert states[1][key] == states[0][key]
 
     dirs = [tmp_path / "stops", tmp_path / "goes_on"]
     jobs = [

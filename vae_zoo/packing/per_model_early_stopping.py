@@ -39,7 +39,7 @@ class PerModelEarlyStopping(pl.Callback):
                 continue
             value = module.metrics["val"][n][stopper.monitor]  # a metric it validates (checked when built)
             should_stop, reason = stopper._evaluate_stopping_criteria(torch.tensor(value))
-            if should_stop:
+            if should_stop and self._may_stop(trainer):
                 stopper.stopped_epoch, stopper.stopping_reason_message = trainer.current_epoch, reason
                 # its weights as its checkpoint would hold them now (with weight averaging, the average)
                 dump = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
@@ -47,6 +47,14 @@ class PerModelEarlyStopping(pl.Callback):
                 module.stopped[n] = Stopped(trainer.current_epoch + 1, trainer.global_step, weights)
         if all(module.done(n) for n in range(module.models)):
             trainer.should_stop = True
+
+    @staticmethod
+    def _may_stop(trainer: pl.Trainer) -> bool:
+        """``trainer.min_epochs`` and ``min_steps`` met, counted as Lightning counts them when it decides to
+        stop an unpacked run (this epoch done if its last batch is)."""
+        loop = trainer.fit_loop
+        epochs = trainer.current_epoch + int(loop.epoch_loop._num_ready_batches_reached())
+        return epochs >= (loop.min_epochs or 0) and trainer.global_step >= (loop.min_steps or 0)
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
