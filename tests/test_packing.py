@@ -258,8 +258,9 @@ def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacke
 
 def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path):
     """A pack of one stops where its unpacked run stops, also when ``trainer.min_epochs`` holds it back
-    (``metrics.json`` equal: epochs, step, metrics; the stopper's state in ``last.ckpt`` equal); in a pack of two, the model whose job stops early after 2 of 5
-    epochs stops there (its step, its checkpoints, its final test on its weights then), the other trains on."""
+    (``metrics.json`` equal: epochs, step, metrics; the stopper's state in ``last.ckpt`` equal); in a pack of
+    two, the model whose job stops early after 2 of 5 epochs stops there (its step, its checkpoints, its final
+    test on its weights then), the other trains on."""
     import json
 
     from vae_zoo.cli import train
