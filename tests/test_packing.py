@@ -256,7 +256,7 @@ def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacke
     assert packed["callbacks"][key] == alone["callbacks"][key] and alone["callbacks"][key]["wait_count"] == 3
 
 
-def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path):
+def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path, capsys):
     """A pack of one stops where its unpacked run stops, also when ``trainer.min_epochs`` holds it back
     (``metrics.json`` equal: epochs, step, metrics; the stopper's state in ``last.ckpt`` equal); in a pack of
     two, the model whose job stops early after 2 of 5 epochs stops there (its step, its checkpoints, its final
@@ -289,10 +289,16 @@ def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg,
         PackJob(make_cfg(*common, *STOPS_EARLY, output_dir=dirs[0])),
         PackJob(make_cfg(*common, *NEVER_STOPS, "seed=4", output_dir=dirs[1])),
     ]
+    capsys.readouterr()
     stops, goes_on = train_pack(jobs)
+    printed = capsys.readouterr().out
     assert (stops["epochs"], stops["global_step"], goes_on["epochs"], goes_on["global_step"]) == (2, 8, 5, 20)
     last = torch.load(dirs[0] / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 8 and last["callbacks"][key]["wait_count"] == 1
+    best = float(last["callbacks"][key]["best_score"])
+    reason = f"Monitored metric val/elbo did not improve in the last 1 records. Best score: {best:.3f}."
+    assert f"packed: {dirs[0]} stops early after epoch 1: {reason} Signaling Trainer to stop.\n" in printed
+    assert printed.count("stops early") == 1
 
 
 def test_model_n_starts_from_its_seeds_weights_and_sees_its_seeds_batches(make_cfg):

@@ -25,10 +25,11 @@ from vae_zoo.packing.packed_vae import PackedVAE, Stopped
 
 
 class PerModelEarlyStopping(pl.Callback):
-    """``stoppers``: each job's ``EarlyStopping``, None where it has none."""
+    """``stoppers``: each job's ``EarlyStopping``, None where it has none; ``names``: the jobs' directories, for
+    the line a stop prints."""
 
-    def __init__(self, stoppers: Sequence[EarlyStopping | None]) -> None:
-        self.stoppers = list(stoppers)
+    def __init__(self, stoppers: Sequence[EarlyStopping | None], names: Sequence[str]) -> None:
+        self.stoppers, self.names = list(stoppers), list(names)
 
     def on_validation_end(self, trainer: pl.Trainer, module: PackedVAE) -> None:
         """Each running model's stopper on its own values of this validation, as ``EarlyStopping`` checks one."""
@@ -45,6 +46,9 @@ class PerModelEarlyStopping(pl.Callback):
                 dump = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
                 weights = model_part(dump["state_dict"], n)
                 module.stopped[n] = Stopped(trainer.current_epoch + 1, trainer.global_step, weights)
+                line = f"packed: {self.names[n]} stops early after epoch {trainer.current_epoch}: {reason}"
+                bar = trainer.progress_bar_callback  # (its print keeps the line apart from the bar)
+                (bar.print if bar is not None else print)(line)
         if all(module.done(n) for n in range(module.models)):
             trainer.should_stop = True
 

@@ -188,7 +188,9 @@ def _pack_trainer(
             callbacks=[
                 settings,
                 # before the outputs: a model stopping at a validation still saves it, as an unpacked run does
-                PerModelEarlyStopping([_of_type(c, EarlyStopping) for c in callbacks]),
+                PerModelEarlyStopping(
+                    [_of_type(c, EarlyStopping) for c in callbacks], [str(job.output_dir) for job in jobs]
+                ),
                 JobOutputs(files, settings),
                 JobDiagnostics(callbacks, datamodules, files, settings),
                 *first,
