@@ -270,6 +270,7 @@ OPTIONS = (
     ("scheduler=cosine",),
     ("+callbacks@callbacks.kl_warmup=kl_warmup",),
     ("+callbacks@callbacks.ema=ema",),
+    ("+callbacks@callbacks.early_stopping=early_stopping",),
 )
 
 
