@@ -112,3 +112,21 @@ def test_train_answers_bad_input_with_the_command_lines_one_line_and_writes_noth
     with pytest.raises(VaeZooError, match="already holds a finished run"):
         vae_zoo.train(f"paths.data_dir={data_dir}", *SHORT, directory=run.directory)
     assert {p: p.stat().st_mtime_ns for p in run.directory.rglob("*") if p.is_file()} == before
+
+
+def test_train_packed_trains_the_jobs_that_pack_as_one_and_returns_each_run(data_dir, tmp_path, capsys):
+    """Two seeds pack, a third job with another latent size trains alone and a fourth with a bad learning
+    rate fails alone: each job its ordinary directory and ``TrainedRun``, or its one line."""
+    jobs = (["seed=0"], ["seed=1"], ["seed=0", "model.latent.dim=3"], ["model.optimizer.lr=-1"])
+    capsys.readouterr()
+    runs = vae_zoo.train_packed(*jobs, common=[f"paths.data_dir={data_dir}", *SHORT], directory=tmp_path)
+    assert capsys.readouterr().out.count("packed: 2 jobs train as one model: ") == 1
+    assert [run.metrics["seed"] for run in runs[:3]] == [0, 1, 0]
+    assert runs[0].metrics["test/nll_iw"] != runs[1].metrics["test/nll_iw"]
+    for n, run in enumerate(runs[:3]):
+        assert run.directory == tmp_path / str(n) and (run.directory / ".hydra" / "config.yaml").is_file()
+        assert (run.directory / "metrics.json").is_file() and vae_zoo.load(run.directory).models == 1
+    assert OmegaConf.load(runs[2].directory / ".hydra" / "config.yaml").model.latent.dim == 3
+    assert isinstance(runs[3], VaeZooError) and str(runs[3]).startswith("model.optimizer.lr=-1 must be")
+    with pytest.raises(VaeZooError, match="already holds a finished run"):
+        vae_zoo.train_packed(["seed=0"], common=[f"paths.data_dir={data_dir}", *SHORT], directory=tmp_path)
