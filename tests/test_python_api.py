@@ -115,9 +115,11 @@ def test_train_answers_bad_input_with_the_command_lines_one_line_and_writes_noth
 
 
 def test_train_packed_trains_the_jobs_that_pack_as_one_and_returns_each_run(data_dir, tmp_path, capsys):
-    """Two seeds pack, a third job with another latent size trains alone and a fourth with a bad learning
-    rate fails alone: each job its ordinary directory and ``TrainedRun``, or its one line."""
-    jobs = (["seed=0"], ["seed=1"], ["seed=0", "model.latent.dim=3"], ["model.optimizer.lr=-1"])
+    """Two seeds pack, a third job with another latent size trains alone, a fourth with a bad learning rate
+    fails alone, and a fifth with a prior of no packed form trains unpacked: each job its ordinary directory
+    and ``TrainedRun``, or its one line."""
+    unpackable = ["seed=1", "model.prior._target_=tests.fixtures.counting_prior.CountingPrior"]
+    jobs = (["seed=0"], ["seed=1"], ["seed=0", "model.latent.dim=3"], ["model.optimizer.lr=-1"], unpackable)
     capsys.readouterr()
     runs = vae_zoo.train_packed(*jobs, common=[f"paths.data_dir={data_dir}", *SHORT], directory=tmp_path)
     assert capsys.readouterr().out.count("packed: 2 jobs train as one model: ") == 1
@@ -128,5 +130,6 @@ def test_train_packed_trains_the_jobs_that_pack_as_one_and_returns_each_run(data
         assert (run.directory / "metrics.json").is_file() and vae_zoo.load(run.directory).models == 1
     assert OmegaConf.load(runs[2].directory / ".hydra" / "config.yaml").model.latent.dim == 3
     assert isinstance(runs[3], VaeZooError) and str(runs[3]).startswith("model.optimizer.lr=-1 must be")
+    assert runs[4].metrics["seed"] == 1 and "prior.served" in vae_zoo.load(runs[4].directory).state_dict()
     with pytest.raises(VaeZooError, match="already holds a finished run"):
         vae_zoo.train_packed(["seed=0"], common=[f"paths.data_dir={data_dir}", *SHORT], directory=tmp_path)
