@@ -40,8 +40,9 @@ class PerModelEarlyStopping(pl.Callback):
                 continue
             value = module.metrics["val"][n][stopper.monitor]  # a metric it validates (checked when built)
             should_stop, reason = stopper._evaluate_stopping_criteria(torch.tensor(value))
-            if should_stop and self._may_stop(trainer):
+            if should_stop:  # recorded as Lightning records it, before it looks at min_epochs
                 stopper.stopped_epoch, stopper.stopping_reason_message = trainer.current_epoch, reason
+            if should_stop and self._may_stop(trainer):
                 # its weights as its checkpoint would hold them now (with weight averaging, the average)
                 dump = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
                 weights = model_part(dump["state_dict"], n)
