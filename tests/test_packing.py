@@ -229,19 +229,20 @@ NEVER_STOPS = ("+callbacks@callbacks.early_stopping=early_stopping", "callbacks.
 
 def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacked(make_cfg, tmp_path):
     """A pack of one with a plateau schedule and early stopping trains 2 epochs; its job directory, resumed to
-    4 epochs packed and (a copy) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state,
+    4 epochs packed and (its twin, trained the same way) unpacked by ``train()``: the two ``last.ckpt`` hold the same scheduler state,
     with the two steps Lightning's resume loses lost in both (epoch 2's, taken after its checkpoint, and epoch
-    3's, the first resumed epoch's), and the same early-stopping state (3 validations without improvement)."""
-    import shutil
+    3's, the first resumed epoch's), the same early-stopping state (3 validations without improvement), and
+    the same checkpoint record (with ``mode=max`` the best is the first epoch's, kept across the resume)."""
 
     from vae_zoo.cli import train
     from vae_zoo.packing.train_pack import train_pack
 
     waits = (*NEVER_STOPS, "callbacks.early_stopping.min_delta=1000")  # counts validations, never stops
-    common = (*SCHEDULED, *SCHEDULES["plateau"], *waits, "callbacks=default", "seed=3")
+    worst = "callbacks.model_checkpoint.mode=max"  # "best": the highest val/elbo, an epoch before the resume
+    common = (*SCHEDULED, *SCHEDULES["plateau"], *waits, "callbacks=default", worst, "seed=3")
     packed_dir, alone_dir = tmp_path / "packed", tmp_path / "alone"
-    train_pack([PackJob(make_cfg(*common, "trainer.max_epochs=2", output_dir=packed_dir))])
-    shutil.copytree(packed_dir, alone_dir)
+    for directory in (packed_dir, alone_dir):  # the same 2 epochs packed, twice
+        train_pack([PackJob(make_cfg(*common, "trainer.max_epochs=2", output_dir=directory))])
     resumed = (*common, "trainer.max_epochs=4", "ckpt_path=last")
     train_pack([PackJob(make_cfg(*resumed, output_dir=packed_dir))])
     train(make_cfg(*resumed, output_dir=alone_dir))
@@ -254,6 +255,17 @@ def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacke
     assert state == expected and expected["last_epoch"] == 2  # steps after epochs 1 and 4 of 4
     key = next(key for key in alone["callbacks"] if key.startswith("EarlyStopping"))
     assert packed["callbacks"][key] == alone["callbacks"][key] and alone["callbacks"][key]["wait_count"] == 3
+    key = next(key for key in alone["callbacks"] if key.startswith("BestAndLastCheckpoint"))
+    best = "epoch_000.ckpt"  # the highest val/elbo is the first epoch's: the resume keeps it as the best
+    for directory, checkpoint in ((packed_dir, packed), (alone_dir, alone)):
+        record = checkpoint["callbacks"][key]
+        assert record["best_model_path"] == str(directory / "checkpoints" / best)
+        assert record["last_model_path"] == str(directory / "checkpoints" / "last.ckpt")
+        # without the record the resumed run took its first validation for the best, a second file beside it
+        assert {p.name for p in (directory / "checkpoints").iterdir()} == {best, "last.ckpt"}
+    assert float(packed["callbacks"][key]["best_model_score"]) == pytest.approx(
+        float(alone["callbacks"][key]["best_model_score"]), rel=1e-6
+    )
 
 
 def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg, tmp_path, capsys):

@@ -118,6 +118,24 @@ def test_an_interrupted_run_continues_in_place_with_ckpt_path_last(data_dir, tmp
     assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 40
 
 
+def test_last_ckpt_holds_the_last_epoch_when_the_best_does_not_improve(make_cfg, tmp_path):
+    """``mode=max`` on a falling val/elbo: the first epoch stays the best, and ``last.ckpt`` still holds the
+    third (Lightning 2.6's ``ModelCheckpoint`` left it at the best, so ``ckpt_path=last`` lost two epochs)."""
+    cfg = make_cfg(
+        *RUN[1:],
+        "trainer.max_epochs=3",
+        "callbacks=default",
+        "callbacks.image_grids=null",
+        "callbacks.model_checkpoint.mode=max",
+        "logger=[]",
+        output_dir=tmp_path / "run",
+    )
+    metrics = train(cfg)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert Path(metrics["checkpoint"]).name == "epoch_000.ckpt" and last["global_step"] == 60
+    assert {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()} == {"epoch_000.ckpt", "last.ckpt"}
+
+
 class PoisonBatch(pl.Callback):
     """Makes training step ``step`` non-finite: its input batch (``where=batch``) or its gradients; or
     (``where=huge``) sets every gradient to 1e38, finite, though their sum overflows float32."""

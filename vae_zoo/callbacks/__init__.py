@@ -1,5 +1,6 @@
 """Lightning callbacks of vae_zoo: the configurable ones, and those the model adds itself."""
 
+from vae_zoo.callbacks.best_and_last_checkpoint import BestAndLastCheckpoint
 from vae_zoo.callbacks.ema import ExponentialMovingAverage
 from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
@@ -13,6 +14,7 @@ from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 
 __all__ = [
+    "BestAndLastCheckpoint",
     "EpochMeans",
     "ExactResume",
     "ExponentialMovingAverage",

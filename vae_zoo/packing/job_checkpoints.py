@@ -22,8 +22,8 @@ from vae_zoo.saved_run import KEY
 PACKED_PREFIX = "model."  # the packed module's state dict is its packed model's
 
 
-#: the entry holding each job's own callback states (``{state_key: state}`` per job; its early stopping's),
-#: which each job's checkpoint holds among its ``callbacks``
+#: the entry holding each job's own callback states (``{state_key: state}`` per job: its early stopping's, its
+#: checkpoint record as its ``ModelCheckpoint`` keeps it), which each job's checkpoint holds among its ``callbacks``
 JOB_CALLBACKS = "job_callbacks"
 
 #: the entries holding model weights: Lightning's, and the trained weights an average replaced there

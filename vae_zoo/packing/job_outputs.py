@@ -19,7 +19,7 @@ from vae_zoo.checkpoint_io import DurableCheckpointIO
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import VaeZooError
 from vae_zoo.packing.job import PackJob
-from vae_zoo.packing.job_checkpoints import job_checkpoint
+from vae_zoo.packing.job_checkpoints import JOB_CALLBACKS, job_checkpoint
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
 
@@ -150,28 +150,62 @@ class JobOutputs(pl.Callback):
         return checkpoint is not None and checkpoint._should_save_on_train_epoch_end(trainer)
 
     def _save(self, trainer: pl.Trainer, module: PackedVAE) -> None:
-        """Each writing job's ``last.ckpt``, and its best checkpoint where its monitored value improved."""
+        """Each writing job's ``last.ckpt``, and its best checkpoint where its monitored value improved (each
+        checkpoint holding the job's checkpoint record with itself in it, as ``ModelCheckpoint`` saves)."""
         if "val" not in module.metrics or not any(job.checkpoint for job in self.jobs):
             return
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        for n, job in enumerate(self.jobs):
-            if job.checkpoint is None or not self._writes(trainer, module, n):
-                continue
-            metrics = module.metrics["val"][n]
-            own = job_checkpoint(checkpoint, module, n, job.run)
-            directory = Path(job.checkpoint.dirpath)
-            job.last_path = str(directory / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
-            self.io.save_checkpoint(own, job.last_path)
+        writing = [
+            n for n, job in enumerate(self.jobs) if job.checkpoint and self._writes(trainer, module, n)
+        ]
+        improved, replaced = {}, {}
+        for n in writing:
+            job, metrics = self.jobs[n], module.metrics["val"][n]
+            job.last_path = str(Path(job.checkpoint.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt")
             value, best = metrics[job.checkpoint.monitor], job.best_value
             if best is None or (value < best if job.checkpoint.mode == "min" else value > best):
-                name = job.checkpoint.format_checkpoint_name(
+                improved[n] = job.checkpoint.format_checkpoint_name(
                     {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
                 )
-                self.io.save_checkpoint(own, name)
-                if job.best_path and job.best_path != name:
-                    Path(job.best_path).unlink(missing_ok=True)
-                job.best_path, job.best_value = name, value
+                replaced[n] = job.best_path
+                job.best_path, job.best_value = improved[n], value
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        for n in writing:
+            job = self.jobs[n]
+            own = job_checkpoint(checkpoint, module, n, job.run)
+            self.io.save_checkpoint(own, job.last_path)
+            if n in improved:
+                self.io.save_checkpoint(own, improved[n])
+                if replaced[n] and replaced[n] != improved[n]:
+                    Path(replaced[n]).unlink(missing_ok=True)
             module.last_good[n] = job.last_path
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: PackedVAE, checkpoint: dict[str, Any]) -> None:
+        """Each job's checkpoint record (its best and last checkpoints) as its ``ModelCheckpoint`` keeps it, under
+        that callback's key among the job's own callback states: an unpacked resume reads it as its own."""
+        states = checkpoint.setdefault(JOB_CALLBACKS, [{} for _ in self.jobs])
+        for n, job in enumerate(self.jobs):
+            if job.checkpoint is None:
+                continue
+            score = None if job.best_value is None else torch.tensor(job.best_value)
+            best = {job.best_path: score} if job.best_path else {}
+            states[n][job.checkpoint.state_key] = {
+                **job.checkpoint.state_dict(),
+                "best_model_score": score,
+                "best_model_path": job.best_path,
+                "best_k_models": best,
+                "kth_best_model_path": job.best_path,
+                "kth_value": score if best else job.checkpoint.kth_value,
+                "last_model_path": job.last_path,
+            }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, module: PackedVAE, checkpoint: dict[str, Any]) -> None:
+        """A packed resume: each job's best and last checkpoints, from its record where it was written for the
+        same folder (as ``ModelCheckpoint`` reads its own)."""
+        for job, states in zip(self.jobs, checkpoint.get(JOB_CALLBACKS, []), strict=False):
+            state = states.get(job.checkpoint.state_key) if job.checkpoint else None
+            if state and state["best_model_path"] and state["dirpath"] == job.checkpoint.dirpath:
+                job.best_path, job.best_value = state["best_model_path"], float(state["best_model_score"])
+                job.last_path = state["last_model_path"]
 
 
 class JobCheckpointIO(DurableCheckpointIO):

@@ -64,9 +64,10 @@ class PerModelEarlyStopping(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[JOB_CALLBACKS] = [
-            {stopper.state_key: stopper.state_dict()} if stopper else {} for stopper in self.stoppers
-        ]
+        states = checkpoint.setdefault(JOB_CALLBACKS, [{} for _ in self.stoppers])
+        for own, stopper in zip(states, self.stoppers, strict=True):
+            if stopper:
+                own[stopper.state_key] = stopper.state_dict()
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
