@@ -255,7 +255,7 @@ def test_a_jobs_schedule_and_early_stopping_resume_packed_as_they_resume_unpacke
     assert state == expected and expected["last_epoch"] == 2  # steps after epochs 1 and 4 of 4
     key = next(key for key in alone["callbacks"] if key.startswith("EarlyStopping"))
     assert packed["callbacks"][key] == alone["callbacks"][key] and alone["callbacks"][key]["wait_count"] == 3
-    key = next(key for key in alone["callbacks"] if key.startswith("BestAndLastCheckpoint"))
+    key = next(key for key in alone["callbacks"] if key.startswith("ModelCheckpoint"))
     best = "epoch_000.ckpt"  # the highest val/elbo is the first epoch's: the resume keeps it as the best
     for directory, checkpoint in ((packed_dir, packed), (alone_dir, alone)):
         record = checkpoint["callbacks"][key]

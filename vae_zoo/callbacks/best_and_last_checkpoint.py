@@ -15,6 +15,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 class BestAndLastCheckpoint(ModelCheckpoint):
     """The best checkpoints by the monitored metric, and ``last.ckpt`` at every save point."""
 
+    @property
+    def state_key(self) -> str:
+        """Lightning's ``ModelCheckpoint`` key, so that a checkpoint written with that class (before this one
+        was the default) resumes its record of the best, and Lightning's class reads this one's."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
