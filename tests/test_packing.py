@@ -313,6 +313,33 @@ def test_each_model_of_a_pack_stops_early_on_its_own_validation_values(make_cfg,
     assert printed.count("stops early") == 1
 
 
+def test_a_pack_resumes_with_its_early_stopped_job_stopped_and_the_others_exactly(make_cfg, tmp_path):
+    """Of two jobs trained 3 epochs, the first stopped after 2; both resumed with ``ckpt_path=last`` to 5
+    epochs: the first keeps its stop (epochs, step, test metrics on its best checkpoint), the second ends as in
+    a pack of 5 epochs straight."""
+    from vae_zoo.packing.train_pack import train_pack
+
+    common = (*SCHEDULED, "callbacks=default", "callbacks.image_grids=null")
+    settings = ((*STOPS_EARLY, "seed=3"), (*NEVER_STOPS, "seed=4"))
+
+    def jobs(name: str, *more: str) -> list[PackJob]:
+        return [
+            PackJob(make_cfg(*common, *own, *more, output_dir=tmp_path / name / str(n)))
+            for n, own in enumerate(settings)
+        ]
+
+    stopped, _ = train_pack(jobs("resumed", "trainer.max_epochs=3"))
+    kept, resumed = train_pack(jobs("resumed", "trainer.max_epochs=5", "ckpt_path=last"))
+    _, straight = train_pack(jobs("straight", "trainer.max_epochs=5"))
+    assert (kept["epochs"], kept["global_step"]) == (stopped["epochs"], stopped["global_step"]) == (2, 8)
+    # (its final validation draws from the stream where training left it: the test is reseeded, as eval.py's)
+    assert {k: v for k, v in kept.items() if "test/" in k} == {
+        k: v for k, v in stopped.items() if "test/" in k
+    }
+    assert (resumed["epochs"], resumed["global_step"]) == (5, 20)
+    assert {k: v for k, v in resumed.items() if "/" in k} == {k: v for k, v in straight.items() if "/" in k}
+
+
 def test_model_n_starts_from_its_seeds_weights_and_sees_its_seeds_batches(make_cfg):
     seeds = (3, 5, 7)
     cfgs = [make_cfg(*TINY, f"seed={seed}") for seed in seeds]

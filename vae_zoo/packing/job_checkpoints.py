@@ -26,6 +26,10 @@ PACKED_PREFIX = "model."  # the packed module's state dict is its packed model's
 #: checkpoint record as its ``ModelCheckpoint`` keeps it), which each job's checkpoint holds among its ``callbacks``
 JOB_CALLBACKS = "job_callbacks"
 
+#: the entry of a job's checkpoint saying that its model stopped early in its pack (``{"epochs",
+#: "global_step"}``): a packed resume keeps it stopped, whatever step the others stand at
+STOPPED_EARLY = "stopped_early"
+
 #: the entries holding model weights: Lightning's, and the trained weights an average replaced there
 #: (``callbacks.ema``: the average is the ``state_dict``)
 WEIGHTS = ("state_dict", "current_model_state")
@@ -56,21 +60,27 @@ def job_checkpoint(
     job["hparams_name"], job["hyper_parameters"] = "kwargs", dict(packed.runs[n].hparams)
     job["callbacks"] = {**checkpoint["callbacks"], "NonFiniteGuard": {"skipped_batches": packed.skipped[n]}}
     job["callbacks"] |= job.pop(JOB_CALLBACKS, [{}] * packed.models)[n]
+    if n in packed.stopped:
+        stopped = packed.stopped[n]
+        job[STOPPED_EARLY] = {"epochs": stopped.epochs, "global_step": stopped.global_step}
     job[KEY] = run
     return job
 
 
 def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
     """One checkpoint of the packed module from its jobs' (``paths`` name them in errors): the weights
-    stacked, each optimizer's and schedule's state and data position kept; the jobs must stand at one step."""
-    steps = {job["global_step"] for job in jobs}
-    if len(steps) > 1:
-        where = ", ".join(f"{path} at step {job['global_step']}" for job, path in zip(jobs, paths))
+    stacked, each optimizer's and schedule's state and data position kept; the jobs that still train must stand
+    at one step (those that stopped early stay stopped where they stopped)."""
+    running = [(job, path) for job, path in zip(jobs, paths) if STOPPED_EARLY not in job] or list(
+        zip(jobs, paths)
+    )
+    if len({job["global_step"] for job, _ in running}) > 1:
+        where = ", ".join(f"{path} at step {job['global_step']}" for job, path in running)
         raise VaeZooError(
             f"the checkpoints of a packed resume stand at different steps ({where}) -- resume these jobs "
             "unpacked, or from checkpoints one pack wrote"
         )
-    first = jobs[0]
+    first = running[0][0]
     packed = {**first, "loops": copy.deepcopy(first["loops"])}
     loaders = [_loader_states(job) for job in jobs]
     packed["loops"]["fit_loop"]["state_dict"]["combined_loader"] = [
@@ -87,6 +97,7 @@ def pack_checkpoint(jobs: list[dict[str, Any]], paths: list[str]) -> dict[str, A
         {"models": list(states)} for states in zip(*(job["lr_schedulers"] for job in jobs))
     ]
     packed[JOB_CALLBACKS] = [job["callbacks"] for job in jobs]  # each job's own callbacks pick theirs
+    packed[STOPPED_EARLY] = {n: job[STOPPED_EARLY] for n, job in enumerate(jobs) if STOPPED_EARLY in job}
     for key in ("hparams_name", "hyper_parameters", KEY):
         packed.pop(key, None)
     return packed

@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import TrainerFn
 
-from vae_zoo.packing.job_checkpoints import JOB_CALLBACKS, model_part
+from vae_zoo.packing.job_checkpoints import JOB_CALLBACKS, STOPPED_EARLY, model_part
 from vae_zoo.packing.packed_vae import PackedVAE, Stopped
 
 
@@ -72,6 +72,11 @@ class PerModelEarlyStopping(pl.Callback):
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        """A packed resume: each stopper's state, and the models that had stopped early stay stopped (their
+        weights then: those the checkpoint holds)."""
         for stopper, states in zip(self.stoppers, checkpoint.get(JOB_CALLBACKS, []), strict=False):
             if stopper and stopper.state_key in states:
                 stopper.load_state_dict(states[stopper.state_key])
+        for n, where in checkpoint.get(STOPPED_EARLY, {}).items():
+            weights = model_part(checkpoint["state_dict"], n)
+            pl_module.stopped[n] = Stopped(where["epochs"], where["global_step"], weights)
