@@ -184,7 +184,7 @@ def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
         ("callbacks.model_checkpoint.monitor=abc", "callbacks.model_checkpoint.monitor=abc is not a metric"),
         (
             "callbacks.model_checkpoint.mode=abc",
-            "ModelCheckpoint refused its settings: `mode` can be min, max",
+            "BestAndLastCheckpoint refused its settings: `mode` can be min, max",
         ),
         (
             "scheduler=cosine model.scheduler.T_max=0",

@@ -49,14 +49,16 @@ def build(config: Mapping[str, Any], base: type | tuple[type, ...], where: str, 
     """``config`` instantiated (with ``kwargs``) once ``component_class`` has checked its target and
     ``check_settings`` its keys and their types; settings arrive as plain Python containers. A class from
     outside vae_zoo (Lightning's Trainer and callbacks, torch's optimizers) that refuses its settings with its
-    own ``ValueError``, ``TypeError`` or ``MisconfigurationException`` is answered with that line."""
+    own ``ValueError``, ``TypeError`` or ``MisconfigurationException`` is answered with that line, and so is a
+    vae_zoo class whose ``__init__`` is such a class's (``callbacks.BestAndLastCheckpoint``)."""
     cls = component_class(config, base, where)
     check_settings(cls, config, where)
     try:
         return instantiate(config, **kwargs, _recursive_=False, _convert_="all")
     except Exception as error:
         refused = cause_of_type(error, (ValueError, TypeError, MisconfigurationException))
-        if cls.__module__.startswith("vae_zoo") or refused is None or cause_of_type(error, VaeZooError):
+        checker = next(c for c in cls.__mro__ if "__init__" in vars(c))  # the class whose __init__ checks
+        if checker.__module__.startswith("vae_zoo") or refused is None or cause_of_type(error, VaeZooError):
             raise
         raise refused_settings(cls, where, refused) from None
 
