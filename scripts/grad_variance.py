@@ -35,13 +35,18 @@ def encoder_side(model) -> list[torch.nn.Parameter]:
 
 
 def briefly_train(model, datamodule, steps: int) -> None:
+    """``steps`` optimizer steps on the training batches, epoch after epoch."""
     optimizer = model.configure_optimizers()
-    batches = iter(datamodule.train_dataloader())
-    for step in range(steps):
-        loss = model.training_step(next(batches), step)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    step = 0
+    while step < steps:
+        for batch in datamodule.train_dataloader():
+            loss = model.training_step(batch, step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step == steps:
+                return
 
 
 def gradient_statistics(model, x: torch.Tensor, draws: int, warmup: int) -> dict[str, float]:

@@ -38,6 +38,8 @@ PACKING = {
     "truncated_normal_implicit": (*NETS, "latent=truncated_normal", "estimator=implicit"),
     "two_layer": (*NETS, "model=two_layer_vae"),
     "iwae": (*NETS, "objective=iwae"),
+    "iwae_dreg": (*NETS, "objective=iwae", "objective.gradient=dreg"),
+    "gamma_sticking_the_landing": (*NETS, "model=gamma_vae", "objective.gradient=dreg"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),
     "discretized_logistic": (*NETS, *EIGHT_BIT, "likelihood=discretized_logistic"),

@@ -55,6 +55,8 @@ VARIANTS = {
     ),
     "gamma_warmup": ("model=gamma_vae", "+callbacks@callbacks.kl_warmup=kl_warmup"),
     "iwae_monitored": ("objective=iwae", "objective.k=3", "optimized_metric=val/iwae_3"),
+    "iwae_dreg": ("objective=iwae", "objective.k=3", "objective.gradient=dreg"),
+    "gamma_sticking_the_landing": ("model=gamma_vae", "objective.gradient=dreg"),
     "latent_without_preset": ("latent=gamma", "estimator=implicit"),
 }
 PRESETS = {

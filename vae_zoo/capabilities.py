@@ -1,5 +1,5 @@
 """What a component needs of the posterior, read from the distribution itself (as Pyro and torch do): the one
-vocabulary of capabilities that estimators, priors and flows state their needs in.
+vocabulary of capabilities that estimators, priors, flows and objectives state their needs in.
 
 Each names one ``Requirement`` (``requires``); the pairing check (``vae_zoo.pairing``) tests it on the latent
 family's posterior (through the flow, for estimators) at start-up and refuses a pairing that cannot work in one
@@ -16,6 +16,8 @@ line. The facts about torch's own classes that torch does not state as data are 
 - A log-density: every distribution has ``log_prob``.
 - Support: continuous (a density), or all of R^D (what a Gaussian mixture prior or a flow's density needs; a
   circular family declares its support as an interval even where torch says the real line).
+- Parameters held as tensors, so that ``log q(z)`` can be evaluated with them held fixed (what the doubly
+  reparameterized gradient needs): read from what the distribution object holds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from torch import Tensor
 from torch.distributions import (
     Bernoulli,
     Beta,
@@ -99,6 +102,24 @@ def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
     return True
 
 
+#: what a distribution may hold beside its parameter tensors and inner distributions: shapes, flags, bounds
+PLAIN_VALUES = (bool, int, float, str, type(None), torch.Size)
+
+
+def holds_tensor_parameters(q: Distribution) -> bool:
+    """Whether all ``q`` holds is tensors, plain values and inner distributions that do likewise: then a copy with
+    its tensors detached is ``q`` with its parameters held fixed (``vae_zoo.objectives.doubly_reparameterized``).
+    A flow's transforms and a two-layer chain's conditional network are not tensors."""
+    return all(
+        isinstance(value, (Tensor, *PLAIN_VALUES))
+        or (isinstance(value, Distribution) and holds_tensor_parameters(value))
+        for value in vars(q).values()
+    )
+
+
 CONTINUOUS = Requirement("a continuous density", lambda q: not q.support.is_discrete)
 REAL = Requirement("a density on all of R^D", on_the_reals)
 ANY = Requirement("nothing", lambda q: True)
+FIXED_PARAMETERS = Requirement(
+    "parameters that are tensors (to evaluate log q(z) with them held fixed)", holds_tensor_parameters
+)

@@ -2,8 +2,10 @@
 
 Estimators, priors and flows state what they need of the posterior (``requires``, a
 ``vae_zoo.capabilities.Requirement``); the estimator also whether its sample lies in the posterior's support
-(``exact_samples``); the objective whether it evaluates ``log q(z)`` at the training sample
-(``needs_exact_samples``); the posterior is asked what it can do. A pairing that cannot work stops at
+(``exact_samples``) and whether it is reparameterized (``reparameterized``); the objective whether it evaluates
+``log q(z)`` at the training sample (``needs_exact_samples``), whether its gradient flows through the sample alone
+(``needs_reparameterized_samples``) and what it needs of the posterior (``requires``); the posterior is asked what
+it can do. A pairing that cannot work stops at
 start-up with one line: for an estimator, listing the estimators that would, read from ``conf/estimator/``.
 """
 
@@ -66,6 +68,11 @@ def pairing_problem(
             f"{estimator.min_objective_samples} samples per image (objective=iwae objective.k>="
             f"{estimator.min_objective_samples}), and this objective's is of {objective.samples_per_image}"
         )
+    if objective.needs_reparameterized_samples and not estimator.reparameterized:
+        return (
+            f"does not pair with {option_name('objective', objective)}{settings}: its gradient flows through the "
+            "training sample alone, which needs a reparameterized sample (explicit or implicit)"
+        )
     if objective.needs_exact_samples and not estimator.exact_samples:
         return (
             f"does not pair with {option_name('objective', objective)}{settings}: the objective evaluates "
@@ -95,9 +102,23 @@ def check_pairing(
     posterior: str | None = None,
 ) -> None:
     """Stop with one line if the three cannot train together (on posterior ``q``: the family's own, or
-    through a flow, named ``posterior``), naming the estimators that can."""
+    through a flow, named ``posterior``), naming the estimators that can; or, where the objective needs of the
+    posterior what it lacks, naming the objective's setting."""
     q = q if q is not None else latent.probe_posterior()
+    if not objective.requires.met_by(q):
+        settings = f" ({objective.extra_repr()})" if objective.extra_repr() else ""
+        raise ConfigError(
+            f"{option_name('objective', objective)}{settings} needs {objective.requires.needs}, which "
+            f"{posterior or option_name('latent', latent)}'s {family_name(q)} posteriors lack -- set "
+            "objective.gradient=total"
+        )
     problem = pairing_problem(q, estimator, objective, latent, posterior)
     if problem is not None:
         choices = ", ".join(f"estimator={name}" for name in valid_estimators(latent, objective, q))
-        raise ConfigError(f"{option_name('estimator', estimator)} {problem}; choose one of: {choices}")
+        # the score function pairs with every family and objective but one whose gradient is the sample's alone
+        fix = (
+            f"choose one of: {choices}"
+            if choices
+            else "no estimator of this latent is reparameterized: set objective.gradient=total"
+        )
+        raise ConfigError(f"{option_name('estimator', estimator)} {problem}; {fix}")

@@ -56,6 +56,9 @@ class Estimator(ABC, nn.Module):
     exact_samples: bool = True
     #: whether the gradient estimate's expectation is the true gradient (documented and tested numerically)
     unbiased: bool = True
+    #: whether the sample is a differentiable function of the parameters and parameter-free noise (explicit or
+    #: implicit reparameterization), so that its gradient is the whole estimate and it adds no surrogate
+    reparameterized: bool = False
     #: independent draws per requested sample: an estimator with ``draws = n > 1`` returns a leading dim of n
     #: draws (antithetic pairs, leave-one-out groups) whose costs it compares; objectives average over it
     draws: int = 1

@@ -46,6 +46,7 @@ class ImplicitEstimator(Estimator):
     """
 
     requires = IMPLICIT
+    reparameterized = True
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         if has_implicit_rsample(q):

@@ -16,6 +16,7 @@ class PathwiseEstimator(Estimator):
     (for Gamma, Beta and Dirichlet torch's rsample is itself implicitly differentiated)."""
 
     requires = RSAMPLE
+    reparameterized = True
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return q.rsample(sample_shape)

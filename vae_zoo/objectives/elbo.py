@@ -8,6 +8,7 @@ from torch import Tensor
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
+from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 from vae_zoo.packed_batch import per_image
 
@@ -28,15 +29,23 @@ class ELBO(Objective):
     the true negative ELBO (beta = 1) and its parts. The estimator's cost, the part of the loss that
     depends on the sample, is the reconstruction (plus ``beta`` times the one-sample KL with ``kl: mc``).
     An estimator that draws several samples per image (``draws``) makes it an average over them.
+    ``gradient: dreg`` drops the score term of the one-sample ``log q(z)`` from the gradient (sticking the
+    landing, ``vae_zoo.objectives.doubly_reparameterized``): with ``kl: mc`` (``auto`` chooses it) and a
+    reparameterized sample; the loss's value is unchanged.
     """
 
-    def __init__(self, beta: float = 1.0, kl: str = "auto") -> None:
+    def __init__(self, beta: float = 1.0, kl: str = "auto", gradient: str = "total") -> None:
         super().__init__()
         if kl not in KL_MODES:
             raise ConfigError(f"objective.kl={kl!r} is not one of {', '.join(KL_MODES)}")
         if beta < 0:
             raise ConfigError(f"objective.beta={beta} must be >= 0")
-        self.beta, self.kl = float(beta), kl
+        self.beta, self.kl, self.gradient = float(beta), kl, checked_gradient(gradient)
+        if self.gradient == "dreg" and kl == "analytic":
+            raise ConfigError(
+                "objective.gradient=dreg drops the score term of log q(z) at the training sample, which "
+                "objective.kl=analytic does not evaluate -- set objective.kl=mc (or auto)"
+            )
         self.needs_exact_samples = kl == "mc"
 
     def bind(self, model: ForwardPath) -> None:
@@ -46,11 +55,11 @@ class ELBO(Objective):
                 "lack -- set objective.kl=auto (or mc): the one-sample estimate at the training sample"
             )
         if self.kl == "auto":
-            self.kl = "analytic" if model.closed_form_kl else "mc"
+            self.kl = "analytic" if model.closed_form_kl and self.gradient == "total" else "mc"
             self.needs_exact_samples = self.kl == "mc"
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, kl={self.kl}"
+        return f"beta={self.beta}, kl={self.kl}" + (", gradient=dreg" if self.gradient == "dreg" else "")
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         recon, kl, surrogate = self.terms_per_image(model, x)
@@ -74,7 +83,7 @@ class ELBO(Objective):
             kl = model.kl(q)
             cost = Cost(recon, lambda z: model.nll(x, z), x)
         else:
-            kl = model.kl_estimate(q, z)
+            kl = model.kl_estimate(q if self.gradient == "total" else parameters_stopped(q), z)
             cost = Cost(
                 recon + self.weighted_kl(kl),
                 lambda z: model.nll(x, z) + self.weighted_kl(model.kl_estimate(q, z)),

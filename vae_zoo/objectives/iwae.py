@@ -10,6 +10,11 @@ from torch import Tensor
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
+from vae_zoo.objectives.doubly_reparameterized import (
+    checked_gradient,
+    parameters_stopped,
+    reweight_sample_gradient,
+)
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 
 if TYPE_CHECKING:
@@ -49,26 +54,33 @@ class IWAE(Objective):
     ``logsumexp`` gives by itself (a test checks it against that formula). With k = 1 this is the ELBO
     with a one-sample KL. ``L_k`` increases with k towards ``log p(x)``. Terms: ``iwae_<k>`` (``-L_k``) and
     ``elbo`` (the mean of ``-log w_i``, a k-sample negative ELBO estimate). Evaluation reports
-    ``val/iwae_<k>`` with exact samples beside ``val/elbo``.
+    ``val/iwae_<k>`` with exact samples beside ``val/elbo``. ``gradient: dreg`` trains the encoder by the
+    doubly reparameterized gradient ``sum_i w~_i^2 d log w_i/dz_i dz_i/dphi`` instead
+    (``vae_zoo.objectives.doubly_reparameterized``; the same loss value and decoder gradient).
     """
 
     needs_exact_samples = True
 
-    def __init__(self, k: int = 5) -> None:
+    def __init__(self, k: int = 5, gradient: str = "total") -> None:
         super().__init__()
         if k < 1:
             raise ConfigError(f"objective.k={k} must be >= 1")
         self.k = self.samples_per_image = k
         self.bound_name = f"iwae_{k}"
+        self.gradient = checked_gradient(gradient)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}"
+        return f"k={self.k}" + (", gradient=dreg" if self.gradient == "dreg" else "")
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
         draw = model.training_sample(q, (self.k,))
         z = draw.value
-        log_w = model.log_weights(x, q, z)
+        if self.gradient == "total":
+            log_w = model.log_weights(x, q, z)
+        else:
+            log_w = model.log_weights(x, parameters_stopped(q), z)
+            reweight_sample_gradient(z, log_w)
         negative_bound = negative_log_mean_exp(log_w)
         cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
         loss = model.batch_mean(negative_bound) + estimator_term(

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from torch import Tensor, nn
 
+from vae_zoo.capabilities import ANY, FIXED_PARAMETERS, Requirement
+
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
 
@@ -57,6 +59,21 @@ class Objective(ABC, nn.Module):
     #: its settings (beside ``beta``) that each model of a pack may have its own of, a number or one per model
     #: (``vae_zoo.packing``), which the objective spreads over each model's images (``packed_batch.per_image``)
     per_model_settings: tuple[str, ...] = ()
+    #: ``total``, the objective's own gradient, or ``dreg``, the doubly reparameterized one
+    #: (``vae_zoo.objectives.doubly_reparameterized``), for objectives with an ``objective.gradient`` setting
+    gradient: str = "total"
+
+    @property
+    def requires(self) -> Requirement:
+        """What it needs of the posterior (``vae_zoo.capabilities``; checked with the pairing): with ``dreg``,
+        parameters it can hold fixed."""
+        return FIXED_PARAMETERS if self.gradient == "dreg" else ANY
+
+    @property
+    def needs_reparameterized_samples(self) -> bool:
+        """Whether the estimator's sample must carry its whole gradient (``Estimator.reparameterized``): with
+        ``dreg``, whose gradient flows through the sample alone."""
+        return self.gradient == "dreg"
 
     def bind(self, model: ForwardPath) -> None:
         """Learn what the model offers before the pairing check (whether its KL has a closed form,

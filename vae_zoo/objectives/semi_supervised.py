@@ -58,8 +58,10 @@ class SemiSupervisedELBO(ELBO):
     infers_labels = True
     per_model_settings = ("alpha",)
 
-    def __init__(self, alpha: float = 50.0, beta: float = 1.0, kl: str = "auto") -> None:
-        super().__init__(beta, kl)
+    def __init__(
+        self, alpha: float = 50.0, beta: float = 1.0, kl: str = "auto", gradient: str = "total"
+    ) -> None:
+        super().__init__(beta, kl, gradient)
         if not alpha >= 0:
             raise ConfigError(f"objective.alpha={alpha} must be >= 0")
         self.alpha = float(alpha)
