@@ -40,6 +40,8 @@ PACKING = {
     "iwae": (*NETS, "objective=iwae"),
     "iwae_dreg": (*NETS, "objective=iwae", "objective.gradient=dreg"),
     "gamma_sticking_the_landing": (*NETS, "model=gamma_vae", "objective.gradient=dreg"),
+    "free_bits": (*NETS, "objective.free_bits=0.5"),
+    "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),
     "discretized_logistic": (*NETS, *EIGHT_BIT, "likelihood=discretized_logistic"),

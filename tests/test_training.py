@@ -57,6 +57,7 @@ VARIANTS = {
     "iwae_monitored": ("objective=iwae", "objective.k=3", "optimized_metric=val/iwae_3"),
     "iwae_dreg": ("objective=iwae", "objective.k=3", "objective.gradient=dreg"),
     "gamma_sticking_the_landing": ("model=gamma_vae", "objective.gradient=dreg"),
+    "free_bits": ("objective.free_bits=0.25",),
     "latent_without_preset": ("latent=gamma", "estimator=implicit"),
 }
 PRESETS = {

@@ -30,6 +30,8 @@ class ForwardPath(Protocol):
     labels: Tensor | str | None
     #: whether torch's KL registry has ``KL(q || p)`` for the posterior and the prior (decided once, at build time)
     closed_form_kl: bool
+    #: models packed along the batch, their images in turn (``vae_zoo.packing``); 1 unpacked
+    models: int
 
     def batch_mean(self, per_image: Tensor) -> Tensor:
         """The mean over a batch's images (and any sample dims before them): a scalar, or one per model where
@@ -67,6 +69,9 @@ class ForwardPath(Protocol):
 
     def kl(self, q: Distribution) -> Tensor:
         """The closed-form ``KL(q || p)`` per image (only where the model has one)."""
+
+    def kl_per_unit(self, q: Distribution) -> Tensor:
+        """The closed-form ``KL(q || p)`` per image and latent unit, ``(B, units)`` (whose sum is ``kl``)."""
 
     def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log q(z) - log p(z)`` per sample and image."""

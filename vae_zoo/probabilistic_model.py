@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, kl_divergence
+from torch.distributions import Categorical, Distribution, Independent, kl_divergence
 
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.capabilities import has_closed_form_kl
@@ -271,6 +271,19 @@ class ProbabilisticModel(nn.Module):
         float32 (only where ``closed_form_kl``)."""
         with self.autocast_off():
             return kl_divergence(q, self.prior_distribution())
+
+    def kl_per_unit(self, q: Distribution) -> Tensor:
+        """The closed-form ``KL(q || p)`` per image and latent unit, ``(B, units)``: of the distributions inside the
+        posterior's and the prior's ``Independent`` over the units (summed, ``kl``), in float32 (only where
+        ``closed_form_kl``)."""
+        with self.autocast_off():
+            p = self.prior_distribution()
+            if not all(isinstance(d, Independent) and d.reinterpreted_batch_ndims == 1 for d in (q, p)):
+                raise ConfigError(
+                    f"{self.posterior_name}'s posterior and prior are not Independent over latent units, which "
+                    "objective.free_bits needs: set objective.free_bits=0"
+                )
+            return kl_divergence(q.base_dist, p.base_dist)
 
     def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log q(z) - log p(z)`` per sample and image, in float32 (``p``: the prior, if already built)."""
