@@ -63,6 +63,7 @@ PACKING = {
     "conditional_conv_vamp": (*CONV, "condition=label", "prior=vamp", "model.prior.components=5"),
     "conditional_prior": (*NETS, "condition=label", "prior=conditional_normal"),
     "semi_supervised": (*NETS, *SEMI_SUPERVISED),
+    "semi_supervised_sticking_the_landing": (*NETS, *SEMI_SUPERVISED, "objective.gradient=dreg"),
     "semi_supervised_conv_classifier": (
         *CONV,
         *SEMI_SUPERVISED,
