@@ -18,6 +18,17 @@ def test_beta_rises_linearly_from_zero_to_one():
         KLWarmup(steps=0)
 
 
+def test_a_cyclical_warm_up_rises_over_steps_and_holds_one_for_the_rest_of_each_period():
+    """Fu et al. (2019), M cycles of T / M steps, rising over the first R of each: steps = R * period."""
+    warmup = KLWarmup(steps=4, period=10)
+    assert [warmup.kl_weight(s) for s in range(23)] == [0, 0.25, 0.5, 0.75, *[1.0] * 6] * 2 + [0, 0.25, 0.5]
+    assert KLWarmup(steps=4, period=4).kl_weight(7) == 0.75  # R = 1: a saw-tooth, never held at 1
+    with pytest.raises(
+        ConfigError, match=r"period=3 must be >= callbacks.kl_warmup.steps=4: each cycle rises"
+    ):
+        KLWarmup(steps=4, period=3)
+
+
 def test_beta_scales_the_kl_in_the_training_loss_but_not_the_reported_elbo(make_cfg, data_dir):
     import pytorch_lightning as pl
 

@@ -613,11 +613,14 @@ def test_a_pack_stopped_by_a_signal_saves_every_jobs_step_and_resumes_exactly(ma
         }
 
 
-def _fit_with_settings(cfgs, annealed: bool = False) -> tuple[torch.Tensor, PackedVAE, PerModelSettings]:
-    """A pack trained with each job's own KL weight and (``annealed``) temperature schedule."""
+def _fit_with_settings(
+    cfgs, annealed: bool = False, warmed: bool = False
+) -> tuple[torch.Tensor, PackedVAE, PerModelSettings]:
+    """A pack trained with each job's own KL weight (``warmed``: warm-up) and (``annealed``) temperature schedule."""
     datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
     annealings = [instantiate(cfg.callbacks.temperature) if annealed else None for cfg in cfgs]
-    settings = PerModelSettings(packed.runs, [None] * len(cfgs), annealings)
+    warmups = [instantiate(cfg.callbacks.kl_warmup) if warmed else None for cfg in cfgs]
+    settings = PerModelSettings(packed.runs, warmups, annealings)
     trainer = build_trainer(cfgs[0], logging=False)
     losses = Losses()
     trainer.callbacks += [settings, losses]
@@ -637,6 +640,20 @@ def test_each_model_of_a_pack_trains_with_its_own_kl_weight_and_nothing_else_cha
     assert not torch.equal(light_losses[:, 3], calm_losses[:, 3])
     recon, kl = packed.terms["recon"], packed.terms["kl"]
     torch.testing.assert_close(packed.losses, recon + torch.tensor([1, 1, 1, 0.25]) * kl, rtol=1e-6, atol=0)
+
+
+def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
+    """KL warm-ups of 4 steps, model 1's cyclical with a period of 5: at the last of 12 steps (step 11) each model's
+    beta is its own schedule's, and model 0's losses do not depend on model 1's cycle."""
+    common = (*TINY, "+trainer.max_steps=12", "+callbacks@callbacks.kl_warmup=kl_warmup")
+    common += ("callbacks.kl_warmup.steps=4",)
+    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
+    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.kl_warmup.period=5")]
+    same_losses, _, _ = _fit_with_settings(same, warmed=True)
+    apart_losses, _, settings = _fit_with_settings(apart, warmed=True)
+    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
+    assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
+    assert settings.values["kl_weight"] == [1.0, 0.25]  # min(1, 11 / 4), min(1, (11 mod 5) / 4)
 
 
 def test_each_model_of_a_semi_supervised_pack_weighs_its_labels_with_its_own_alpha(make_cfg):

@@ -1,4 +1,5 @@
-"""KL warm-up (annealing): beta rising from 0 to 1 over the first steps (Bowman et al. 2016; Sonderby et al. 2016)."""
+"""KL warm-up (annealing): beta rising from 0 to 1 over the first steps (Bowman et al. 2016; Sonderby et al. 2016),
+once or in cycles (Fu et al. 2019)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from vae_zoo.errors import ConfigError
 
 
 class KLWarmup(pl.Callback):
-    """Sets the objective's KL weight ``beta = min(1, step / steps)`` every step; logs ``train/kl_weight``.
+    """Sets the objective's KL weight ``beta = min(1, step / steps)`` every step; logs ``train/kl_weight``. With a
+    ``period``, cyclical annealing (Fu et al. 2019): ``beta = min(1, (step mod period) / steps)``, rising over
+    ``steps`` and held at 1 for the rest of each cycle of ``period`` steps (Fu et al.'s ``R = steps / period``).
 
     Needs an objective with a KL weight (``objective=elbo``: its ``beta``). The reported terms
     (``train/elbo``, every validation/test metric) stay the true negative ELBO; ``train/loss`` is the
@@ -17,13 +20,18 @@ class KLWarmup(pl.Callback):
     resumed run continues it exactly.
     """
 
-    def __init__(self, steps: int = 30_000) -> None:
+    def __init__(self, steps: int = 30_000, period: int | None = None) -> None:
         if steps < 1:
             raise ConfigError(f"callbacks.kl_warmup.steps={steps} must be >= 1")
-        self.steps = steps
+        if period is not None and period < steps:
+            raise ConfigError(
+                f"callbacks.kl_warmup.period={period} must be >= callbacks.kl_warmup.steps={steps}: each cycle "
+                "rises over steps, then holds beta = 1 (or set period=null: one warm-up)"
+            )
+        self.steps, self.period = steps, period
 
     def kl_weight(self, step: int) -> float:
-        return min(1.0, step / self.steps)
+        return min(1.0, (step if self.period is None else step % self.period) / self.steps)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if pl_module.objective.beta is None:

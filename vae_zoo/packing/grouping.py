@@ -22,6 +22,7 @@ PER_MODEL = (
     "objective.alpha",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
+    "callbacks.kl_warmup.period",
     "callbacks.temperature.tau0",
     "callbacks.temperature.tau_min",
     "callbacks.temperature.rate",
