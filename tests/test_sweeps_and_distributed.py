@@ -67,6 +67,28 @@ def test_jobs_that_differ_only_in_seed_are_aggregated_to_mean_and_standard_devia
     assert "Seeds aggregated" in text and text.count(" | 3 | ") == 2 and " ± " in text
 
 
+def test_jobs_in_subdirs_named_by_their_overrides_are_summarised_where_a_value_holds_a_slash(
+    tmp_path, data_dir
+):
+    """``hydra.sweep.subdir=${hydra.job.override_dirname}`` with ``optimized_metric=val/elbo`` (and a data folder's
+    path) puts each job folders deep; the summary finds them (it listed none)."""
+    sweep = tmp_path / "named"
+    rows = _multirun(
+        sweep,
+        data_dir,
+        "seed=0,1",
+        "optimized_metric=val/elbo",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+    )
+    jobs = [r["job"] for r in rows]
+    assert [job.count("/") > 1 for job in jobs[:2]] == [True, True]  # the data folder's path nests them too
+    assert ["optimized_metric=val/elbo" in job and f"seed={n}," in job for n, job in enumerate(jobs[:2])] == [
+        True
+    ] * 2
+    assert jobs[2:] == ["mean of seeds 0,1", "std of seeds 0,1"]
+    assert all(float(r["test/elbo"]) > 0 for r in rows[:2])
+
+
 def test_a_two_trial_optuna_sweep_minimises_val_elbo(tmp_path, data_dir):
     sweep = tmp_path / "optuna"
     result = run_script(

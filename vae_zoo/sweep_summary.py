@@ -65,16 +65,17 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job directory (``<sweep_dir>/<n>/``), in job order; a job without metrics.json is
-    listed with ``status: no metrics`` (it failed or is still running)."""
+    """One row per job directory (``<sweep_dir>/<n>/``, or any ``hydra.sweep.subdir`` below it: one made of
+    ``${hydra.job.override_dirname}`` nests where a value holds a ``/``, as ``optimized_metric=val/iwae_5``), in
+    job order; a job without metrics.json is listed with ``status: no metrics`` (it failed or is still running)."""
     rows = []
-    jobs = [d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()]
+    jobs = [path.parent.parent.relative_to(sweep_dir) for path in sweep_dir.glob("**/.hydra/overrides.yaml")]
     for job in sorted(
-        jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else d.name)
+        jobs, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else str(d))
     ):
-        overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
-        row: dict[str, Any] = {"job": job.name, "overrides": " ".join(overrides)}
-        metrics = job / "metrics.json"
+        overrides = OmegaConf.to_container(OmegaConf.load(sweep_dir / job / ".hydra" / "overrides.yaml"))
+        row: dict[str, Any] = {"job": str(job), "overrides": " ".join(overrides)}
+        metrics = sweep_dir / job / "metrics.json"
         row.update(json.loads(metrics.read_text()) if metrics.is_file() else {"status": "no metrics"})
         rows.append(row)
     return rows
