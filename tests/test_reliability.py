@@ -373,6 +373,25 @@ BAD_INPUTS = {
         ["objective=iwae", "+callbacks@callbacks.kl_warmup=kl_warmup"],
         "error: callbacks.kl_warmup needs an objective with a KL weight (objective=elbo)",
     ),
+    "doubly reparameterized gradient through a flow": (
+        ["flow=iaf", "objective=iwae", "objective.gradient=dreg"],
+        (
+            "error: objective=iwae (k=5, gradient=dreg) needs parameters that are tensors (to evaluate log q(z) "
+            "with them held fixed), which latent=normal through flow=iaf's TransformedDistribution posteriors "
+            "lack -- set objective.gradient=total"
+        ),
+    ),
+    "free bits without a closed-form KL": (
+        ["prior=mog", "objective.free_bits=0.5"],
+        (
+            "error: objective.free_bits=0.5 needs the closed-form KL of each latent unit, which this model's "
+            "prior, flow or latent layers lack -- set objective.free_bits=0"
+        ),
+    ),
+    "KL warm-up cycle shorter than its rise": (
+        ["+callbacks@callbacks.kl_warmup=kl_warmup", "callbacks.kl_warmup.period=100"],
+        "error: callbacks.kl_warmup.period=100 must be >= callbacks.kl_warmup.steps=30000: each cycle rises",
+    ),
     "zero batch size": (
         ["data.batch_size=0"],
         "error: data.batch_size=0 and data.eval_batch_size must be >= 1",
