@@ -19,6 +19,7 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from vae_zoo.capabilities import FIXED_PARAMETERS
 from vae_zoo.config_groups import CONFIG_DIR, options
 from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.latents.family import LatentFamily
@@ -218,7 +219,8 @@ def pairings() -> str:
     intro = (
         "Which estimator trains which latent family: each estimator's `requires`, asked of the family's posterior "
         "(the check `python train.py` makes at start-up). `exact`: the sample lies in the posterior's support, which "
-        "objectives that evaluate log q(z) at it (`iwae`, `elbo` with `kl: mc`) need."
+        "objectives that evaluate log q(z) at it (`iwae`, `elbo` with `kl: mc`) need. `dreg`: the estimator is "
+        "reparameterized and the posterior's parameters are tensors, which `objective.gradient=dreg` needs."
     )
     lines = [
         intro,
@@ -232,7 +234,10 @@ def pairings() -> str:
         cells = []
         for cls in estimators.values():
             assert issubclass(cls, Estimator)
-            cells.append(("✓ exact" if cls.exact_samples else "✓ relaxed") if cls.requires.met_by(q) else "–")
+            dreg = ", dreg" if cls.reparameterized and FIXED_PARAMETERS.met_by(q) else ""
+            cells.append(
+                ("✓ exact" + dreg if cls.exact_samples else "✓ relaxed") if cls.requires.met_by(q) else "–"
+            )
         lines.append(f"| `{name}` ({family_name(q)}) | " + " | ".join(cells) + " |")
     lines += [
         "",
