@@ -18,12 +18,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from grad_variance import briefly_train, encoder_side
+from grad_variance import briefly_trained, encoder_side, print_and_write
 
-from vae_zoo.cli import build_datamodule_and_model
-from vae_zoo.compose import compose_config
 from vae_zoo.objectives import IWAE
 
 
@@ -64,18 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = ["objective=iwae", f"objective.k={args.train_k}", f"seed={args.seed}", *args.overrides]
-        cfg = compose_config(overrides, Path(tmp))
-        pl.seed_everything(args.seed, verbose=False)
-        datamodule, model = build_datamodule_and_model(cfg)
-        datamodule.setup()
-        model.trainer = pl.Trainer(
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            log_every_n_steps=10**9,
-        )
-        briefly_train(model, datamodule, args.train_steps)
+        datamodule, model = briefly_trained(overrides, Path(tmp), args.seed, args.train_steps)
         x = next(iter(datamodule.val_dataloader()))[: args.images]
 
     rows = []
@@ -100,11 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {r['k']} | {r['gradient']} | {r['snr']:.4g} | {r['total_variance']:.4g} | {r['mean_norm']:.4g} |"
         for r in rows
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ For each model the network is built from the project's config and trained briefl
 estimator, so the posterior is past its initialisation. Then, on one fixed batch and with those
 weights, the gradient of the training loss (the model's own `training_step`: negative ELBO plus any
 surrogate) with respect to the encoder side (encoder + latent head) is drawn `--draws` times under each
-estimator. Reported per estimator: the norm of the mean gradient, the total variance (sum over
+estimator (those with parameters of their own, which train with the model, are skipped: NVIL, REBAR,
+RELAX). Reported per estimator: the norm of the mean gradient, the total variance (sum over
 coordinates of the per-coordinate variance, the trace of the covariance), the variance relative to the
 squared mean norm, and the ratio to the family's lowest total variance. This is Kingma & Welling's
 argument (reparameterized versus score-function gradients) put into numbers.
@@ -16,15 +17,18 @@ argument (reparameterized versus score-function gradients) put into numbers.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from vae_zoo.cli import build_datamodule_and_model
+from vae_zoo.components import build_with_sizes
 from vae_zoo.compose import compose_config
+from vae_zoo.estimators.estimator import Estimator
 from vae_zoo.pairing import valid_estimators
 
 MODELS = ("gaussian_vae", "gumbel_vae", "gamma_vae")
@@ -49,6 +53,24 @@ def briefly_train(model, datamodule, steps: int) -> None:
                 return
 
 
+def briefly_trained(overrides: list[str], directory: Path, seed: int, steps: int):
+    """The datamodule (set up) and the model of ``overrides`` (composed with ``directory`` as its output folder),
+    seeded with ``seed`` and trained ``steps`` steps (``briefly_train``) under a Trainer that logs nothing."""
+    cfg = compose_config(overrides, directory)
+    pl.seed_everything(seed, verbose=False)
+    datamodule, model = build_datamodule_and_model(cfg)
+    datamodule.setup()
+    model.trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        log_every_n_steps=10**9,
+    )
+    briefly_train(model, datamodule, steps)
+    return datamodule, model
+
+
 def gradient_statistics(model, x: torch.Tensor, draws: int, warmup: int) -> dict[str, float]:
     params = encoder_side(model)
     total = sum(p.numel() for p in params)
@@ -63,6 +85,15 @@ def gradient_statistics(model, x: torch.Tensor, draws: int, warmup: int) -> dict
     mean = sums / draws
     variance = (squares / draws - mean**2) * draws / (draws - 1)
     return {"mean_norm": mean.norm().item(), "total_variance": variance.sum().item()}
+
+
+def print_and_write(lines: list[str], out: Path) -> None:
+    """The report's ``lines`` printed and written to ``out``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,24 +112,27 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models:
             overrides = [f"model={model_name}", f"data.batch_size={args.batch_size}", f"seed={args.seed}"]
-            cfg = compose_config(overrides, Path(tmp))
-            pl.seed_everything(args.seed, verbose=False)
-            datamodule, model = build_datamodule_and_model(cfg)
-            datamodule.setup()
-            model.trainer = pl.Trainer(
-                accelerator="cpu",
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                log_every_n_steps=10**9,
-            )
-            briefly_train(model, datamodule, args.train_steps)
+            datamodule, model = briefly_trained(overrides, Path(tmp), args.seed, args.train_steps)
             x = next(iter(datamodule.val_dataloader()))[: args.batch_size]
             family = []
+            sizes = {
+                "input_shape": model.model.input_shape,
+                "latent_features": math.prod(model.model.latent.probe_posterior().event_shape),
+                "condition_features": None,
+            }
             for estimator_name in valid_estimators(model.model.latent, model.objective):
-                model.model.estimator = instantiate(
-                    compose_config([*overrides, f"estimator={estimator_name}"], Path(tmp)).model.estimator
+                config = compose_config(
+                    [*overrides, f"estimator={estimator_name}"], Path(tmp)
+                ).model.estimator
+                estimator = build_with_sizes(
+                    OmegaConf.to_container(config), Estimator, "model.estimator", sizes
                 )
+                if estimator.param_groups():
+                    print(
+                        f"{estimator_name} skipped: its own parameters train with the model, which this measurement does not"
+                    )
+                    continue
+                model.model.estimator = estimator
                 torch.manual_seed(args.seed)
                 stats = gradient_statistics(
                     model, x, args.draws, warmup=20 if estimator_name == "score_function" else 0
@@ -125,11 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{r['relative']:.4g} | {r['ratio']:.3g} |"
         for r in rows
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}")
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":
