@@ -119,6 +119,21 @@ def test_a_model_without_a_closed_form_kl_per_unit_is_refused_in_one_line(overri
     assert str(refusal.value) == message
 
 
+def test_a_users_family_without_units_is_refused_at_start_up_and_trains_without_free_bits():
+    """A full-covariance Gaussian has a closed-form KL but no units to hold up to lambda."""
+    family = {"_target_": "tests.fixtures.full_covariance_latent.FullCovarianceNormal", "dim": 2}
+    with pytest.raises(ConfigError) as refusal:
+        build_model(latent_settings=family, objective_settings={"free_bits": 0.5})
+    assert str(refusal.value) == (
+        "FullCovarianceNormal's posterior and prior are not Independent over latent units, which "
+        "objective.free_bits needs: set objective.free_bits=0"
+    )
+    vae = build_model(latent_settings=family)
+    loss, terms = vae.objective(vae.model, _batch())
+    loss.backward()
+    assert vae.model.closed_form_kl and torch.isfinite(loss) and terms["kl"] > 0
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

@@ -43,6 +43,9 @@ class ForwardPath(Protocol):
     def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
         """``q(z|x)``, through the flow if there is one (``flow=False``: the base posterior)."""
 
+    def probe_posterior(self) -> Distribution:
+        """The posterior for one all-zero feature vector, through any flow (what start-up checks are tried on)."""
+
     def prior_distribution(self) -> Distribution:
         """``p(z)``, the prior component's (a conditional prior's ``p(z|y)``: one per image given)."""
 

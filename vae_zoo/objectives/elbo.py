@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from vae_zoo.conditions.label import ABSENT
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
@@ -73,6 +74,11 @@ class ELBO(Objective):
                 f"objective.free_bits={self.free_bits} needs the closed-form KL of each latent unit, which this "
                 "model's prior, flow or latent layers lack -- set objective.free_bits=0"
             )
+        if self.free_bits:
+            with model.given(
+                ABSENT
+            ):  # the KL per unit, tried once on a probe: refused where there are no units
+                model.kl_per_unit(model.probe_posterior())
         if self.kl == "auto":
             self.kl = "analytic" if model.closed_form_kl and self.gradient == "total" else "mc"
             self.needs_exact_samples = self.kl == "mc"
