@@ -99,6 +99,12 @@ def test_each_packed_model_frees_its_own_units_by_its_own_images(make_cfg):
             alone = run.objective.free_bits_kl(run.model, run.model.kl_per_unit(run.model.posterior(x[own])))
             torch.testing.assert_close(packed_kl[own], alone, rtol=1e-5, atol=1e-5)
     assert (means[:, between] > free_bits).tolist() in ([True, False], [False, True])
+    # each model its own lambda (jobs whose free bits differ pack): none for model 0, every unit free for model 1
+    packed.objective.free_bits = torch.tensor([0.0, 1e6])
+    with torch.no_grad(), per_image_copies(packed.model, rows):
+        packed_kl = packed.objective.free_bits_kl(packed.model, kl_units)
+    torch.testing.assert_close(packed_kl[:rows], kl_units[:rows].sum(-1))
+    assert packed_kl[rows:].tolist() == [1e6 * kl_units.shape[-1]] * rows
 
 
 @pytest.mark.parametrize(

@@ -642,6 +642,24 @@ def test_each_model_of_a_pack_trains_with_its_own_kl_weight_and_nothing_else_cha
     torch.testing.assert_close(packed.losses, recon + torch.tensor([1, 1, 1, 0.25]) * kl, rtol=1e-6, atol=0)
 
 
+def test_each_model_of_a_pack_frees_its_own_bits(make_cfg):
+    """Free bits 0.5 and 0.25 against 0.5 and 2: model 0's losses are bit for bit the same, model 1's are not, and
+    model 1's last loss charges each of its 8 units at least its own 2 nats."""
+    common = (*TINY, "+trainer.max_steps=8")
+    low = [
+        make_cfg(*common, "seed=0", "objective.free_bits=0.5"),
+        make_cfg(*common, "seed=1", "objective.free_bits=0.25"),
+    ]
+    high = [low[0], make_cfg(*common, "seed=1", "objective.free_bits=2")]
+    low_losses, _, _ = _fit_with_settings(low)
+    high_losses, packed, _ = _fit_with_settings(high)
+    assert torch.equal(high_losses[:, 0], low_losses[:, 0]) and not torch.equal(
+        high_losses[:, 1], low_losses[:, 1]
+    )
+    assert packed.objective.free_bits.tolist() == [0.5, 2.0]
+    assert packed.losses[1] >= packed.terms["recon"][1] + 2 * 8  # the last step's: every unit charged >= 2
+
+
 def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
     """KL warm-ups of 4 steps, model 1's cyclical with a period of 5: at the last of 12 steps (step 11) each model's
     beta is its own schedule's, and model 0's losses do not depend on model 1's cycle."""

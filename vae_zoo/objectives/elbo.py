@@ -35,8 +35,10 @@ class ELBO(Objective):
     landing, ``vae_zoo.objectives.doubly_reparameterized``): with ``kl: mc`` (``auto`` chooses it) and a
     reparameterized sample; the loss's value is unchanged. ``free_bits: lambda > 0`` trains the KL as
     ``sum_j max(lambda, mean_x KL_j)`` over the latent units (Kingma et al. 2016's free bits, ``free_bits_kl``): with
-    the closed-form KL.
+    the closed-form KL; each model of a pack may have its own ``lambda``.
     """
+
+    per_model_settings = ("free_bits",)
 
     def __init__(
         self, beta: float = 1.0, kl: str = "auto", gradient: str = "total", free_bits: float = 0.0
@@ -85,12 +87,18 @@ class ELBO(Objective):
 
     def extra_repr(self) -> str:
         settings = f"beta={self.beta}, kl={self.kl}" + (", gradient=dreg" if self.gradient == "dreg" else "")
-        return settings + (f", free_bits={self.free_bits}" if self.free_bits else "")
+        return settings + (f", free_bits={self.free_bits}" if self.frees_bits else "")
+
+    @property
+    def frees_bits(self) -> bool:
+        """Whether a model trains with free bits: ``free_bits > 0``, or one value per packed model (set where the
+        models' values differ, so one of them is > 0)."""
+        return isinstance(self.free_bits, Tensor) or self.free_bits > 0
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate = self.terms_per_image(model, x, per_unit=self.free_bits > 0)
+        recon, kl, surrogate = self.terms_per_image(model, x, per_unit=self.frees_bits)
         trained_kl = kl
-        if self.free_bits:
+        if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
         loss = model.batch_mean(recon + self.weighted_kl(trained_kl)) + estimator_term(
             surrogate, model.batch_mean
@@ -107,10 +115,11 @@ class ELBO(Objective):
         """Per image ``sum_j [m_j KL_j + (1 - m_j) lambda]`` from its KL per unit ``(B, units)``, with
         ``m_j = [mean KL_j > lambda]`` over its model's images held constant: its batch mean is
         ``sum_j max(lambda, mean KL_j)`` (Kingma et al. 2016's free bits), whose gradient leaves alone each unit
-        whose mean KL is below ``lambda`` nats."""
+        whose mean KL is below ``lambda`` nats (``lambda`` a number, or one per packed model)."""
         per_model = kl_units.unflatten(0, (model.models, -1))
-        above = per_model.detach().mean(1, keepdim=True) > self.free_bits
-        return torch.where(above, per_model, self.free_bits).flatten(0, 1).sum(-1)
+        free = self.free_bits.view(-1, 1, 1) if isinstance(self.free_bits, Tensor) else self.free_bits
+        above = per_model.detach().mean(1, keepdim=True) > free
+        return torch.where(above, per_model, free).flatten(0, 1).sum(-1)
 
     def terms_per_image(
         self, model: ForwardPath, x: Tensor, per_unit: bool = False
