@@ -248,7 +248,7 @@ def estimator_step_seconds(rounds: int, steps: int, tmp: Path) -> dict[str, list
     from vae_zoo.config_groups import options
     from vae_zoo.errors import ConfigError, cause_of_type
 
-    models, seconds = {}, {}
+    models = {}
     for name in options("estimator"):
         latent = "normal" if name == "pathwise" else "bernoulli"
         objective = "iwae" if name == "vimco" else "elbo"
@@ -271,12 +271,25 @@ def estimator_step_seconds(rounds: int, steps: int, tmp: Path) -> dict[str, list
             if cause_of_type(error, ConfigError) is None:
                 raise
             continue
-        datamodule.setup()
-        images = binarize_dynamic(datamodule.splits["train"][: cfg.data.batch_size * steps])
-        models[name] = (model, model.configure_optimizers(), images.split(cfg.data.batch_size))
-        seconds[name] = []
-    for _ in range(rounds + 1):  # the first round warms up
-        for name, (model, optimizer, batches) in models.items():
+        models[name] = step_run(datamodule, model, cfg.data.batch_size, steps)
+    return interleaved_step_seconds(models, rounds)
+
+
+def step_run(datamodule, model, batch_size: int, steps: int) -> tuple:
+    """What ``interleaved_step_seconds`` times of a model: it, its optimizer and ``steps`` binarized training
+    batches."""
+    datamodule.setup()
+    images = binarize_dynamic(datamodule.splits["train"][: batch_size * steps])
+    return model, model.configure_optimizers(), images.split(batch_size)
+
+
+def interleaved_step_seconds(runs: dict[str, tuple], rounds: int) -> dict[str, list[float]]:
+    """Seconds per training step (the loss, its backward pass and the optimizer step, as Lightning runs them)
+    of each ``step_run``, per round: rounds of each run's batches in turn, so that drifts hit all alike, after
+    one warm-up round."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds + 1):
+        for name, (model, optimizer, batches) in runs.items():
             start = time.perf_counter()
             for x in batches:
                 loss = model.training_loss(x).loss

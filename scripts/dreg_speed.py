@@ -15,23 +15,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from benchmark import git_commit
+from benchmark import git_commit, interleaved_step_seconds, step_run
 from grad_variance import print_and_write
 
 from vae_zoo.cli import build_datamodule_and_model
 from vae_zoo.compose import compose_config
-from vae_zoo.data.datamodule import binarize_dynamic
 
 GRADIENTS = ("total", "dreg")
 
 
 def step_seconds(k: int, rounds: int, steps: int, tmp: Path) -> dict[str, list[float]]:
     """Seconds per training step of each gradient at ``k``, per round (after one warm-up round)."""
-    runs, seconds = {}, {}
+    runs = {}
     for gradient in GRADIENTS:
         overrides = [
             "experiment=iwae_mnist",
@@ -41,20 +39,8 @@ def step_seconds(k: int, rounds: int, steps: int, tmp: Path) -> dict[str, list[f
         ]
         cfg = compose_config([*overrides, "seed=0"], tmp)
         datamodule, model = build_datamodule_and_model(cfg)
-        datamodule.setup()
-        images = binarize_dynamic(datamodule.splits["train"][: cfg.data.batch_size * steps])
-        runs[gradient] = (model, model.configure_optimizers(), images.split(cfg.data.batch_size))
-        seconds[gradient] = []
-    for _ in range(rounds + 1):
-        for gradient, (model, optimizer, batches) in runs.items():
-            start = time.perf_counter()
-            for x in batches:
-                loss = model.training_loss(x).loss
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            seconds[gradient].append((time.perf_counter() - start) / len(batches))
-    return {gradient: values[1:] for gradient, values in seconds.items()}
+        runs[gradient] = step_run(datamodule, model, cfg.data.batch_size, steps)
+    return interleaved_step_seconds(runs, rounds)
 
 
 def main(argv: list[str] | None = None) -> None:
