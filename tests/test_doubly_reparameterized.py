@@ -189,7 +189,7 @@ def test_parameters_stopped_keeps_the_density_and_passes_gradient_to_the_point_a
             {"estimator": "score_function"},
             (
                 "estimator=score_function does not pair with objective=iwae (k=3, gradient=dreg): its gradient flows "
-                "through the training sample alone, which needs a reparameterized sample (explicit or implicit); "
+                "through the training sample, which needs a reparameterized sample (explicit or implicit); "
                 "choose one of: estimator=implicit, estimator=pathwise"
             ),
         ),
@@ -197,7 +197,7 @@ def test_parameters_stopped_keeps_the_density_and_passes_gradient_to_the_point_a
             {"latent": "categorical", "estimator": "straight_through"},
             (
                 "estimator=straight_through does not pair with objective=iwae (k=3, gradient=dreg): its gradient flows "
-                "through the training sample alone, which needs a reparameterized sample (explicit or implicit); no "
+                "through the training sample, which needs a reparameterized sample (explicit or implicit); no "
                 "estimator of this latent is reparameterized: set objective.gradient=total"
             ),
         ),

@@ -660,6 +660,23 @@ def test_each_model_of_a_pack_frees_its_own_bits(make_cfg):
     assert packed.losses[1] >= packed.terms["recon"][1] + 2 * 8  # the last step's: every unit charged >= 2
 
 
+def test_each_model_of_a_pack_weighs_its_own_total_correlation(make_cfg):
+    """Total-correlation weights 1 and 4 against 1 and 8: model 0's losses are bit for bit the same (its weight 1 the
+    ELBO's), model 1's are not, and each model's loss is its reconstruction plus its KL and its own share of its TC."""
+    common = (*TINY, "+trainer.max_steps=8")
+    low = [make_cfg(*common, "seed=0"), make_cfg(*common, "seed=1", "objective.tc_weight=4")]
+    high = [low[0], make_cfg(*common, "seed=1", "objective.tc_weight=8")]
+    low_losses, _, _ = _fit_with_settings(low)
+    high_losses, packed, _ = _fit_with_settings(high)
+    assert torch.equal(high_losses[:, 0], low_losses[:, 0]) and not torch.equal(
+        high_losses[:, 1], low_losses[:, 1]
+    )
+    assert packed.objective.tc_weight.tolist() == [1.0, 8.0]
+    terms = packed.terms
+    expected = terms["recon"] + terms["kl"] + torch.tensor([0.0, 7.0]) * terms["tc"]
+    torch.testing.assert_close(packed.losses, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
     """KL warm-ups of 4 steps, model 1's cyclical with a period of 5: at the last of 12 steps (step 11) each model's
     beta is its own schedule's, and model 0's losses do not depend on model 1's cycle."""

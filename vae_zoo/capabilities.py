@@ -18,6 +18,9 @@ line. The facts about torch's own classes that torch does not state as data are 
   circular family declares its support as an interval even where torch says the real line).
 - Parameters held as tensors, so that ``log q(z)`` can be evaluated with them held fixed (what the doubly
   reparameterized gradient needs): read from what the distribution object holds.
+- Independent latent units: an ``Independent`` over one batch dimension, the units, whose inner distribution
+  gives each unit's own density (what a total correlation's marginals need); a flow's posterior and a two-layer
+  chain's are not.
 """
 
 from __future__ import annotations
@@ -122,4 +125,8 @@ REAL = Requirement("a density on all of R^D", on_the_reals)
 ANY = Requirement("nothing", lambda q: True)
 FIXED_PARAMETERS = Requirement(
     "parameters that are tensors (to evaluate log q(z) with them held fixed)", holds_tensor_parameters
+)
+INDEPENDENT_UNITS = Requirement(
+    "independent latent units (an Independent over them, each with its own density)",
+    lambda q: isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1,
 )

@@ -76,6 +76,10 @@ class ForwardPath(Protocol):
     def kl_per_unit(self, q: Distribution) -> Tensor:
         """The closed-form ``KL(q || p)`` per image and latent unit, ``(B, units)`` (whose sum is ``kl``)."""
 
+    def unit_log_probs(self, q: Distribution, values: Tensor) -> Tensor:
+        """``log q(value_u)`` per latent unit, ``(..., B, units)``, for ``values`` broadcast against q's images
+        (only where q is ``Independent`` over the units, ``capabilities.INDEPENDENT_UNITS``)."""
+
     def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log q(z) - log p(z)`` per sample and image."""
 

@@ -3,7 +3,7 @@
 Estimators, priors and flows state what they need of the posterior (``requires``, a
 ``vae_zoo.capabilities.Requirement``); the estimator also whether its sample lies in the posterior's support
 (``exact_samples``) and whether it is reparameterized (``reparameterized``); the objective whether it evaluates
-``log q(z)`` at the training sample (``needs_exact_samples``), whether its gradient flows through the sample alone
+``log q(z)`` at the training sample (``needs_exact_samples``), whether its gradient flows through the sample
 (``needs_reparameterized_samples``) and what it needs of the posterior (``requires``); the posterior is asked what
 it can do. A pairing that cannot work stops at
 start-up with one line: for an estimator, listing the estimators that would, read from ``conf/estimator/``.
@@ -71,7 +71,7 @@ def pairing_problem(
     if objective.needs_reparameterized_samples and not estimator.reparameterized:
         return (
             f"does not pair with {option_name('objective', objective)}{settings}: its gradient flows through the "
-            "training sample alone, which needs a reparameterized sample (explicit or implicit)"
+            "training sample, which needs a reparameterized sample (explicit or implicit)"
         )
     if objective.needs_exact_samples and not estimator.exact_samples:
         return (
@@ -110,7 +110,7 @@ def check_pairing(
         raise ConfigError(
             f"{option_name('objective', objective)}{settings} needs {objective.requires.needs}, which "
             f"{posterior or option_name('latent', latent)}'s {family_name(q)} posteriors lack -- set "
-            "objective.gradient=total"
+            f"{objective.plain_settings}"
         )
     problem = pairing_problem(q, estimator, objective, latent, posterior)
     if problem is not None:
@@ -119,6 +119,6 @@ def check_pairing(
         fix = (
             f"choose one of: {choices}"
             if choices
-            else "no estimator of this latent is reparameterized: set objective.gradient=total"
+            else f"no estimator of this latent is reparameterized: set {objective.plain_settings}"
         )
         raise ConfigError(f"{option_name('estimator', estimator)} {problem}; {fix}")

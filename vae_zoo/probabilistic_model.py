@@ -285,6 +285,13 @@ class ProbabilisticModel(nn.Module):
                 )
             return kl_divergence(q.base_dist, p.base_dist)
 
+    def unit_log_probs(self, q: Distribution, values: Tensor) -> Tensor:
+        """``log q(value_u)`` per latent unit ``u``, from the distribution inside the posterior's ``Independent``
+        over the units, in float32; ``values`` broadcast against q's images (``(..., B, units)``; only where q meets
+        ``capabilities.INDEPENDENT_UNITS``)."""
+        with self.autocast_off():
+            return q.base_dist.log_prob(values)
+
     def kl_estimate(self, q: Distribution, z: Tensor, p: Distribution | None = None) -> Tensor:
         """``log q(z) - log p(z)`` per sample and image, in float32 (``p``: the prior, if already built)."""
         with self.autocast_off():

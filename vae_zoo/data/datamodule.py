@@ -301,6 +301,11 @@ class TensorDataModule(pl.LightningDataModule):
             labelled_per_batch=self.labelled_per_batch,
         )
 
+    @property
+    def training_images(self) -> int:
+        """Images in the training split (after ``setup``)."""
+        return len(self.splits["train"])
+
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size, True, self.train_transform)
 

@@ -259,6 +259,11 @@ class TableDataModule(pl.LightningDataModule):
             world_size=trainer.world_size if trainer is not None else 1,
         )
 
+    @property
+    def training_images(self) -> int:
+        """Rows in the training split."""
+        return len(self.splits["train"])
+
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size)
 

@@ -182,6 +182,11 @@ class VAE(pl.LightningModule):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def setup(self, stage: str) -> None:
+        """Before training, the objective learns the training set's size (``Objective.training_images``)."""
+        if stage == "fit" and self.trainer.datamodule is not None:
+            self.objective.training_images = self.trainer.datamodule.training_images
+
     # -- training ----------------------------------------------------------------------------------
 
     def training_loss(self, x: Tensor) -> ObjectiveOutput:

@@ -6,12 +6,15 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
+from vae_zoo.capabilities import INDEPENDENT_UNITS, Requirement
 from vae_zoo.conditions.label import ABSENT
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
+from vae_zoo.objectives.total_correlation import total_correlation
 from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
@@ -35,13 +38,21 @@ class ELBO(Objective):
     landing, ``vae_zoo.objectives.doubly_reparameterized``): with ``kl: mc`` (``auto`` chooses it) and a
     reparameterized sample; the loss's value is unchanged. ``free_bits: lambda > 0`` trains the KL as
     ``sum_j max(lambda, mean_x KL_j)`` over the latent units (Kingma et al. 2016's free bits, ``free_bits_kl``): with
-    the closed-form KL; each model of a pack may have its own ``lambda``.
+    the closed-form KL; each model of a pack may have its own ``lambda``. ``tc_weight: w != 1`` trains the KL
+    as ``KL + (w - 1) TC``, the aggregate posterior's total correlation weighed ``w`` (Chen et al. 2018's beta-TCVAE;
+    ``TC`` estimated on the batch, ``vae_zoo.objectives.total_correlation``, reported as ``tc``): with a
+    reparameterized sample and a posterior of independent units; each model of a pack may have its own ``w``.
     """
 
-    per_model_settings = ("free_bits",)
+    per_model_settings = ("free_bits", "tc_weight")
 
     def __init__(
-        self, beta: float = 1.0, kl: str = "auto", gradient: str = "total", free_bits: float = 0.0
+        self,
+        beta: float = 1.0,
+        kl: str = "auto",
+        gradient: str = "total",
+        free_bits: float = 0.0,
+        tc_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if kl not in KL_MODES:
@@ -63,7 +74,37 @@ class ELBO(Objective):
                 f"objective.free_bits={self.free_bits} needs the closed-form KL of each latent unit, and {given} "
                 "trains another -- set objective.free_bits=0, or drop that setting"
             )
+        if not tc_weight >= 0:
+            raise ConfigError(
+                f"objective.tc_weight={tc_weight} must be >= 0 (the total correlation's weight in the KL; 1: the ELBO)"
+            )
+        self.tc_weight = float(tc_weight)
+        if self.weighs_tc and self.gradient == "dreg":
+            raise ConfigError(
+                f"objective.tc_weight={self.tc_weight} trains the total correlation's score term, which "
+                "objective.gradient=dreg drops -- set objective.gradient=total, or objective.tc_weight=1"
+            )
         self.needs_exact_samples = kl == "mc"
+
+    @property
+    def weighs_tc(self) -> bool:
+        """Whether a model trains with the total correlation weighed apart: ``tc_weight != 1``, or one weight per
+        packed model (set where the models' weights differ, so one of them is not 1)."""
+        return isinstance(self.tc_weight, Tensor) or self.tc_weight != 1
+
+    @property
+    def requires(self) -> Requirement:
+        """With ``tc_weight``, a posterior of independent units (the total correlation's marginals)."""
+        return INDEPENDENT_UNITS if self.weighs_tc else super().requires
+
+    @property
+    def needs_reparameterized_samples(self) -> bool:
+        """With ``tc_weight`` too: the total correlation's estimate trains through the sample."""
+        return self.weighs_tc or super().needs_reparameterized_samples
+
+    @property
+    def plain_settings(self) -> str:
+        return "objective.tc_weight=1" if self.weighs_tc else super().plain_settings
 
     def bind(self, model: ForwardPath) -> None:
         if self.kl == "analytic" and not model.closed_form_kl:
@@ -87,7 +128,8 @@ class ELBO(Objective):
 
     def extra_repr(self) -> str:
         settings = f"beta={self.beta}, kl={self.kl}" + (", gradient=dreg" if self.gradient == "dreg" else "")
-        return settings + (f", free_bits={self.free_bits}" if self.frees_bits else "")
+        settings += f", free_bits={self.free_bits}" if self.frees_bits else ""
+        return settings + (f", tc_weight={self.tc_weight}" if self.weighs_tc else "")
 
     @property
     def frees_bits(self) -> bool:
@@ -96,15 +138,18 @@ class ELBO(Objective):
         return isinstance(self.free_bits, Tensor) or self.free_bits > 0
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate = self.terms_per_image(model, x, per_unit=self.frees_bits)
+        recon, kl, surrogate, tc = self.terms_per_image(model, x, per_unit=self.frees_bits)
         trained_kl = kl
         if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
+        if tc is not None:
+            trained_kl = trained_kl + (per_image(self.tc_weight, len(tc)) - 1) * tc
         loss = model.batch_mean(recon + self.weighted_kl(trained_kl)) + estimator_term(
             surrogate, model.batch_mean
         )
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
-        return ObjectiveOutput(loss, {"elbo": recon + kl, "recon": recon, "kl": kl})
+        terms = {"elbo": recon + kl, "recon": recon, "kl": kl}
+        return ObjectiveOutput(loss, terms if tc is None else {**terms, "tc": model.batch_mean(tc).detach()})
 
     def weighted_kl(self, kl: Tensor) -> Tensor:
         """``beta * KL`` for a KL per image (its last dim): ``beta`` a number, or one per packed model
@@ -123,10 +168,11 @@ class ELBO(Objective):
 
     def terms_per_image(
         self, model: ForwardPath, x: Tensor, per_unit: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """``-log p(x|z)`` and the KL (closed form, or the estimate at ``z``) per image at the estimator's
-        training sample ``z`` (``per_unit``: the closed form per image and latent unit), and the estimator's
-        surrogate for the cost (None for pathwise estimators)."""
+        training sample ``z`` (``per_unit``: the closed form per image and latent unit), the estimator's
+        surrogate for the cost (None for pathwise estimators), and the total correlation's estimate per image at
+        ``z`` (None unless ``tc_weight`` weighs it)."""
         q = model.posterior(x)
         draw = model.training_sample(q)
         z = draw.value
@@ -141,4 +187,16 @@ class ELBO(Objective):
                 lambda z: model.nll(x, z) + self.weighted_kl(model.kl_estimate(q, z)),
                 x,
             )
-        return recon, kl, model.surrogate(q, draw, cost)
+        tc = self.total_correlation(model, q, z) if self.weighs_tc else None
+        return recon, kl, model.surrogate(q, draw, cost), tc
+
+    def total_correlation(self, model: ForwardPath, q: Distribution, z: Tensor) -> Tensor:
+        """``TC_i`` per image at the samples ``z`` of posterior ``q``, each packed model's from its own images."""
+        if self.training_images is None:
+            raise ConfigError(
+                "objective.tc_weight estimates the aggregate posterior over the training set, whose size training "
+                "sets at its start -- outside training set the objective's training_images to it"
+            )
+        return total_correlation(
+            lambda values: model.unit_log_probs(q, values), z, model.models, self.training_images
+        )

@@ -62,6 +62,9 @@ class Objective(ABC, nn.Module):
     #: ``total``, the objective's own gradient, or ``dreg``, the doubly reparameterized one
     #: (``vae_zoo.objectives.doubly_reparameterized``), for objectives with an ``objective.gradient`` setting
     gradient: str = "total"
+    #: images in the training set, which training sets at its start (``VAE.setup``) for objectives that estimate
+    #: an aggregate over it (the ELBO's total correlation); None before
+    training_images: int | None = None
 
     @property
     def requires(self) -> Requirement:
@@ -74,6 +77,12 @@ class Objective(ABC, nn.Module):
         """Whether the estimator's sample must carry its whole gradient (``Estimator.reparameterized``): with
         ``dreg``, whose gradient flows through the sample alone."""
         return self.gradient == "dreg"
+
+    @property
+    def plain_settings(self) -> str:
+        """The settings that drop what it needs beyond the ELBO's (``requires``, a reparameterized sample): the
+        fix a refused pairing names."""
+        return "objective.gradient=total"
 
     def bind(self, model: ForwardPath) -> None:
         """Learn what the model offers before the pairing check (whether its KL has a closed form,

@@ -1,6 +1,6 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
-relaxation's temperature schedule, the ELBO's free bits, the semi-supervised objective's alpha;
+relaxation's temperature schedule, the ELBO's free bits and total-correlation weight, the semi-supervised objective's alpha;
 ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ PER_MODEL = (
     "objective.beta",
     "objective.alpha",
     "objective.free_bits",
+    "objective.tc_weight",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
     "callbacks.kl_warmup.period",

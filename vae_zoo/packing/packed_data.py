@@ -50,6 +50,11 @@ class PackedDataModule(pl.LightningDataModule):
         for datamodule in self.datamodules[1:]:
             datamodule.share(first)
 
+    @property
+    def training_images(self) -> int:
+        """Images in the training split the jobs share (after ``setup``)."""
+        return self.datamodules[0].training_images
+
     def train_dataloader(self) -> PackedBatches:
         return PackedBatches([datamodule.train_dataloader() for datamodule in self.datamodules])
 

@@ -131,6 +131,11 @@ class PackedVAE(pl.LightningModule):
     def models(self) -> int:
         return self.model.models
 
+    def setup(self, stage: str) -> None:
+        """Before training, the objective learns the training set's size (``Objective.training_images``)."""
+        if stage == "fit" and self.trainer.datamodule is not None:
+            self.objective.training_images = self.trainer.datamodule.training_images
+
     # -- training ----------------------------------------------------------------------------------
 
     def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
