@@ -46,12 +46,14 @@ def total_correlation(
 ) -> Tensor:
     """``TC_i`` per image ``(B,)`` at the batch's samples ``z`` ``(B, units, ...)``, from ``unit_log_probs(values)``:
     ``log q(value_u | x_j)`` of every image ``j``'s posterior in each unit ``u``, ``(..., B, units)`` for
-    ``values`` broadcast against the batch. Packed, the batch holds ``models`` models' images in turn, and each
-    image's estimate is from its own model's images."""
-    pairs = unit_log_probs(z.unsqueeze(1))  # (B_i, B_j, units): log q(z_iu | x_ju)
+    ``values`` ``(..., B, units, ...)`` broadcast against the batch. Packed, the batch holds ``models`` models'
+    images in turn, and each image's estimate is from its own model's images."""
     rows = len(z) // models
-    # each model's own block of pairs, (models, rows_i, rows_j, units)
-    pairs = pairs.unflatten(1, (models, rows)).unflatten(0, (models, rows)).diagonal(0, 0, 2).movedim(-1, 0)
+    # values[i, (m, j)] = z of model m's image i, against image (m, j)'s posterior: each model's own block of
+    # pairs alone (rows * B evaluations, not B * B), as (models, rows_i, rows_j, units)
+    own = z.unflatten(0, (models, rows)).transpose(0, 1).unsqueeze(2)  # (rows_i, models, 1, units, ...)
+    values = own.expand(-1, -1, rows, *z.shape[1:]).flatten(1, 2)
+    pairs = unit_log_probs(values).unflatten(1, (models, rows)).transpose(0, 1)
     joint = log_aggregate(pairs.sum(-1), training_images)
     marginals = log_aggregate(pairs.movedim(-1, 1), training_images).sum(1)
     return (joint - marginals).flatten()
