@@ -388,6 +388,14 @@ BAD_INPUTS = {
             "prior, flow or latent layers lack -- set objective.free_bits=0"
         ),
     ),
+    "total correlation through a flow": (
+        ["flow=planar", "objective.tc_weight=6"],
+        (
+            "error: objective=elbo (beta=1.0, kl=mc, tc_weight=6.0) needs independent latent units (an Independent "
+            "over them, each with its own density), which latent=normal through flow=planar's "
+            "TransformedDistribution posteriors lack -- set objective.tc_weight=1"
+        ),
+    ),
     "KL warm-up cycle shorter than its rise": (
         ["+callbacks@callbacks.kl_warmup=kl_warmup", "callbacks.kl_warmup.period=100"],
         "error: callbacks.kl_warmup.period=100 must be >= callbacks.kl_warmup.steps=30000: each cycle rises",

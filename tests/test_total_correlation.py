@@ -214,7 +214,7 @@ def test_what_cannot_estimate_it_is_refused_in_one_line(overrides, message):
         ),
         (
             {"tc_weight": 4, "gradient": "dreg"},
-            r"which objective.gradient=dreg drops -- set objective.gradient=total",
+            r"and objective.gradient=dreg do not combine: .* -- set objective.gradient=total, or objective.tc_weight=1",
         ),
     ],
 )

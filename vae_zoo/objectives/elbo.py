@@ -81,8 +81,9 @@ class ELBO(Objective):
         self.tc_weight = float(tc_weight)
         if self.weighs_tc and self.gradient == "dreg":
             raise ConfigError(
-                f"objective.tc_weight={self.tc_weight} trains the total correlation's score term, which "
-                "objective.gradient=dreg drops -- set objective.gradient=total, or objective.tc_weight=1"
+                f"objective.tc_weight={self.tc_weight} and objective.gradient=dreg do not combine: the doubly "
+                "reparameterized gradient is derived for the ELBO's own terms, not the total correlation's "
+                "estimate -- set objective.gradient=total, or objective.tc_weight=1"
             )
         self.needs_exact_samples = kl == "mc"
 

@@ -1,0 +1,115 @@
+"""What an objective's setting costs: the training step with it against the same step without, in one process.
+
+``dreg``: ``objective=iwae`` with ``objective.gradient=dreg`` against IWAE's own gradient, on Burda et al.'s model
+(``experiment=iwae_mnist``: 784-200-200-50 tanh, batch 100), at each ``--sizes`` value of k (default 5, 50).
+``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
+ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
+(default 128, 512). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
+them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit both alike; the ratio is the
+median over rounds of the setting's time per step over the baseline's.
+
+    python scripts/objective_speed.py dreg               # k = 5 and 50, 5 rounds of 20 steps
+    python scripts/objective_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from benchmark import git_commit, interleaved_step_seconds, step_run
+from grad_variance import print_and_write
+
+from vae_zoo.cli import build_datamodule_and_model
+from vae_zoo.compose import compose_config
+
+
+class Comparison(NamedTuple):
+    """A setting's baseline and measured values, and the run's overrides at each size."""
+
+    setting: str
+    values: tuple[str, str]
+    overrides: Callable[[int | str], list[str]]
+    size: str
+    sizes: tuple[int, ...]
+
+
+COMPARISONS = {
+    "dreg": Comparison(
+        "objective.gradient",
+        ("total", "dreg"),
+        lambda k: ["experiment=iwae_mnist", "objective=iwae", f"objective.k={k}"],
+        "k",
+        (5, 50),
+    ),
+    "tc": Comparison(
+        "objective.tc_weight",
+        ("1", "6"),
+        lambda batch: ["experiment=gaussian_mnist", f"data.batch_size={batch}"],
+        "batch",
+        (128, 512),
+    ),
+}
+
+
+def step_seconds(
+    comparison: Comparison, size: int, rounds: int, steps: int, tmp: Path
+) -> dict[str, list[float]]:
+    """Seconds per training step with each value of the setting at ``size``, per round (after one warm-up)."""
+    runs = {}
+    for value in comparison.values:
+        overrides = [*comparison.overrides(size), f"{comparison.setting}={value}", "seed=0"]
+        cfg = compose_config(overrides, tmp)
+        datamodule, model = build_datamodule_and_model(cfg)
+        # the training set's size, as training tells the objective (its setup)
+        datamodule.setup()
+        model.objective.training_images = datamodule.training_images
+        runs[value] = step_run(datamodule, model, cfg.data.batch_size, steps)
+    return interleaved_step_seconds(runs, rounds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("comparison", choices=sorted(COMPARISONS))
+    parser.add_argument("--sizes", nargs="*", type=int, help="k (dreg) or batch sizes (tc)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--steps", type=int, default=20, help="steps of each per round")
+    parser.add_argument("--out", type=Path, help="default: outputs/<comparison>_speed.md")
+    args = parser.parse_args(argv)
+    comparison = COMPARISONS[args.comparison]
+    baseline, measured = comparison.values
+    run = " ".join(comparison.overrides(comparison.size.upper()))  # the overrides, the size a placeholder
+
+    lines = [
+        (
+            f"Training step of {run}, {comparison.setting}={measured} against {baseline}, {args.rounds} rounds of "
+            f"{args.steps} steps of each in turn, commit {git_commit()}, {torch.get_num_threads()} threads."
+        ),
+        "",
+        (
+            f"| {comparison.size} | ms per step, {baseline} | ms per step, {measured} | {measured} / {baseline} "
+            "(min–max over rounds) |"
+        ),
+        "|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes or comparison.sizes:
+            seconds = step_seconds(comparison, size, args.rounds, args.steps, Path(tmp))
+            ratios = [m / b for m, b in zip(seconds[measured], seconds[baseline])]
+            lines.append(
+                f"| {size} | {1000 * statistics.median(seconds[baseline]):.2f} | "
+                f"{1000 * statistics.median(seconds[measured]):.2f} | {statistics.median(ratios):.3f} "
+                f"({min(ratios):.3f}–{max(ratios):.3f}) |"
+            )
+    print_and_write(lines, args.out or Path(f"outputs/{args.comparison}_speed.md"))
+
+
+if __name__ == "__main__":
+    main()
