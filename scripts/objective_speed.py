@@ -6,10 +6,12 @@
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
 (default 128, 512). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
 them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit both alike; the ratio is the
-median over rounds of the setting's time per step over the baseline's.
+median over rounds of the setting's time per step over the baseline's. ``--compile``: both with
+``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work fused).
 
     python scripts/objective_speed.py dreg               # k = 5 and 50, 5 rounds of 20 steps
     python scripts/objective_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
+    python scripts/objective_speed.py tc --compile
 """
 
 from __future__ import annotations
@@ -57,13 +59,23 @@ COMPARISONS = {
 }
 
 
+#: what ``--compile`` adds to both runs
+COMPILED = ("model.compile=true", "model.compile_scope=loss")
+
+
 def step_seconds(
-    comparison: Comparison, size: int, rounds: int, steps: int, tmp: Path
+    comparison: Comparison, size: int, rounds: int, steps: int, tmp: Path, compiled: bool = False
 ) -> dict[str, list[float]]:
-    """Seconds per training step with each value of the setting at ``size``, per round (after one warm-up)."""
+    """Seconds per training step with each value of the setting at ``size`` (``compiled``: the loss compiled),
+    per round (after one warm-up round, which also compiles)."""
     runs = {}
     for value in comparison.values:
-        overrides = [*comparison.overrides(size), f"{comparison.setting}={value}", "seed=0"]
+        overrides = [
+            *comparison.overrides(size),
+            *(COMPILED if compiled else ()),
+            f"{comparison.setting}={value}",
+        ]
+        overrides.append("seed=0")
         cfg = compose_config(overrides, tmp)
         datamodule, model = build_datamodule_and_model(cfg)
         # the training set's size, as training tells the objective (its setup)
@@ -81,11 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", nargs="*", type=int, help="k (dreg) or batch sizes (tc)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")
-    parser.add_argument("--out", type=Path, help="default: outputs/<comparison>_speed.md")
+    parser.add_argument("--compile", action="store_true", help="both with the loss compiled")
+    parser.add_argument("--out", type=Path, help="default: outputs/<comparison>_speed[_compiled].md")
     args = parser.parse_args(argv)
     comparison = COMPARISONS[args.comparison]
     baseline, measured = comparison.values
-    run = " ".join(comparison.overrides(comparison.size.upper()))  # the overrides, the size a placeholder
+    # the overrides, the size a placeholder
+    run = " ".join([*comparison.overrides(comparison.size.upper()), *(COMPILED if args.compile else ())])
 
     lines = [
         (
@@ -101,14 +115,15 @@ def main(argv: list[str] | None = None) -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes or comparison.sizes:
-            seconds = step_seconds(comparison, size, args.rounds, args.steps, Path(tmp))
+            seconds = step_seconds(comparison, size, args.rounds, args.steps, Path(tmp), args.compile)
             ratios = [m / b for m, b in zip(seconds[measured], seconds[baseline])]
             lines.append(
                 f"| {size} | {1000 * statistics.median(seconds[baseline]):.2f} | "
                 f"{1000 * statistics.median(seconds[measured]):.2f} | {statistics.median(ratios):.3f} "
                 f"({min(ratios):.3f}–{max(ratios):.3f}) |"
             )
-    print_and_write(lines, args.out or Path(f"outputs/{args.comparison}_speed.md"))
+    suffix = "_compiled" if args.compile else ""
+    print_and_write(lines, args.out or Path(f"outputs/{args.comparison}_speed{suffix}.md"))
 
 
 if __name__ == "__main__":
