@@ -12,6 +12,8 @@ CASES = {
     "gaussian": {},
     "gumbel": {"latent": "categorical", "estimator": "gumbel_softmax", "latent_settings": {"n": 4, "k": 5}},
     "gamma": {"latent": "gamma", "estimator": "implicit"},
+    "sticking_the_landing": {"objective_settings": {"gradient": "dreg"}},
+    "total_correlation": {"objective_settings": {"tc_weight": 4.0}},
 }
 
 
@@ -29,6 +31,8 @@ def test_the_compiled_loss_trains_like_eager_mode(case):
     eager = build_model(**CASES[case])
     compiled = build_model(**CASES[case], compile=True, compile_scope="loss")
     compiled.load_state_dict(eager.state_dict())
+    for model in (eager, compiled):
+        model.objective.training_images = 1000  # as training sets it (the total correlation's N)
     runs = []
     with inductor_config.patch(fallback_random=True):
         for model in (eager, compiled):
