@@ -89,6 +89,14 @@ def build_model(
     )
 
 
+def flat_gradient(module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss`` in every trainable parameter of ``module``, flattened into one vector (zeros where
+    it does not reach), the graph kept."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
+
+
 def run_command(
     command: Sequence[str], cwd: Path = ROOT, pythonpath: Path | str = ROOT
 ) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import build_model
+from tests.conftest import build_model, flat_gradient
 from tests.test_packing_conformance import NETS, SHORT
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
@@ -24,12 +24,6 @@ def _model(free_bits: float, latent: str = "normal", estimator: str = "pathwise"
     return build_model(latent=latent, estimator=estimator, objective_settings={"free_bits": free_bits})
 
 
-def _gradient(vae, loss: torch.Tensor) -> torch.Tensor:
-    params = [p for p in vae.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
-
-
 @pytest.mark.parametrize(
     ("latent", "estimator"),
     [("normal", "pathwise"), ("categorical", "gumbel_softmax"), ("gamma", "implicit")],
@@ -43,7 +37,7 @@ def test_the_loss_is_the_reconstruction_plus_each_units_kl_held_up_to_lambda(lat
     vae = _model(free_bits, latent, estimator)
     torch.manual_seed(1)
     loss, terms = vae.objective(vae.model, x)
-    ours = _gradient(vae, loss)
+    ours = flat_gradient(vae, loss)
 
     torch.manual_seed(1)
     q = vae.model.posterior(x)
@@ -51,7 +45,7 @@ def test_the_loss_is_the_reconstruction_plus_each_units_kl_held_up_to_lambda(lat
     recon, kl_units = vae.model.nll(x, z), vae.model.kl_per_unit(q)
     reference = recon.mean() + kl_units.mean(0).clamp(min=free_bits).sum()
     torch.testing.assert_close(loss, reference)
-    torch.testing.assert_close(ours, _gradient(vae, reference))
+    torch.testing.assert_close(ours, flat_gradient(vae, reference))
     torch.testing.assert_close(kl_units.sum(-1), vae.model.kl(q))
     torch.testing.assert_close(terms["kl"], vae.model.kl(q).mean().detach())  # reported: the true KL
     assert 0 < (kl_units.mean(0) < free_bits).sum() < kl_units.shape[-1]
@@ -65,12 +59,12 @@ def test_units_below_lambda_get_no_gradient_from_the_kl():
         vae = _model(free_bits)
         torch.manual_seed(2)
         loss, _terms = vae.objective(vae.model, x)
-        gradients[name] = _gradient(vae, loss)
+        gradients[name] = flat_gradient(vae, loss)
         if name == "everything_free":
             torch.manual_seed(2)
             q = vae.model.posterior(x)
             recon = vae.model.nll(x, vae.model.training_sample(q).value).mean()
-            torch.testing.assert_close(gradients[name], _gradient(vae, recon))
+            torch.testing.assert_close(gradients[name], flat_gradient(vae, recon))
             n_units = vae.model.kl_per_unit(q).shape[-1]
             torch.testing.assert_close(loss, recon + 1e6 * n_units)
     torch.testing.assert_close(gradients["nothing_free"], gradients["elbo"], rtol=1e-5, atol=1e-6)

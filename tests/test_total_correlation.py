@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 from torch.distributions import Independent, Normal
 
-from tests.conftest import build_model
+from tests.conftest import build_model, flat_gradient
 from tests.test_packing_conformance import NETS, SHORT
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
@@ -109,12 +109,6 @@ def _model(tc_weight: float, latent: str = "normal", estimator: str = "pathwise"
     return vae
 
 
-def _gradient(vae, loss: torch.Tensor) -> torch.Tensor:
-    params = [p for p in vae.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
-
-
 @pytest.mark.parametrize(("latent", "estimator"), [("normal", "pathwise"), ("gamma", "implicit")])
 def test_the_loss_is_the_elbo_with_the_total_correlation_weighed_apart(latent, estimator):
     """``recon + beta (KL + (w - 1) TC)`` at the training sample, its gradient too (through the sample and every
@@ -131,10 +125,10 @@ def test_the_loss_is_the_elbo_with_the_total_correlation_weighed_apart(latent, e
     tc = total_correlation(lambda values: units.log_prob(values), z, 1, 1000)
     reference = (recon + beta * (kl + (weight - 1) * tc)).mean()
     torch.testing.assert_close(loss, reference)
-    torch.testing.assert_close(_gradient(vae, loss), _gradient(vae, reference))
+    torch.testing.assert_close(flat_gradient(vae, loss), flat_gradient(vae, reference))
     torch.testing.assert_close(terms["tc"], tc.mean().detach())
     torch.testing.assert_close(terms["elbo"], (recon + kl).mean().detach())
-    assert not torch.allclose(_gradient(vae, loss), _gradient(vae, (recon + beta * kl).mean()))
+    assert not torch.allclose(flat_gradient(vae, loss), flat_gradient(vae, (recon + beta * kl).mean()))
 
 
 def test_a_weight_of_one_is_the_elbo_bit_for_bit():
