@@ -660,21 +660,38 @@ def test_each_model_of_a_pack_frees_its_own_bits(make_cfg):
     assert packed.losses[1] >= packed.terms["recon"][1] + 2 * 8  # the last step's: every unit charged >= 2
 
 
-def test_each_model_of_a_pack_weighs_its_own_total_correlation(make_cfg):
-    """Total-correlation weights 1 and 4 against 1 and 8: model 0's losses are bit for bit the same (its weight 1 the
-    ELBO's), model 1's are not, and each model's loss is its reconstruction plus its KL and its own share of its TC."""
+#: a per-model weight of a term of the batch's samples: its setting, two values for model 1 beside model 0's default,
+#: and each model's loss from its terms given model 1's value
+SAMPLE_TERMS = {
+    "total_correlation": (
+        "objective.tc_weight",
+        (4, 8),
+        lambda t, w: t["recon"] + t["kl"] + torch.tensor([0, w - 1]) * t["tc"],
+    ),
+    "mmd": (
+        "objective.mmd_weight",
+        (10, 20),
+        lambda t, w: t["recon"] + t["kl"] + torch.tensor([0, w]) * t["mmd"],
+    ),
+}
+
+
+@pytest.mark.parametrize("term", SAMPLE_TERMS)
+def test_each_model_of_a_pack_weighs_its_own_term_of_the_samples(term, make_cfg):
+    """Model 1's weight of the total correlation (or the MMD) at one value and at another, model 0's the ELBO's: model
+    0's losses are bit for bit the same, model 1's are not, and each model's loss is its reconstruction plus its KL
+    and its own weight of its own term."""
+    setting, (low, high), loss = SAMPLE_TERMS[term]
     common = (*TINY, "+trainer.max_steps=8")
-    low = [make_cfg(*common, "seed=0"), make_cfg(*common, "seed=1", "objective.tc_weight=4")]
-    high = [low[0], make_cfg(*common, "seed=1", "objective.tc_weight=8")]
-    low_losses, _, _ = _fit_with_settings(low)
-    high_losses, packed, _ = _fit_with_settings(high)
+    lows = [make_cfg(*common, "seed=0"), make_cfg(*common, "seed=1", f"{setting}={low}")]
+    highs = [lows[0], make_cfg(*common, "seed=1", f"{setting}={high}")]
+    low_losses, _, _ = _fit_with_settings(lows)
+    high_losses, packed, _ = _fit_with_settings(highs)
     assert torch.equal(high_losses[:, 0], low_losses[:, 0]) and not torch.equal(
         high_losses[:, 1], low_losses[:, 1]
     )
-    assert packed.objective.tc_weight.tolist() == [1.0, 8.0]
-    terms = packed.terms
-    expected = terms["recon"] + terms["kl"] + torch.tensor([0.0, 7.0]) * terms["tc"]
-    torch.testing.assert_close(packed.losses, expected, rtol=1e-5, atol=1e-4)
+    assert getattr(packed.objective, setting.rpartition(".")[2]).tolist()[1] == high
+    torch.testing.assert_close(packed.losses, loss(packed.terms, high), rtol=1e-5, atol=1e-4)
 
 
 def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):

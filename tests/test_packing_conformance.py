@@ -43,6 +43,7 @@ PACKING = {
     "free_bits": (*NETS, "objective.free_bits=0.5"),
     "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),
     "total_correlation": (*NETS, "objective.tc_weight=4"),
+    "mmd": (*NETS, "objective.mmd_weight=10", "objective.beta=0"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),
     "discretized_logistic": (*NETS, *EIGHT_BIT, "likelihood=discretized_logistic"),
@@ -81,9 +82,9 @@ PACKING = {
         "model.classifier.hidden=[16]",
     ),
 }
-#: objectives whose per-image terms depend on the model's other images (the total correlation's aggregate posterior
-#: over the batch): each packed model's from its own images (test_total_correlation.py), not from a batch twice its size
-BATCH_COUPLED = ("total_correlation",)
+#: objectives with terms of the model's batch as a whole (the total correlation's aggregate posterior, the MMD):
+#: each packed model's from its own images (their tests), not from a batch twice its size
+BATCH_COUPLED = ("total_correlation", "mmd")
 SHORT = (
     "data.batch_size=8",
     "+trainer.max_steps=3",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
@@ -13,12 +13,25 @@ from vae_zoo.conditions.label import ABSENT
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
+from vae_zoo.objectives.maximum_mean_discrepancy import mmd_squared
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 from vae_zoo.objectives.total_correlation import total_correlation
 from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
+
+
+class SampleTerms(NamedTuple):
+    """What the ELBO's terms are at the training sample: per image ``recon`` and ``kl`` (per unit, asked for), the
+    estimator's ``surrogate``, the total correlation's ``tc`` and, per model, the ``mmd`` (None where off)."""
+
+    recon: Tensor
+    kl: Tensor
+    surrogate: Tensor | None
+    tc: Tensor | None
+    mmd: Tensor | None
+
 
 KL_MODES = ("auto", "analytic", "mc")
 
@@ -42,9 +55,14 @@ class ELBO(Objective):
     as ``KL + (w - 1) TC``, the aggregate posterior's total correlation weighed ``w`` (Chen et al. 2018's beta-TCVAE;
     ``TC`` estimated on the batch, ``vae_zoo.objectives.total_correlation``, reported as ``tc``): with a
     reparameterized sample and a posterior of independent units; each model of a pack may have its own ``w``.
+    ``mmd_weight: lambda > 0`` adds ``lambda MMD^2(q(z), p(z))``, the maximum mean discrepancy between the
+    aggregate posterior and the prior (InfoVAE, Zhao et al. 2019, whose ``alpha`` is ``1 - beta``; with ``beta = 0``
+    the MMD-VAE), estimated from the batch's samples and as many prior draws with a Gaussian kernel of bandwidth
+    ``mmd_bandwidth`` (``vae_zoo.objectives.maximum_mean_discrepancy``, reported as ``mmd``): with a
+    reparameterized sample; each model of a pack may have its own ``lambda``.
     """
 
-    per_model_settings = ("free_bits", "tc_weight")
+    per_model_settings = ("free_bits", "tc_weight", "mmd_weight")
 
     def __init__(
         self,
@@ -53,6 +71,8 @@ class ELBO(Objective):
         gradient: str = "total",
         free_bits: float = 0.0,
         tc_weight: float = 1.0,
+        mmd_weight: float = 0.0,
+        mmd_bandwidth: float = 1.0,
     ) -> None:
         super().__init__()
         if kl not in KL_MODES:
@@ -79,11 +99,17 @@ class ELBO(Objective):
                 f"objective.tc_weight={tc_weight} must be >= 0 (the total correlation's weight in the KL; 1: the ELBO)"
             )
         self.tc_weight = float(tc_weight)
-        if self.weighs_tc and self.gradient == "dreg":
+        if not mmd_weight >= 0 or not mmd_bandwidth > 0:
             raise ConfigError(
-                f"objective.tc_weight={self.tc_weight} and objective.gradient=dreg do not combine: the doubly "
-                "reparameterized gradient is derived for the ELBO's own terms, not the total correlation's "
-                "estimate -- set objective.gradient=total, or objective.tc_weight=1"
+                f"objective.mmd_weight={mmd_weight} must be >= 0 (0: off) and objective.mmd_bandwidth={mmd_bandwidth} "
+                "> 0"
+            )
+        self.mmd_weight, self.mmd_bandwidth = float(mmd_weight), float(mmd_bandwidth)
+        if self.gradient == "dreg" and self.sample_settings:
+            raise ConfigError(
+                f"{self.sample_settings} and objective.gradient=dreg do not combine: the doubly reparameterized "
+                "gradient is derived for the ELBO's own terms, not this one's -- set objective.gradient=total, or "
+                f"{self.plain_settings}"
             )
         self.needs_exact_samples = kl == "mc"
 
@@ -94,18 +120,33 @@ class ELBO(Objective):
         return isinstance(self.tc_weight, Tensor) or self.tc_weight != 1
 
     @property
+    def weighs_mmd(self) -> bool:
+        """Whether a model trains with the MMD: ``mmd_weight > 0``, or one weight per packed model."""
+        return isinstance(self.mmd_weight, Tensor) or self.mmd_weight > 0
+
+    @property
+    def sample_settings(self) -> str:
+        """The settings on that add a term of the training samples beside the ELBO's (``tc_weight``,
+        ``mmd_weight``), as a refusal names them; empty where none is."""
+        on = [f"objective.tc_weight={self.tc_weight}"] if self.weighs_tc else []
+        return " ".join(on + ([f"objective.mmd_weight={self.mmd_weight}"] if self.weighs_mmd else []))
+
+    @property
     def requires(self) -> Requirement:
         """With ``tc_weight``, a posterior of independent units (the total correlation's marginals)."""
         return INDEPENDENT_UNITS if self.weighs_tc else super().requires
 
     @property
     def needs_reparameterized_samples(self) -> bool:
-        """With ``tc_weight`` too: the total correlation's estimate trains through the sample."""
-        return self.weighs_tc or super().needs_reparameterized_samples
+        """With ``tc_weight`` or ``mmd_weight`` too: their estimates train through the samples."""
+        return bool(self.sample_settings) or super().needs_reparameterized_samples
 
     @property
     def plain_settings(self) -> str:
-        return "objective.tc_weight=1" if self.weighs_tc else super().plain_settings
+        if not self.sample_settings:
+            return super().plain_settings
+        off = ["objective.tc_weight=1"] if self.weighs_tc else []
+        return " ".join(off + (["objective.mmd_weight=0"] if self.weighs_mmd else []))
 
     def bind(self, model: ForwardPath) -> None:
         if self.kl == "analytic" and not model.closed_form_kl:
@@ -130,7 +171,8 @@ class ELBO(Objective):
     def extra_repr(self) -> str:
         settings = f"beta={self.beta}, kl={self.kl}" + (", gradient=dreg" if self.gradient == "dreg" else "")
         settings += f", free_bits={self.free_bits}" if self.frees_bits else ""
-        return settings + (f", tc_weight={self.tc_weight}" if self.weighs_tc else "")
+        settings += f", tc_weight={self.tc_weight}" if self.weighs_tc else ""
+        return settings + (f", mmd_weight={self.mmd_weight}" if self.weighs_mmd else "")
 
     @property
     def frees_bits(self) -> bool:
@@ -139,7 +181,7 @@ class ELBO(Objective):
         return isinstance(self.free_bits, Tensor) or self.free_bits > 0
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate, tc = self.terms_per_image(model, x, per_unit=self.frees_bits)
+        recon, kl, surrogate, tc, mmd = self.terms_per_image(model, x, per_unit=self.frees_bits)
         trained_kl = kl
         if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
@@ -150,7 +192,12 @@ class ELBO(Objective):
         )
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
         terms = {"elbo": recon + kl, "recon": recon, "kl": kl}
-        return ObjectiveOutput(loss, terms if tc is None else {**terms, "tc": model.batch_mean(tc).detach()})
+        if tc is not None:
+            terms["tc"] = model.batch_mean(tc).detach()
+        if mmd is not None:
+            loss = loss + self.mmd_weight * mmd
+            terms["mmd"] = mmd.detach()
+        return ObjectiveOutput(loss, terms)
 
     def weighted_kl(self, kl: Tensor) -> Tensor:
         """``beta * KL`` for a KL per image (its last dim): ``beta`` a number, or one per packed model
@@ -167,13 +214,11 @@ class ELBO(Objective):
         above = per_model.detach().mean(1, keepdim=True) > free
         return torch.where(above, per_model, free).flatten(0, 1).sum(-1)
 
-    def terms_per_image(
-        self, model: ForwardPath, x: Tensor, per_unit: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def terms_per_image(self, model: ForwardPath, x: Tensor, per_unit: bool = False) -> SampleTerms:
         """``-log p(x|z)`` and the KL (closed form, or the estimate at ``z``) per image at the estimator's
         training sample ``z`` (``per_unit``: the closed form per image and latent unit), the estimator's
-        surrogate for the cost (None for pathwise estimators), and the total correlation's estimate per image at
-        ``z`` (None unless ``tc_weight`` weighs it)."""
+        surrogate for the cost (None for pathwise estimators), the total correlation's estimate per image at ``z``
+        (None unless ``tc_weight`` weighs it), and the MMD's per model (None unless ``mmd_weight``)."""
         q = model.posterior(x)
         draw = model.training_sample(q)
         z = draw.value
@@ -189,7 +234,16 @@ class ELBO(Objective):
                 x,
             )
         tc = self.total_correlation(model, q, z) if self.weighs_tc else None
-        return recon, kl, model.surrogate(q, draw, cost), tc
+        mmd = self.maximum_mean_discrepancy(model, z) if self.weighs_mmd else None
+        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd)
+
+    def maximum_mean_discrepancy(self, model: ForwardPath, z: Tensor) -> Tensor:
+        """``MMD^2`` between the samples ``z`` and as many draws of the prior (each packed model's own)."""
+        with model.autocast_off():
+            p = model.prior_distribution()
+            shape = () if p.batch_shape else (len(z),)  # a prior per image (packed, or given a class), or one
+            y = p.rsample(shape) if p.has_rsample else p.sample(shape)
+        return mmd_squared(z, y, model.models, self.mmd_bandwidth)
 
     def total_correlation(self, model: ForwardPath, q: Distribution, z: Tensor) -> Tensor:
         """``TC_i`` per image at the samples ``z`` of posterior ``q``, each packed model's from its own images."""

@@ -87,7 +87,7 @@ class SemiSupervisedELBO(ELBO):
         weights = torch.where(known, one_hot, log_q_y.exp())
         log_weights = torch.where(known, 0.0, log_q_y)
         with model.for_every_class(x) as rows:
-            recon, kl, surrogate, _tc = self.terms_per_image(model, rows)
+            recon, kl, surrogate, *_sample_terms = self.terms_per_image(model, rows)
         log_p_y = math.log(classes)
         class_nll = torch.where(known, -log_q_y, 0.0).gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1)
         bounds = summed_out(per_class(recon + self.weighted_kl(kl), classes), weights, log_weights) + log_p_y

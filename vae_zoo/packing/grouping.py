@@ -1,6 +1,6 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
-relaxation's temperature schedule, the ELBO's free bits and total-correlation weight, the semi-supervised
+relaxation's temperature schedule, the ELBO's free bits, total-correlation weight and MMD weight, the semi-supervised
 objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ PER_MODEL = (
     "objective.alpha",
     "objective.free_bits",
     "objective.tc_weight",
+    "objective.mmd_weight",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
     "callbacks.kl_warmup.period",
