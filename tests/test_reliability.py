@@ -396,6 +396,14 @@ BAD_INPUTS = {
             "TransformedDistribution posteriors lack -- set objective.tc_weight=1"
         ),
     ),
+    "MMD without a reparameterized sample": (
+        ["estimator=score_function", "objective.mmd_weight=10"],
+        (
+            "error: estimator=score_function does not pair with objective=elbo (beta=1.0, kl=analytic, "
+            "mmd_weight=10.0): its gradient flows through the training sample, which needs a reparameterized sample "
+            "(explicit or implicit); choose one of: estimator=implicit, estimator=pathwise"
+        ),
+    ),
     "KL warm-up cycle shorter than its rise": (
         ["+callbacks@callbacks.kl_warmup=kl_warmup", "callbacks.kl_warmup.period=100"],
         "error: callbacks.kl_warmup.period=100 must be >= callbacks.kl_warmup.steps=30000: each cycle rises",
