@@ -126,8 +126,8 @@ class ELBO(Objective):
 
     @property
     def sample_settings(self) -> str:
-        """The settings on that add a term of the training samples beside the ELBO's (``tc_weight``,
-        ``mmd_weight``), as a refusal names them; empty where none is."""
+        """Those of the settings that add a term of the training samples to the ELBO's (``tc_weight``,
+        ``mmd_weight``) which are on, as a refusal names them; empty where none is."""
         on = [f"objective.tc_weight={self.tc_weight}"] if self.weighs_tc else []
         return " ".join(on + ([f"objective.mmd_weight={self.mmd_weight}"] if self.weighs_mmd else []))
 
