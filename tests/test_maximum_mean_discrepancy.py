@@ -7,10 +7,13 @@ import math
 
 import pytest
 import torch
+from scipy import stats
+from torch.distributions import Independent, Normal
 
 from tests.conftest import build_model, flat_gradient
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.maximum_mean_discrepancy import gaussian_kernel, mmd_squared
+from vae_zoo.priors.mixture import PackedUniformMixtures
 
 DIM, BANDWIDTH = 4, 1.0
 
@@ -120,3 +123,17 @@ def test_a_batch_of_one_image_is_refused_in_one_line():
         ConfigError, match=r"this batch holds one image per model -- set data.batch_size >= 2"
     ):
         vae.objective(vae.model, _batch(1))
+
+
+def test_a_packed_mixture_prior_draws_each_models_rows_from_its_own_components_uniformly():
+    """Two packed models' mixtures of K = 4 narrow components (model 0's at 0..3, model 1's at 100..103), 3000 rows
+    each: every row is one of its own model's components, each chosen with frequency 1/K (chi-square)."""
+    models, k, rows = 2, 4, 3000
+    loc = torch.tensor([[float(c)] for c in (0, 1, 2, 3, 100, 101, 102, 103)])
+    mixtures = PackedUniformMixtures(Independent(Normal(loc, 1e-3), 1), models)
+    torch.manual_seed(4)
+    draws = mixtures.sample((models * rows,)).squeeze(-1).round().long()
+    for n, own in enumerate(draws.unflatten(0, (models, rows))):
+        counts = torch.bincount(own - 100 * n, minlength=k)
+        assert counts.sum() == rows and len(counts) == k  # every draw one of its own model's components
+        assert stats.chisquare(counts.numpy()).pvalue > 1e-3

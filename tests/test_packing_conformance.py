@@ -44,6 +44,7 @@ PACKING = {
     "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),
     "total_correlation": (*NETS, "objective.tc_weight=4"),
     "mmd": (*NETS, "objective.mmd_weight=10", "objective.beta=0"),
+    "mmd_vamp": (*NETS, "objective.mmd_weight=10", "prior=vamp", "model.prior.components=5"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),
     "discretized_logistic": (*NETS, *EIGHT_BIT, "likelihood=discretized_logistic"),
@@ -84,7 +85,7 @@ PACKING = {
 }
 #: objectives with terms of the model's batch as a whole (the total correlation's aggregate posterior, the MMD):
 #: each packed model's from its own images (their tests), not from a batch twice its size
-BATCH_COUPLED = ("total_correlation", "mmd")
+BATCH_COUPLED = ("total_correlation", "mmd", "mmd_vamp")
 SHORT = (
     "data.batch_size=8",
     "+trainer.max_steps=3",

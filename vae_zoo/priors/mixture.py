@@ -66,3 +66,17 @@ class PackedUniformMixtures(Distribution):
         log_c = self.components.log_prob(each.flatten(rows + 1, rows + 2))  # (..., B, N * K)
         log_p = torch.logsumexp(log_c.unflatten(-1, (self.models, k)), -1) - math.log(k)  # (..., B, N)
         return log_p.movedim(-1, -2).flatten(-2)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """A packed batch's draws, ``sample_shape = (N * B,)`` rows to ``(N * B, *event)``: each of model ``n``'s B
+        rows from one of its own K components chosen uniformly (as ``MixtureSameFamily.sample`` draws: every
+        component for each row, the chosen one kept)."""
+        (rows,) = sample_shape
+        k, per_model = self.components.batch_shape[0] // self.models, rows // self.models
+        with torch.no_grad():
+            draws = self.components.sample((per_model,))  # (B, N * K, *event)
+            device = draws.device
+            own = k * torch.arange(self.models, device=device)[:, None]  # model n's first component
+            chosen = own + torch.randint(k, (self.models, per_model), device=device)
+            row = torch.arange(per_model, device=device).expand(self.models, -1)
+            return draws[row, chosen].flatten(0, 1)
