@@ -16,6 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from vae_zoo.compose import compose_config
 from vae_zoo.config_groups import options
+from vae_zoo.errors import ConfigError
 from vae_zoo.models import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,13 @@ def build_model(
         optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
         **kwargs,
     )
+
+
+def refusal(**settings: Any) -> str:
+    """The one-line ``ConfigError`` that ``build_model(**settings)`` stops with (the test fails where it builds)."""
+    with pytest.raises(ConfigError) as refused:
+        build_model(**settings)
+    return str(refused.value)
 
 
 def flat_gradient(module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:

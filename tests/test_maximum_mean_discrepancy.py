@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from torch.distributions import Independent, Normal
 
-from tests.conftest import build_model, flat_gradient
+from tests.conftest import build_model, flat_gradient, refusal
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.maximum_mean_discrepancy import gaussian_kernel, mmd_squared
 from vae_zoo.priors.mixture import PackedUniformMixtures
@@ -86,9 +86,7 @@ def test_the_loss_is_the_beta_weighted_elbo_plus_the_weighted_mmd(latent, estima
 
 
 def test_what_cannot_train_it_is_refused_in_one_line():
-    with pytest.raises(ConfigError) as refusal:
-        build_model(estimator="score_function", objective_settings={"mmd_weight": 1.0})
-    assert str(refusal.value) == (
+    assert refusal(estimator="score_function", objective_settings={"mmd_weight": 1.0}) == (
         "estimator=score_function does not pair with objective=elbo (beta=1.0, kl=analytic, mmd_weight=1.0): its "
         "gradient flows through the training sample, which needs a reparameterized sample (explicit or implicit); "
         "choose one of: estimator=implicit, estimator=pathwise"
