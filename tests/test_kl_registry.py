@@ -23,6 +23,7 @@ CLOSED_FORM = {
     "dirichlet",
     "von_mises",
     "truncated_normal",
+    "von_mises_fisher",
 }
 SETTINGS = {"categorical": {"n": 3, "k": 4}, "dirichlet": {"n": 2, "k": 3}}
 

@@ -413,6 +413,10 @@ BAD_INPUTS = {
         "error: data.batch_size=0 and data.eval_batch_size must be >= 1",
     ),
     "zero latent size": (["model.latent.dim=0"], "error: model.latent.dim=0 must be >= 1"),
+    "a sphere of one coordinate": (
+        ["latent=von_mises_fisher", "model.latent.dim=1"],
+        "error: model.latent.dim=1 must be >= 2 (the sphere in R^dim; 2 is the circle)",
+    ),
     "zero hidden layer": (
         ["model.encoder.hidden=[0]"],
         "error: layer sizes [0] must be positive integers",

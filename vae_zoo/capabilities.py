@@ -10,7 +10,8 @@ line. The facts about torch's own classes that torch does not state as data are 
   True`` (``vae_zoo.latents.gamma_cdf.DifferentiableCDFGamma``); of torch's classes, ``Normal``'s
   ``erf``-based CDF is. torch's ``Gamma``, ``Beta`` and ``Dirichlet`` have no such CDF, but their
   ``rsample`` already differentiates the sample implicitly (``-dF/dalpha / q`` in a fused kernel), so
-  they meet the implicit rule's requirement too (``IMPLICIT_RSAMPLE``).
+  they meet the implicit rule's requirement too (``IMPLICIT_RSAMPLE``), as does a class that declares
+  ``implicit_rsample = True`` (``vae_zoo.latents.von_mises_fisher_distribution.VonMisesFisher``).
 - Categorical logits: a ``OneHotCategorical`` per coordinate; Bernoulli logits: a ``Bernoulli``; discrete
   logits: either (what the relaxations of ``vae_zoo.estimators.relaxation`` take).
 - A log-density: every distribution has ``log_prob``.
@@ -62,7 +63,8 @@ def has_differentiable_cdf(q: Distribution) -> bool:
 
 
 def has_implicit_rsample(q: Distribution) -> bool:
-    return isinstance(coordinates(q), IMPLICIT_RSAMPLE)
+    base = coordinates(q)
+    return bool(getattr(base, "implicit_rsample", False)) or isinstance(base, IMPLICIT_RSAMPLE)
 
 
 class Requirement(NamedTuple):

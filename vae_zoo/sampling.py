@@ -5,7 +5,7 @@ family works without an inverse CDF: an interpolation from ``a`` to ``b`` is lin
 levels ``F(a)`` to ``F(b)`` (linear in z for the Normal; along the shorter arc for angles), a traversal
 sweeps one coordinate over the levels 0.05 ... 0.95, and ``temperature`` t draws prior samples at the
 levels ``0.5 + t (u - 0.5)``. Latents on a simplex (categorical, Dirichlet) interpolate by convex
-combination and have no traversals. Pixels are the likelihood's means.
+combination, and unit vectors (von Mises-Fisher) along great circles; neither has traversals. Pixels are the likelihood's means.
 """
 
 from __future__ import annotations
@@ -55,9 +55,22 @@ def prior_of_class(model, label: int | None) -> Distribution:
     return model.latent_prior(labels)
 
 
+def great_circle(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Unit vectors from ``a`` to ``b`` along the great circle through them, at fractions ``t`` of the angle
+    ``theta`` between them: ``(sin((1 - t) theta) a + sin(t theta) b) / sin theta`` (linear where theta is 0)."""
+    theta = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1, 1))
+    sin_theta = torch.sin(theta)
+    apart = sin_theta > 1e-6
+    safe = torch.where(apart, sin_theta, 1.0)
+    arc = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / safe
+    return torch.where(apart, arc, (1 - t) * a + t * b)
+
+
 def interpolate(latent, prior, quantiles: PriorQuantiles | None, a: Tensor, b: Tensor, steps: int) -> Tensor:
     """``steps`` points from ``a`` to ``b`` (each ``(..., *event)``), stacked on a new second-to-first dim."""
     t = torch.linspace(0, 1, steps).reshape(-1, *([1] * a.dim()))
+    if latent.spherical:
+        return great_circle(a, b, t)
     if quantiles is None or isinstance(coordinates(prior), Normal):
         return (1 - t) * a + t * b  # linear: the Normal, and convex combinations on a simplex
     if latent.circular:
@@ -133,9 +146,12 @@ def write_grids(
     torch.manual_seed(seed)
     classes = model.condition.classes if model.condition is not None else None
     latent, prior = model.latent, prior_of_class(model, None if classes is None else 0)
-    scalar = len(prior.event_shape) == 1
+    scalar = len(prior.event_shape) == 1 and not latent.spherical
     if not scalar and temperature != 1:
-        raise ConfigError(f"grids.temperature={temperature} needs a latent of scalar coordinates; use 1.0")
+        raise ConfigError(
+            f"grids.temperature={temperature} needs a latent of scalar coordinates that vary apart (not points on a "
+            "simplex or a sphere); use 1.0"
+        )
     quantiles = PriorQuantiles(prior) if scalar else None
     per_class = bool(prior.batch_shape)  # a conditional prior p(z|y): drawn and read for each row's class
     decode = lambda z, y=None: model.pixel_means(z, y).float().clamp(0, 1).cpu()

@@ -23,6 +23,9 @@ class LatentFamily(ABC, nn.Module):
     sample_features: int
     #: whether samples are angles, so that interpolations move along the shorter arc (von Mises)
     circular: bool = False
+    #: whether samples are unit vectors, so that interpolations follow great circles and no single coordinate is
+    #: swept (von Mises-Fisher)
+    spherical: bool = False
     #: parameters used only broadcast against per-image values (a learned prior's): a packed model
     #: (``vae_zoo.packing``) gives each image its own model's copy
     per_image_parameters: tuple[str, ...] = ()

@@ -1,0 +1,199 @@
+"""The von Mises-Fisher latent (Davidson et al. 2018): Bessel functions and the density against scipy, Wood's
+sampler's frequencies, the implicit gradient of the cosine against the explicit inverse CDF (m = 3) and the
+gradients' means against the closed-form derivatives of the mean, the KL against scipy's entropy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import build_model
+from vae_zoo.errors import ConfigError
+from vae_zoo.latents.bessel import bessel_ratio, log_bessel_i
+from vae_zoo.latents.von_mises_fisher import VonMisesFisherLatent
+from vae_zoo.latents.von_mises_fisher_distribution import (
+    HypersphericalUniform,
+    VonMisesFisher,
+    cosine_sensitivity,
+    kl_von_mises_fisher_uniform,
+    log_sphere_area,
+    wood_cosines,
+)
+from vae_zoo.sampling import great_circle
+
+F64 = torch.float64
+ORDERS = (0.0, 0.5, 1.0, 1.5, 4.0, 19.0, 49.0)
+ARGUMENTS = np.logspace(-3, 5, 200)
+
+
+def unit(m: int, seed: int = 0) -> torch.Tensor:
+    return F.normalize(torch.randn(m, dtype=F64, generator=torch.Generator().manual_seed(seed)), dim=0)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_log_bessel_i_and_its_derivative_match_scipy_from_1e_minus_3_to_1e5(order):
+    x = torch.tensor(ARGUMENTS, dtype=F64, requires_grad=True)
+    ours = log_bessel_i(order, x)
+    (derivative,) = torch.autograd.grad(ours.sum(), x)
+    reference = np.log(scipy.special.ive(order, ARGUMENTS)) + ARGUMENTS
+    ratio = scipy.special.ive(order + 1, ARGUMENTS) / scipy.special.ive(order, ARGUMENTS)
+    np.testing.assert_allclose(ours.detach().numpy(), reference, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(derivative.numpy(), ratio + order / ARGUMENTS, rtol=1e-9)
+    np.testing.assert_allclose(bessel_ratio(order, x.detach()).numpy(), ratio, rtol=1e-9)
+
+
+def test_a_negative_order_is_refused():
+    with pytest.raises(ValueError, match="order of I_v must be >= 0"):
+        log_bessel_i(-1, torch.ones(1))
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 10, 40])
+@pytest.mark.parametrize("kappa", [0.1, 1.0, 10.0, 100.0, 1000.0])
+def test_log_prob_entropy_and_kl_match_scipy(m, kappa):
+    mu = unit(m)
+    q = VonMisesFisher(mu, torch.tensor(kappa, dtype=F64))
+    reference = scipy.stats.vonmises_fisher(mu.numpy(), kappa)
+    z = torch.tensor(reference.rvs(50, random_state=0))
+    np.testing.assert_allclose(q.log_prob(z).numpy(), reference.logpdf(z.numpy()), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(q.entropy().item(), reference.entropy(), rtol=1e-8, atol=1e-8)
+    kl = kl_von_mises_fisher_uniform(q, HypersphericalUniform(torch.zeros(m, dtype=F64)))
+    np.testing.assert_allclose(kl.item(), log_sphere_area(m) - reference.entropy(), rtol=1e-8, atol=1e-8)
+
+
+def test_the_kl_vanishes_as_kappa_goes_to_zero_and_its_derivative_is_kappa_times_that_of_the_mean():
+    """``d KL / d kappa = kappa A'(kappa)`` with ``A' = 1 - A^2 - (m - 1) A / kappa`` (the Bessel ratio's
+    derivative)."""
+    for m in (2, 3, 10, 40):
+        kappa = torch.tensor([1e-6, 0.3, 3.0, 30.0, 300.0, 3000.0], dtype=F64, requires_grad=True)
+        q = VonMisesFisher(unit(m).expand(6, m), kappa)
+        kl = kl_von_mises_fisher_uniform(q, HypersphericalUniform(torch.zeros(m, dtype=F64)))
+        (derivative,) = torch.autograd.grad(kl.sum(), kappa)
+        a = bessel_ratio(m / 2 - 1, kappa.detach())
+        expected = kappa.detach() * (1 - a.square() - (m - 1) * a / kappa.detach())
+        # at kappa = 1e-6 the derivative (~1e-8) is a difference of terms ~ v / kappa: compared from 0.3 up, to
+        # the float64 rounding of log I_v (~ kappa 1e-16) amplified by kappa
+        torch.testing.assert_close(derivative[1:], expected[1:], rtol=1e-8, atol=1e-8)
+        assert abs(kl[0].item()) < 1e-9 and torch.all(kl[1:] > 0)
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 10, 40])
+@pytest.mark.parametrize("kappa", [0.1, 1.0, 10.0, 1000.0])
+def test_wood_cosines_follow_the_marginal_and_directions_are_uniform_around_the_mean(m, kappa):
+    """20,000 draws: the cosine ``w = mu^T z`` against scipy's own sampler (two-sample Kolmogorov-Smirnov at a
+    fixed seed), its mean against ``A(kappa)``; the part orthogonal to ``mu``, scaled to length 1, has mean 0 and
+    second moment ``(I - mu mu^T) / (m - 1)`` (uniform on the sphere around ``mu``)."""
+    torch.manual_seed(0)
+    mu = unit(m, seed=m)
+    z = VonMisesFisher(mu, torch.tensor(kappa, dtype=F64)).sample((20_000,))
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(20_000, dtype=F64), rtol=0, atol=1e-12)
+    w = z @ mu
+    theirs = scipy.stats.vonmises_fisher(mu.numpy(), kappa).rvs(20_000, random_state=1) @ mu.numpy()
+    assert scipy.stats.ks_2samp(w.numpy(), theirs).pvalue > 1e-3
+    a = bessel_ratio(m / 2 - 1, torch.tensor(kappa, dtype=F64))
+    assert abs(w.mean() - a) < 4 * w.std() / math.sqrt(len(w))
+    if m > 2:
+        side = z - w.unsqueeze(-1) * mu
+        side = side / side.norm(dim=-1, keepdim=True)
+        assert side.mean(0).abs().max() < 4 / math.sqrt(len(side))
+        projector = (torch.eye(m, dtype=F64) - torch.outer(mu, mu)) / (m - 1)
+        torch.testing.assert_close(side.T @ side / len(side), projector, rtol=0, atol=0.02)
+
+
+@pytest.mark.parametrize("kappa", [0.01, 0.5, 3.0, 50.0, 1000.0, 10000.0])
+def test_on_the_2_sphere_the_implicit_gradient_equals_the_explicit_inverse_cdf(kappa):
+    """For m = 3 the cosine has the inverse CDF ``w = 1 + log(u + (1 - u) e^(-2 kappa)) / kappa``; at each draw's
+    own ``u`` its derivative in kappa is what the implicit rule's quadrature gives."""
+    torch.manual_seed(0)
+    k = torch.full((2000,), kappa, dtype=F64)
+    w = wood_cosines(k, 3)
+    u = ((torch.exp(k * (w - 1)) - torch.exp(-2 * k)) / -torch.expm1(-2 * k)).detach()
+    k.requires_grad_()
+    explicit = 1 + torch.log(u + (1 - u) * torch.exp(-2 * k)) / k
+    (derivative,) = torch.autograd.grad(explicit.sum(), k)
+    torch.testing.assert_close(explicit.detach(), w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(cosine_sensitivity(w, k.detach(), 3), derivative, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("m", [2, 4, 10, 40])
+@pytest.mark.parametrize("kappa", [0.1, 1.0, 10.0, 1000.0])
+def test_the_sample_gradients_are_unbiased_for_the_mean_in_kappa_and_direction(m, kappa):
+    """``E[z] = A(kappa) mu(d)`` with ``mu = d / |d|``: over 100,000 draws the mean pathwise gradient of ``c^T z``
+    in kappa equals ``A'(kappa) c^T mu`` and in ``d`` equals ``A (I - mu mu^T) c / |d|``, within 4 standard
+    errors (the gradient in ``d`` passes the Householder reflection; the one in kappa the implicit rule)."""
+    torch.manual_seed(1)
+    n = 100_000
+    d = (2 * unit(m, seed=3)).expand(n, m).clone().requires_grad_()
+    k = torch.full((n,), kappa, dtype=F64, requires_grad=True)
+    c = unit(m, seed=4)
+    z = VonMisesFisher(F.normalize(d, dim=-1), k).rsample()
+    d_grad, k_grad = torch.autograd.grad((z @ c).sum(), [d, k])
+    mu = F.normalize(d[0].detach(), dim=0)
+    a = bessel_ratio(m / 2 - 1, torch.tensor(kappa, dtype=F64))
+    a_prime = 1 - a.square() - (m - 1) * a / kappa
+    expected_d = a * (c - mu * (mu @ c)) / 2
+    for grads, expected in ((k_grad.unsqueeze(-1), (a_prime * (c @ mu)).reshape(1)), (d_grad, expected_d)):
+        error = (grads.mean(0) - expected).abs()
+        assert torch.all(error <= 4 * grads.std(0) / math.sqrt(n) + 1e-12), (error, grads.std(0))
+
+
+def test_the_uniform_prior_draws_unit_vectors_evenly_and_has_the_spheres_density():
+    torch.manual_seed(0)
+    z = HypersphericalUniform(torch.zeros(5, dtype=F64)).sample((50_000,))
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(50_000, dtype=F64))
+    torch.testing.assert_close(z.T @ z / len(z), torch.eye(5, dtype=F64) / 5, rtol=0, atol=0.01)
+    p = HypersphericalUniform(torch.zeros(3))
+    torch.testing.assert_close(p.log_prob(p.sample((4,))), torch.full((4,), -math.log(4 * math.pi)))
+
+
+def test_the_family_gives_a_unit_mean_direction_and_a_concentration_above_its_floor():
+    latent = VonMisesFisherLatent(in_features=6, dim=4, floor=0.5)
+    q = latent.posterior(torch.randn(3, 6))
+    assert q.batch_shape == (3,) and q.event_shape == (4,)
+    torch.testing.assert_close(latent.location(q).norm(dim=-1), torch.ones(3))
+    assert torch.all(q.concentration > 0.5)
+    z = q.rsample((2,))
+    assert z.shape == (2, 3, 4) and z.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"dim": 1}, "model.latent.dim=1 must be >= 2 (the sphere in R^dim; 2 is the circle)"),
+        ({"floor": 0.0}, "model.latent.floor=0.0 must be > 0"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line(settings, message):
+    with pytest.raises(ConfigError) as refused:
+        VonMisesFisherLatent(in_features=4, **settings)
+    assert str(refused.value) == message
+
+
+def test_the_implicit_estimator_draws_the_same_sample_and_gradient_as_the_pathwise_one():
+    """Its rsample is the implicit rule's, so ``estimator=implicit`` pairs with it and goes through it."""
+    grads = []
+    for estimator in ("pathwise", "implicit"):
+        torch.manual_seed(0)
+        model = build_model("von_mises_fisher", estimator, latent_settings={"dim": 5})
+        x = torch.rand(4, 1, 28, 28).bernoulli()
+        loss = sum(model.model.negative_elbo_terms(x, model.model.estimator.sample)).mean()
+        grads.append(torch.autograd.grad(loss, list(model.model.latent.parameters())))
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_great_circle_interpolation_stays_on_the_sphere_at_even_angles():
+    a, b = unit(6, seed=1), unit(6, seed=2)
+    t = torch.linspace(0, 1, 5, dtype=F64).reshape(-1, 1)
+    path = great_circle(a, b, t)
+    torch.testing.assert_close(path.norm(dim=-1), torch.ones(5, dtype=F64))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    steps = torch.arccos((path[1:] * path[:-1]).sum(-1))
+    torch.testing.assert_close(steps, torch.full((4,), torch.arccos(a @ b).item() / 4, dtype=F64))
+    torch.testing.assert_close(great_circle(a, a, t), a.expand(5, 6))

@@ -1,0 +1,203 @@
+"""The von Mises-Fisher distribution on the unit sphere S^(m-1) in R^m, with an implicitly reparameterized sample,
+and the uniform distribution on that sphere (Davidson et al. 2018's hyperspherical latents).
+
+With ``v = m/2 - 1`` and ``A(kappa) = I_(v+1)(kappa) / I_v(kappa)`` (``bessel.py``):
+
+    q(z) = C_m(kappa) exp(kappa mu^T z),   log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)
+    E[z] = A(kappa) mu
+    KL(q || U(S^(m-1))) = kappa A(kappa) + log C_m(kappa) + log |S^(m-1)|,   |S^(m-1)| = 2 pi^(m/2) / Gamma(m/2)
+
+A draw is ``z = H (w e_1 + sqrt(1 - w^2) (0, u))``: ``u`` uniform on S^(m-2), ``w = mu^T z`` drawn from its
+marginal ``f(w) ∝ exp(kappa w) (1 - w^2)^a``, ``a = (m-3)/2``, by Wood's (1994) rejection sampler, and ``H`` the
+Householder reflection that takes ``e_1`` (or ``-e_1``, whichever is farther from ``mu``) to ``mu``. The
+sample is differentiable in ``mu`` through ``H`` and in ``kappa`` through ``w`` by the implicit rule
+``dw/dkappa = -(dF/dkappa)(w) / f(w)`` (Figurnov et al. 2018), which since ``df/dkappa = (t - A) f`` is
+
+    dw/dkappa = int_w^1 (t - A(kappa)) exp(kappa (t - w)) ((1 - t^2) / (1 - w^2))^a dt,
+
+free of the normalizing constant, and computed by Gauss-Jacobi quadrature with the weight ``(1 - s)^a`` in
+``t = w + (1 - w) s`` (exact for m = 3, where ``w`` has the explicit inverse CDF the tests compare with).
+Everything is computed in float64 and returned in the parameters' dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import ClassVar
+
+import numpy as np
+import scipy.special
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, constraints, register_kl
+
+from vae_zoo.latents.bessel import bessel_ratio, log_bessel_i
+
+QUADRATURE_NODES = 64
+
+
+class _UnitSphere(constraints.Constraint):
+    """Vectors of length 1 (to float32 rounding)."""
+
+    event_dim = 1
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value.norm(dim=-1) - 1).abs() < 1e-5
+
+
+unit_sphere = _UnitSphere()
+
+
+def log_sphere_area(m: int) -> float:
+    """``log |S^(m-1)| = log(2 pi^(m/2) / Gamma(m/2))``."""
+    return math.log(2) + 0.5 * m * math.log(math.pi) - math.lgamma(0.5 * m)
+
+
+@functools.cache
+def _jacobi_rule(a: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``s`` in [0, 1] and weights for ``int_0^1 g(s) (1 - s)^a ds``."""
+    x, weights = scipy.special.roots_jacobi(QUADRATURE_NODES, a, 0.0)
+    return (x + 1) / 2, weights / 2 ** (a + 1)
+
+
+def cosine_sensitivity(w: Tensor, kappa: Tensor, m: int) -> Tensor:
+    """``dw/dkappa`` at the draws ``w`` (float64), the quadrature of the module's formula."""
+    a = (m - 3) / 2
+    nodes, weights = (torch.as_tensor(v, dtype=torch.float64, device=w.device) for v in _jacobi_rule(a))
+    mean_cosine = bessel_ratio(m / 2 - 1, kappa).unsqueeze(-1)
+    w_, kappa_ = w.unsqueeze(-1), kappa.unsqueeze(-1)
+    t = w_ + (1 - w_) * nodes
+    integrand = (t - mean_cosine) * torch.exp(kappa_ * (1 - w_) * nodes) * ((1 + t) / (1 + w_)) ** a
+    return (1 - w) * (integrand * weights).sum(-1)
+
+
+def wood_cosines(kappa: Tensor, m: int) -> Tensor:
+    """Draws of ``w = mu^T z`` for each ``kappa`` (float64), by Wood's rejection sampler: with
+    ``b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2))``, ``x0 = (1-b)/(1+b)``, ``c = kappa x0 + (m-1) log(1-x0^2)``,
+    propose ``w = (1 - (1+b) e) / (1 - (1-b) e)``, ``e ~ Beta((m-1)/2, (m-1)/2)``, and accept if
+    ``kappa w + (m-1) log(1 - x0 w) - c >= log U``, ``U ~ U(0, 1)``."""
+    b = (m - 1) / (2 * kappa + torch.sqrt(4 * kappa.square() + (m - 1) ** 2))
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + (m - 1) * torch.log1p(-x0.square())
+    proposal = torch.distributions.Beta(
+        torch.full_like(kappa, (m - 1) / 2), torch.full_like(kappa, (m - 1) / 2), validate_args=False
+    )
+    w = torch.zeros_like(kappa)
+    pending = torch.ones_like(kappa, dtype=torch.bool)
+    while pending.any():
+        e = proposal.sample()
+        proposed = (1 - (1 + b) * e) / (1 - (1 - b) * e)
+        accept = kappa * proposed + (m - 1) * torch.log1p(-x0 * proposed) - c >= torch.log(
+            torch.rand_like(kappa)
+        )
+        w = torch.where(pending & accept, proposed, w)
+        pending = pending & ~accept
+    return w
+
+
+class _ImplicitCosine(torch.autograd.Function):
+    """``w`` drawn without gradient; its gradient goes to ``kappa`` times ``dw/dkappa``."""
+
+    @staticmethod
+    def forward(ctx, kappa: Tensor, m: int) -> Tensor:
+        w = wood_cosines(kappa, m)
+        ctx.save_for_backward(w, kappa)
+        ctx.m = m
+        return w
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        w, kappa = ctx.saved_tensors
+        return grad * cosine_sensitivity(w, kappa, ctx.m), None
+
+
+def householder_to(loc: Tensor, x: Tensor) -> Tensor:
+    """``x`` drawn around ``e_1``, reflected to lie around ``loc``: with ``s = sign(loc_1)`` (+1 at 0) and
+    ``h = loc + s e_1``, ``H x = x - 2 h (h^T x) / (h^T h)`` maps ``-s e_1`` to ``loc``, so ``x``'s first
+    coordinate is negated by ``-s`` first; ``h^T h = 2 (1 + |loc_1|) >= 2``, so the reflection is well-conditioned."""
+    s = torch.where(loc[..., :1] < 0, -1.0, 1.0).to(loc.dtype)
+    h = torch.cat([loc[..., :1] + s, loc[..., 1:]], dim=-1)
+    x = torch.cat([-s * x[..., :1], x[..., 1:]], dim=-1)
+    return x - 2 * h * (h * x).sum(-1, keepdim=True) / h.square().sum(-1, keepdim=True)
+
+
+class VonMisesFisher(Distribution):
+    """``vMF(loc, concentration)`` on the unit sphere in R^m: ``loc`` ``(..., m)`` of length 1, ``concentration``
+    ``(...)``; batch shape ``loc.shape[:-1]``, event ``(m,)`` (see the module's formulas)."""
+
+    arg_constraints: ClassVar[dict] = {"loc": constraints.real_vector, "concentration": constraints.positive}
+    support = unit_sphere
+    has_rsample = True
+    #: the sample is differentiated by the implicit rule, as torch's Gamma's (``vae_zoo.capabilities``)
+    implicit_rsample = True
+
+    def __init__(self, loc: Tensor, concentration: Tensor, validate_args=None) -> None:
+        self.loc, self.concentration = loc, concentration
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def m(self) -> int:
+        return self.loc.shape[-1]
+
+    @property
+    def mean(self) -> Tensor:
+        return bessel_ratio(self.m / 2 - 1, self.concentration).unsqueeze(-1) * self.loc
+
+    def log_normalizer(self) -> Tensor:
+        """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``."""
+        v = self.m / 2 - 1
+        kappa = self.concentration
+        return v * torch.log(kappa) - (v + 1) * math.log(2 * math.pi) - log_bessel_i(v, kappa)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.log_normalizer() + self.concentration * (self.loc * value).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return -self.log_normalizer() - self.concentration * bessel_ratio(self.m / 2 - 1, self.concentration)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        kappa = self.concentration.double().expand(shape[:-1])
+        w = _ImplicitCosine.apply(kappa, self.m).unsqueeze(-1)
+        u = torch.randn(*shape[:-1], self.m - 1, dtype=torch.float64, device=self.loc.device)
+        u = u / u.norm(dim=-1, keepdim=True)
+        around_e1 = torch.cat([w, torch.sqrt((1 - w.square()).clamp_min(0)) * u], dim=-1)
+        z = householder_to(self.loc.double().expand(shape), around_e1)
+        return z.to(self.loc.dtype)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+
+class HypersphericalUniform(Distribution):
+    """The uniform distribution on the unit sphere in R^m: density ``1 / |S^(m-1)|``, draws ``g / |g|`` for
+    ``g ~ N(0, I_m)``. It has no parameters, so its draws carry no gradient to need."""
+
+    arg_constraints: ClassVar[dict] = {}
+    support = unit_sphere
+    has_rsample = True
+
+    def __init__(self, anchor: Tensor, validate_args=None) -> None:
+        """``anchor``: any ``(m,)`` tensor, which gives the dimension, dtype and device."""
+        self.anchor = anchor
+        super().__init__(torch.Size(), anchor.shape, validate_args=validate_args)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return torch.full(
+            value.shape[:-1], -log_sphere_area(value.shape[-1]), dtype=value.dtype, device=value.device
+        )
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        g = torch.randn(
+            self._extended_shape(sample_shape), dtype=self.anchor.dtype, device=self.anchor.device
+        )
+        return g / g.norm(dim=-1, keepdim=True)
+
+
+@register_kl(VonMisesFisher, HypersphericalUniform)
+def kl_von_mises_fisher_uniform(q: VonMisesFisher, p: HypersphericalUniform) -> Tensor:
+    """``KL(vMF(mu, kappa) || U(S^(m-1))) = kappa A(kappa) + log C_m(kappa) + log |S^(m-1)|``; its derivative in
+    kappa is ``kappa A'(kappa)``."""
+    return -q.entropy() + log_sphere_area(q.m)
