@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import build_model
+from vae_zoo.active_units import UnitSpread
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.bessel import bessel_ratio, log_bessel_i
 from vae_zoo.latents.von_mises_fisher import VonMisesFisherLatent
@@ -197,3 +198,14 @@ def test_great_circle_interpolation_stays_on_the_sphere_at_even_angles():
     steps = torch.arccos((path[1:] * path[:-1]).sum(-1))
     torch.testing.assert_close(steps, torch.full((4,), torch.arccos(a @ b).item() / 4, dtype=F64))
     torch.testing.assert_close(great_circle(a, a, t), a.expand(5, 6))
+
+
+def test_a_spread_out_posterior_counts_as_inactive_whatever_its_direction():
+    """Directions spread over the sphere in every coordinate: at kappa = 100 the means ``A mu`` spread too (all
+    four units active); at kappa = 1e-3, nearly uniform posteriors, the means are ~1e-4 mu and no unit is."""
+    mu = F.normalize(torch.randn(500, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    latent = VonMisesFisherLatent(in_features=4, dim=4)
+    for kappa, active in ((100.0, [4]), (1e-3, [0])):
+        spread = UnitSpread()
+        spread.add(latent.unit_locations(VonMisesFisher(mu, torch.full((500,), kappa))).unsqueeze(0))
+        assert spread.active_units() == active

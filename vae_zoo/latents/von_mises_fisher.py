@@ -48,3 +48,8 @@ class VonMisesFisherLatent(LatentFamily):
     def location(self, q: VonMisesFisher) -> Tensor:
         """The mean direction ``mu`` (the mean itself, ``A(kappa) mu``, lies inside the sphere)."""
         return q.loc
+
+    def unit_locations(self, q: VonMisesFisher) -> Tensor:
+        """Each coordinate of the mean ``E[z] = A(kappa) mu`` (Burda et al.'s ``E_q[z]``): a posterior spread
+        evenly over the sphere (``kappa`` near 0) has a mean near 0 whatever its direction, and counts as inactive."""
+        return q.mean.unsqueeze(-1)
