@@ -209,3 +209,33 @@ def test_a_spread_out_posterior_counts_as_inactive_whatever_its_direction():
         spread = UnitSpread()
         spread.add(latent.unit_locations(VonMisesFisher(mu, torch.full((500,), kappa))).unsqueeze(0))
         assert spread.active_units() == active
+
+
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+@pytest.mark.parametrize("estimator", ["pathwise", "score_function"])
+def test_finite_loss_and_gradients_from_kappa_1e_minus_5_to_1e4_and_on_either_side_of_the_first_axis(
+    estimator, objective, autocast
+):
+    """The head's bias sets every image's direction and concentration: directions ``e_1``, ``-e_1`` and one
+    between (the reflection's two branches and its switch), kappa from the floor 1e-5 to 1e4."""
+    directions = torch.tensor(
+        [[1.0, 0, 0, 0, 0], [-1.0, 0, 0, 0, 0], [0.0, 1.0, 0, 0, 0], [0.3, -0.2, 0.5, 0.1, 0]]
+    )
+    torch.manual_seed(3)
+    model = build_model("von_mises_fisher", estimator, objective, latent_settings={"dim": 5, "floor": 1e-5})
+    context = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
+    for kappa in torch.logspace(-5, 4, 10):
+        for direction in directions:
+            model.zero_grad()
+            raw = kappa - 1e-5
+            raw_concentration = raw + torch.log(-torch.expm1(-raw))  # softplus^-1
+            with torch.no_grad():
+                model.model.latent.head.weight.zero_()
+                model.model.latent.head.bias.copy_(torch.cat([direction, raw_concentration.reshape(1)]))
+            x = torch.rand(4, 1, 28, 28).bernoulli()
+            with context:
+                loss, terms = model.objective(model.model, x)
+            assert torch.isfinite(loss) and all(torch.isfinite(value) for value in terms.values()), kappa
+            loss.backward()
+            assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None), kappa

@@ -5,7 +5,8 @@ family works without an inverse CDF: an interpolation from ``a`` to ``b`` is lin
 levels ``F(a)`` to ``F(b)`` (linear in z for the Normal; along the shorter arc for angles), a traversal
 sweeps one coordinate over the levels 0.05 ... 0.95, and ``temperature`` t draws prior samples at the
 levels ``0.5 + t (u - 0.5)``. Latents on a simplex (categorical, Dirichlet) interpolate by convex
-combination, and unit vectors (von Mises-Fisher) along great circles; neither has traversals. Pixels are the likelihood's means.
+combination, and unit vectors (von Mises-Fisher) along great circles; neither has traversals. Pixels are the
+likelihood's means.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def prior_of_class(model, label: int | None) -> Distribution:
 
 def great_circle(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     """Unit vectors from ``a`` to ``b`` along the great circle through them, at fractions ``t`` of the angle
-    ``theta`` between them: ``(sin((1 - t) theta) a + sin(t theta) b) / sin theta`` (linear where theta is 0)."""
+    ``theta`` between them: ``(sin((1 - t) theta) a + sin(t theta) b) / sin theta``; linear where ``a`` and ``b``
+    coincide or are opposite (``sin theta`` = 0: no one great circle joins opposite points)."""
     theta = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1, 1))
     sin_theta = torch.sin(theta)
     apart = sin_theta > 1e-6

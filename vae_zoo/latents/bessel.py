@@ -4,7 +4,7 @@ torch has ``I_0`` and ``I_1`` only; the von Mises-Fisher distribution on the sph
 ``m/2 - 1``. Computed in float64 and returned in x's dtype:
 
     x < 100:   the power series  I_v(x) = sum_k (x/2)^(2k+v) / (k! Gamma(k+v+1)),  summed in log space
-               over 160 terms (at x = 100 the terms past k ~ 130 are below 1e-20 of the largest);
+               over 160 terms (at x = 100 the terms past k = 130 are below 1e-38 of the largest, for any order);
     x >= 100:  for v > 0 Debye's uniform expansion (DLMF 10.41.3): with z = x/v, s = sqrt(1+z^2), p = 1/s,
                I_v(x) = e^(v (s + log(z / (1 + s)))) / (sqrt(2 pi v) s^(1/2)) (1 + sum_{k=1..4} u_k(p) / v^k),
                whose first omitted term is below 1e-10 relative there (p <= v/x); for v = 0 the large-argument
