@@ -1,17 +1,21 @@
-"""What an objective's setting costs: the training step with it against the same step without, in one process.
+"""What a setting costs: the training step with it against the same step without, in one process.
 
 ``dreg``: ``objective=iwae`` with ``objective.gradient=dreg`` against IWAE's own gradient, on Burda et al.'s model
 (``experiment=iwae_mnist``: 784-200-200-50 tanh, batch 100), at each ``--sizes`` value of k (default 5, 50).
 ``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
-(default 128, 512). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
-them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit both alike; the ratio is the
-median over rounds of the setting's time per step over the baseline's. ``--compile``: both with
-``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work fused).
+(default 128, 512). ``von_mises_fisher``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
+functions of its KL, the quadrature of its implicit gradient) against ``latent=normal`` of as many coordinates, on
+the default model, at each ``--sizes`` latent size (default 3, 32). A step is the objective's loss, its backward
+pass and the optimizer step, as Lightning runs them. Rounds of ``--steps`` steps of each in turn, so that the
+machine's drifts hit both alike; the ratio is the median over rounds of the setting's time per step over the
+baseline's. ``--compile``: both with ``model.compile=true model.compile_scope=loss`` (the loss and its backward
+pass compiled, elementwise work fused).
 
-    python scripts/objective_speed.py dreg               # k = 5 and 50, 5 rounds of 20 steps
-    python scripts/objective_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
-    python scripts/objective_speed.py tc --compile
+    python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
+    python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
+    python scripts/setting_speed.py tc --compile
+    python scripts/setting_speed.py von_mises_fisher
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ COMPARISONS = {
         "batch",
         (128, 512),
     ),
+    "von_mises_fisher": Comparison(
+        "latent",
+        ("normal", "von_mises_fisher"),
+        lambda dim: ["experiment=gaussian_mnist", f"model.latent.dim={dim}"],
+        "dim",
+        (3, 32),
+    ),
 }
 
 
@@ -90,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("comparison", choices=sorted(COMPARISONS))
-    parser.add_argument("--sizes", nargs="*", type=int, help="k (dreg) or batch sizes (tc)")
+    parser.add_argument(
+        "--sizes", nargs="*", type=int, help="k (dreg), batch sizes (tc) or latent sizes (von_mises_fisher)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")
     parser.add_argument("--compile", action="store_true", help="both with the loss compiled")
