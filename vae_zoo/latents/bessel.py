@@ -1,4 +1,5 @@
-"""``log I_v(x)``, the modified Bessel function of the first kind of any order ``v >= 0``, differentiable in x.
+"""``log I_v(x)`` and ``A_v(x) = I_(v+1)(x) / I_v(x)``, the modified Bessel functions of the first kind of any order
+``v >= 0``, differentiable in x.
 
 torch has ``I_0`` and ``I_1`` only; the von Mises-Fisher distribution on the sphere in R^m needs order
 ``m/2 - 1``. Computed in float64 and returned in x's dtype:
@@ -10,8 +11,9 @@ torch has ``I_0`` and ``I_1`` only; the von Mises-Fisher distribution on the sph
                whose first omitted term is below 1e-10 relative there (p <= v/x); for v = 0 the large-argument
                series (DLMF 10.40.1) I_0(x) = e^x / sqrt(2 pi x) sum_k ((2k-1)!!)^2 / (k! (8x)^k), six terms.
 
-The derivative is ``d log I_v / dx = I_(v+1)(x) / I_v(x) + v / x`` (DLMF 10.29.2), computed by the same function,
-so gradients are as accurate as the values. ``tests/test_von_mises_fisher.py`` checks both against scipy.
+The derivatives are closed forms in the same two values (DLMF 10.29.2), so a backward pass evaluates no Bessel
+function: ``d log I_v / dx = A_v + v / x`` and ``d A_v / dx = 1 - A_v^2 - (2v + 1) A_v / x``.
+``tests/test_von_mises_fisher.py`` checks the values against scipy and the derivatives against mpmath.
 """
 
 from __future__ import annotations
@@ -24,35 +26,17 @@ from torch import Tensor
 SERIES_BELOW = 100.0
 SERIES_TERMS = 160
 
-#: Debye's polynomials u_1 .. u_4 in p, as coefficients of p^0, p^1, ... (DLMF 10.41.10)
+#: Debye's polynomials (DLMF 10.41.10) as u_k(p) = p^k P_k(p^2), each P_k by its coefficients of 1, p^2, p^4, ...
 DEBYE = (
-    (0, 3 / 24, 0, -5 / 24),
-    (0, 0, 81 / 1152, 0, -462 / 1152, 0, 385 / 1152),
-    (0, 0, 0, 30375 / 414720, 0, -369603 / 414720, 0, 765765 / 414720, 0, -425425 / 414720),
-    (
-        *(0,) * 4,
-        4465125 / 39813120,
-        0,
-        -94121676 / 39813120,
-        0,
-        349922430 / 39813120,
-        0,
-        -446185740 / 39813120,
-        0,
-        185910725 / 39813120,
-    ),
+    (3 / 24, -5 / 24),
+    (81 / 1152, -462 / 1152, 385 / 1152),
+    (30375 / 414720, -369603 / 414720, 765765 / 414720, -425425 / 414720),
+    tuple(c / 39813120 for c in (4465125, -94121676, 349922430, -446185740, 185910725)),
 )
 #: ((2k-1)!!)^2 / (k! 8^k), the large-argument series of I_0 for k = 1 .. 5
 HANKEL_ZERO = tuple(
     math.prod((2 * j - 1) ** 2 for j in range(1, k + 1)) / (math.factorial(k) * 8**k) for k in range(1, 6)
 )
-
-
-def _polynomial(coefficients: tuple[float, ...], p: Tensor) -> Tensor:
-    total = torch.zeros_like(p)
-    for c in reversed(coefficients):
-        total = total * p + c
-    return total
 
 
 def _series(order: float, x: Tensor) -> Tensor:
@@ -70,7 +54,14 @@ def _large_argument(order: float, x: Tensor) -> Tensor:
     z = x / order
     s = torch.sqrt(1 + z.square())
     p = 1 / s
-    correction = sum(_polynomial(u, p) / order**k for k, u in enumerate(DEBYE, start=1))
+    p2, p_over_v = p.square(), p / order
+    correction, power = torch.zeros_like(p), torch.ones_like(p)
+    for coefficients in DEBYE:
+        power = power * p_over_v
+        polynomial = torch.zeros_like(p)
+        for c in reversed(coefficients):
+            polynomial = polynomial * p2 + c
+        correction = correction + power * polynomial
     exponent = order * (s + torch.log(z / (1 + s)))
     return exponent - 0.5 * math.log(2 * math.pi * order) - 0.5 * torch.log(s) + torch.log1p(correction)
 
@@ -83,30 +74,27 @@ def _log_bessel_i(order: float, x: Tensor) -> Tensor:
     return torch.where(small, series, large)
 
 
-class _LogBesselI(torch.autograd.Function):
+class _BesselTerms(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, order: float) -> Tensor:
+    def forward(ctx, x: Tensor, order: float) -> tuple[Tensor, Tensor]:
         x64 = x.detach().double()
-        value = _log_bessel_i(order, x64)
-        ctx.save_for_backward(x64, value)
+        log_i = _log_bessel_i(order, x64)
+        ratio = torch.exp(_log_bessel_i(order + 1, x64) - log_i)
+        ctx.save_for_backward(x64, ratio)
         ctx.order = order
-        return value.to(x.dtype)
+        return log_i.to(x.dtype), ratio.to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        x64, value = ctx.saved_tensors
-        ratio = torch.exp(_log_bessel_i(ctx.order + 1, x64) - value)
-        return grad * (ratio + ctx.order / x64).to(grad.dtype), None
+    def backward(ctx, grad_log_i: Tensor, grad_ratio: Tensor) -> tuple[Tensor, None]:
+        x64, ratio = ctx.saved_tensors
+        v = ctx.order
+        d_log_i = ratio + v / x64
+        d_ratio = 1 - ratio.square() - (2 * v + 1) * ratio / x64
+        return (grad_log_i * d_log_i + grad_ratio * d_ratio).to(grad_log_i.dtype), None
 
 
-def log_bessel_i(order: float, x: Tensor) -> Tensor:
-    """``log I_order(x)`` for ``x > 0``, elementwise, differentiable in ``x``."""
+def bessel_terms(order: float, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log I_order(x), I_(order+1)(x) / I_order(x))`` for ``x > 0``, elementwise, both differentiable in ``x``."""
     if order < 0:
         raise ValueError(f"the order of I_v must be >= 0, got {order}")
-    return _LogBesselI.apply(x, float(order))
-
-
-def bessel_ratio(order: float, x: Tensor) -> Tensor:
-    """``I_(order+1)(x) / I_order(x)``, differentiable in ``x``: the mean resultant length of a von Mises-Fisher
-    distribution on the sphere in R^m with ``order = m/2 - 1``."""
-    return torch.exp(log_bessel_i(order + 1, x) - log_bessel_i(order, x))
+    return _BesselTerms.apply(x, float(order))

@@ -1,7 +1,7 @@
 """The von Mises-Fisher distribution on the unit sphere S^(m-1) in R^m, with an implicitly reparameterized sample,
 and the uniform distribution on that sphere (Davidson et al. 2018's hyperspherical latents).
 
-With ``v = m/2 - 1`` and ``A(kappa) = I_(v+1)(kappa) / I_v(kappa)`` (``bessel.py``):
+With ``v = m/2 - 1`` and ``A(kappa) = I_(v+1)(kappa) / I_v(kappa)`` (``bessel.py``, with their derivatives):
 
     q(z) = C_m(kappa) exp(kappa mu^T z),   log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)
     E[z] = A(kappa) mu
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints, register_kl
 
-from vae_zoo.latents.bessel import bessel_ratio, log_bessel_i
+from vae_zoo.latents.bessel import bessel_terms
 
 QUADRATURE_NODES = 64
 
@@ -65,7 +65,7 @@ def cosine_sensitivity(w: Tensor, kappa: Tensor, m: int) -> Tensor:
     """``dw/dkappa`` at the draws ``w`` (float64), the quadrature of the module's formula."""
     a = (m - 3) / 2
     nodes, weights = (torch.as_tensor(v, dtype=torch.float64, device=w.device) for v in _jacobi_rule(a))
-    mean_cosine = bessel_ratio(m / 2 - 1, kappa).unsqueeze(-1)
+    mean_cosine = bessel_terms(m / 2 - 1, kappa)[1].unsqueeze(-1)
     w_, kappa_ = w.unsqueeze(-1), kappa.unsqueeze(-1)
     t = w_ + (1 - w_) * nodes
     integrand = (t - mean_cosine) * torch.exp(kappa_ * (1 - w_) * nodes) * ((1 + t) / (1 + w_)) ** a
@@ -140,21 +140,23 @@ class VonMisesFisher(Distribution):
     def m(self) -> int:
         return self.loc.shape[-1]
 
-    @property
-    def mean(self) -> Tensor:
-        return bessel_ratio(self.m / 2 - 1, self.concentration).unsqueeze(-1) * self.loc
-
-    def log_normalizer(self) -> Tensor:
-        """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``."""
+    def _normalizer_and_mean_cosine(self) -> tuple[Tensor, Tensor]:
+        """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``, and ``A(kappa)``."""
         v = self.m / 2 - 1
         kappa = self.concentration
-        return v * torch.log(kappa) - (v + 1) * math.log(2 * math.pi) - log_bessel_i(v, kappa)
+        log_i, mean_cosine = bessel_terms(v, kappa)
+        return v * torch.log(kappa) - (v + 1) * math.log(2 * math.pi) - log_i, mean_cosine
+
+    @property
+    def mean(self) -> Tensor:
+        return self._normalizer_and_mean_cosine()[1].unsqueeze(-1) * self.loc
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self.log_normalizer() + self.concentration * (self.loc * value).sum(-1)
+        return self._normalizer_and_mean_cosine()[0] + self.concentration * (self.loc * value).sum(-1)
 
     def entropy(self) -> Tensor:
-        return -self.log_normalizer() - self.concentration * bessel_ratio(self.m / 2 - 1, self.concentration)
+        log_normalizer, mean_cosine = self._normalizer_and_mean_cosine()
+        return -log_normalizer - self.concentration * mean_cosine
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         shape = self._extended_shape(sample_shape)
