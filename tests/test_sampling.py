@@ -15,6 +15,7 @@ from tests.conftest import FAST, run_script
 from tests.test_training import SHORT
 from vae_zoo import sampling
 from vae_zoo.cli import sample, train
+from vae_zoo.errors import ConfigError
 from vae_zoo.sampling import PriorQuantiles
 
 
@@ -64,6 +65,14 @@ def test_sample_writes_its_grids_deterministically_for_a_seed(
         digests.append({p.name: digest(p) for p in out.glob("*.png")})
     assert digests[0] == digests[1]
     assert Image.open(out / "interpolations.png").size[0] > 7 * 28  # 2 ends + 5 steps, labels around them
+    if "traversals" not in expected:  # points on a simplex or a sphere: no per-coordinate temperature
+        refused = tmp_path / "refused"
+        overrides = (f"ckpt_path={checkpoint}", *GRIDS, "grids.temperature=0.8")
+        with pytest.raises(
+            ConfigError, match="grids.temperature=0.8 needs a latent of scalar coordinates that vary"
+        ):
+            sample(make_cfg(*overrides, output_dir=refused, config_name="sample"))
+        assert not list(refused.glob("*.png"))
 
 
 def test_traversal_and_interpolation_grids_are_labelled_with_coordinates_values_and_endpoints(

@@ -115,7 +115,8 @@ class _ImplicitCosine(torch.autograd.Function):
 def householder_to(loc: Tensor, x: Tensor) -> Tensor:
     """``x`` drawn around ``e_1``, reflected to lie around ``loc``: with ``s = sign(loc_1)`` (+1 at 0) and
     ``h = loc + s e_1``, ``H x = x - 2 h (h^T x) / (h^T h)`` maps ``-s e_1`` to ``loc``, so ``x``'s first
-    coordinate is negated by ``-s`` first; ``h^T h = 2 (1 + |loc_1|) >= 2``, so the reflection is well-conditioned."""
+    coordinate is multiplied by ``-s`` before; ``h^T h = 2 (1 + |loc_1|) >= 2``, so the reflection is
+    well-conditioned."""
     s = torch.where(loc[..., :1] < 0, -1.0, 1.0).to(loc.dtype)
     h = torch.cat([loc[..., :1] + s, loc[..., 1:]], dim=-1)
     x = torch.cat([-s * x[..., :1], x[..., 1:]], dim=-1)
