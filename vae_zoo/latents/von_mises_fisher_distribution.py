@@ -26,7 +26,6 @@ import functools
 import math
 from typing import ClassVar
 
-import numpy as np
 import scipy.special
 import torch
 from torch import Tensor
@@ -55,16 +54,18 @@ def log_sphere_area(m: int) -> float:
 
 
 @functools.cache
-def _jacobi_rule(a: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``s`` in [0, 1] and weights for ``int_0^1 g(s) (1 - s)^a ds``."""
+def _jacobi_rule(a: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Nodes ``s`` in [0, 1] and weights for ``int_0^1 g(s) (1 - s)^a ds`` (float64, made once per device)."""
     x, weights = scipy.special.roots_jacobi(QUADRATURE_NODES, a, 0.0)
-    return (x + 1) / 2, weights / 2 ** (a + 1)
+    return tuple(
+        torch.as_tensor(v, dtype=torch.float64, device=device) for v in ((x + 1) / 2, weights / 2 ** (a + 1))
+    )
 
 
 def cosine_sensitivity(w: Tensor, kappa: Tensor, m: int) -> Tensor:
     """``dw/dkappa`` at the draws ``w`` (float64), the quadrature of the module's formula."""
     a = (m - 3) / 2
-    nodes, weights = (torch.as_tensor(v, dtype=torch.float64, device=w.device) for v in _jacobi_rule(a))
+    nodes, weights = _jacobi_rule(a, w.device)
     mean_cosine = bessel_terms(m / 2 - 1, kappa)[1].unsqueeze(-1)
     w_, kappa_ = w.unsqueeze(-1), kappa.unsqueeze(-1)
     t = w_ + (1 - w_) * nodes
