@@ -31,6 +31,8 @@ PACKING = {
     "categorical_gumbel_softmax": (*NETS, "model=gumbel_vae"),
     "categorical_straight_through": (*NETS, "model=gumbel_vae", "estimator=straight_through"),
     "categorical_gumbel_rao": (*NETS, "model=gumbel_vae", "estimator=gumbel_rao"),
+    "categorical_reinmax": (*NETS, "model=gumbel_vae", "estimator=reinmax"),
+    "bernoulli_reinmax": (*NETS, "model=bernoulli_vae", "estimator=reinmax"),
     "gamma_implicit": (*NETS, "model=gamma_vae"),
     "beta_implicit": (*NETS, "latent=beta", "estimator=implicit"),
     "dirichlet_implicit": (*NETS, "latent=dirichlet", "estimator=implicit"),

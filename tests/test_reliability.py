@@ -318,6 +318,10 @@ BAD_INPUTS = {
         ["latent=bernoulli", "estimator=vimco", "objective=iwae", "objective.k=1"],
         "error: estimator=vimco does not pair with objective=iwae (k=1): it needs a cost of at least 2 samples",
     ),
+    "ReinMax at temperature 0": (
+        ["latent=categorical", "estimator=reinmax", "model.estimator.temperature=0"],
+        "error: model.estimator.temperature=0 must be > 0 (1 or more, Liu et al.)",
+    ),
     "an estimator's own learning rate": (
         ["latent=bernoulli", "estimator=nvil", "model.estimator.lr=-0.1"],
         "error: model.estimator.lr=-0.1 must be > 0 (or null: the model's learning rate)",

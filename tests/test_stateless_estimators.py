@@ -20,6 +20,7 @@ DISCRETE = (
     "gumbel_rao",
     "gumbel_softmax",
     "straight_through",
+    "reinmax",
     "reinforce_loo",
 )
 OBJECTIVE = {"vimco": ("iwae", {"k": 3})}

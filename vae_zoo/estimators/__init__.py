@@ -10,6 +10,7 @@ from vae_zoo.estimators.nvil import NVIL
 from vae_zoo.estimators.pathwise import PathwiseEstimator
 from vae_zoo.estimators.rebar import REBAR
 from vae_zoo.estimators.reinforce_loo import ReinforceLOO
+from vae_zoo.estimators.reinmax import ReinMax
 from vae_zoo.estimators.relax import RELAX
 from vae_zoo.estimators.score_function import ScoreFunctionEstimator
 from vae_zoo.estimators.straight_through import StraightThroughEstimator
@@ -29,6 +30,7 @@ __all__ = [
     "GumbelSoftmaxEstimator",
     "ImplicitEstimator",
     "PathwiseEstimator",
+    "ReinMax",
     "ReinforceLOO",
     "ScoreFunctionEstimator",
     "StraightThroughEstimator",

@@ -64,6 +64,12 @@ class Relaxation(ABC):
     def conditional(self, b: Tensor) -> Tensor:
         """``z~ ~ p(z | H(z) = b)``, one draw per ``b``."""
 
+    @abstractmethod
+    def shifted_to(self, probs: Tensor) -> Tensor:
+        """``probs`` (in the relaxation's open simplex or ``(0, 1)``) as the temperature-1 relaxation of the
+        logits shifted by a constant, ``relax(logits + stop(relax^-1(probs) - logits), 1)``: equal to ``probs``,
+        with the relaxation's Jacobian in the logits taken at ``probs``."""
+
 
 class BinaryRelaxation(Relaxation):
     """Bernoulli latents: logistic perturbation, ``1[z > 0]``, ``sigmoid(z / tau)``."""
@@ -83,6 +89,9 @@ class BinaryRelaxation(Relaxation):
         p = torch.sigmoid(self.logits)
         u = (b * (1 - p + v * p) + (1 - b) * v * (1 - p)).clamp(_F32.tiny, 1.0 - _F32.eps)
         return self.logits + torch.log(u) - torch.log1p(-u)
+
+    def shifted_to(self, probs: Tensor) -> Tensor:
+        return torch.sigmoid(self.logits + (torch.logit(probs) - self.logits).detach())
 
 
 class CategoricalRelaxation(Relaxation):
@@ -110,6 +119,9 @@ class CategoricalRelaxation(Relaxation):
         top = (log_minus_log_v * b).sum(-1, keepdim=True)  # log(-log v_b)
         others = -torch.logaddexp(log_minus_log_v - self.logits, top)
         return torch.where(b.bool(), -top, others)
+
+    def shifted_to(self, probs: Tensor) -> Tensor:
+        return torch.softmax(self.logits + (torch.log(probs) - self.logits).detach(), dim=-1)
 
 
 def relaxation(q: Distribution) -> Relaxation:
