@@ -18,13 +18,12 @@ from tests.conftest import build_model
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.bessel import bessel_terms
+from vae_zoo.latents.sphere import HypersphericalUniform, log_sphere_area
 from vae_zoo.latents.von_mises_fisher import VonMisesFisherLatent
 from vae_zoo.latents.von_mises_fisher_distribution import (
-    HypersphericalUniform,
     VonMisesFisher,
     cosine_sensitivity,
     kl_von_mises_fisher_uniform,
-    log_sphere_area,
     wood_cosines,
 )
 from vae_zoo.sampling import great_circle

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily
-from vae_zoo.latents.von_mises_fisher_distribution import HypersphericalUniform, VonMisesFisher
+from vae_zoo.latents.sphere import HypersphericalUniform
+from vae_zoo.latents.von_mises_fisher_distribution import VonMisesFisher
 
 
 class VonMisesFisherLatent(LatentFamily):
