@@ -162,7 +162,16 @@ def test_the_elbo_with_dreg_is_sticking_the_landing_a_one_sample_kl_without_its_
 
 
 def test_parameters_stopped_keeps_the_density_and_passes_gradient_to_the_point_alone():
-    for name in ("normal", "gamma", "beta", "von_mises", "truncated_normal", "dirichlet", "von_mises_fisher"):
+    for name in (
+        "normal",
+        "gamma",
+        "beta",
+        "von_mises",
+        "truncated_normal",
+        "dirichlet",
+        "von_mises_fisher",
+        "power_spherical",
+    ):
         vae = build_model(latent=name, estimator="implicit")
         q = vae.model.posterior(_batch(4))
         z = q.sample().requires_grad_()

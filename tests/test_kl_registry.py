@@ -24,6 +24,7 @@ CLOSED_FORM = {
     "von_mises",
     "truncated_normal",
     "von_mises_fisher",
+    "power_spherical",
 }
 SETTINGS = {"categorical": {"n": 3, "k": 4}, "dirichlet": {"n": 2, "k": 3}}
 

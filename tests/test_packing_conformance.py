@@ -38,6 +38,7 @@ PACKING = {
     "dirichlet_implicit": (*NETS, "latent=dirichlet", "estimator=implicit"),
     "von_mises_implicit": (*NETS, "latent=von_mises", "estimator=implicit"),
     "von_mises_fisher": (*NETS, "latent=von_mises_fisher", "estimator=pathwise"),
+    "power_spherical": (*NETS, "latent=power_spherical", "estimator=implicit"),
     "truncated_normal_implicit": (*NETS, "latent=truncated_normal", "estimator=implicit"),
     "two_layer": (*NETS, "model=two_layer_vae"),
     "iwae": (*NETS, "objective=iwae"),

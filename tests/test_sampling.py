@@ -43,6 +43,7 @@ ALL = {"samples", "reconstructions", "interpolations", "traversals"}
         ("von_mises", "implicit", "model.latent.dim=4", ALL),
         ("dirichlet", "pathwise", "model.latent.n=3", ALL - {"traversals"}),
         ("von_mises_fisher", "pathwise", "model.latent.dim=4", ALL - {"traversals"}),
+        ("power_spherical", "pathwise", "model.latent.dim=4", ALL - {"traversals"}),
     ],
 )
 def test_sample_writes_its_grids_deterministically_for_a_seed(
