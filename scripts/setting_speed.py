@@ -4,18 +4,18 @@
 (``experiment=iwae_mnist``: 784-200-200-50 tanh, batch 100), at each ``--sizes`` value of k (default 5, 50).
 ``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
-(default 128, 512). ``von_mises_fisher``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
-functions of its KL, the quadrature of its implicit gradient) against ``latent=normal`` of as many coordinates, on
-the default model, at each ``--sizes`` latent size (default 3, 32). A step is the objective's loss, its backward
-pass and the optimizer step, as Lightning runs them. Rounds of ``--steps`` steps of each in turn, so that the
-machine's drifts hit both alike; the ratio is the median over rounds of the setting's time per step over the
-baseline's. ``--compile``: both with ``model.compile=true model.compile_scope=loss`` (the loss and its backward
+(default 128, 512). ``hyperspherical``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
+functions of its KL, the quadrature of its implicit gradient) and ``latent=power_spherical`` (a Beta draw, log-gamma
+and digamma) against ``latent=normal`` of as many coordinates, on the default model, at each ``--sizes`` latent
+size (default 3, 32). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
+them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
+median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: both with ``model.compile=true model.compile_scope=loss`` (the loss and its backward
 pass compiled, elementwise work fused).
 
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
     python scripts/setting_speed.py tc --compile
-    python scripts/setting_speed.py von_mises_fisher
+    python scripts/setting_speed.py hyperspherical
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from vae_zoo.compose import compose_config
 
 
 class Comparison(NamedTuple):
-    """A setting's baseline and measured values, and the run's overrides at each size."""
+    """A setting's baseline value and the values measured against it, and the run's overrides at each size."""
 
     setting: str
-    values: tuple[str, str]
+    values: tuple[str, ...]
     overrides: Callable[[int | str], list[str]]
     size: str
     sizes: tuple[int, ...]
@@ -60,9 +60,9 @@ COMPARISONS = {
         "batch",
         (128, 512),
     ),
-    "von_mises_fisher": Comparison(
+    "hyperspherical": Comparison(
         "latent",
-        ("normal", "von_mises_fisher"),
+        ("normal", "von_mises_fisher", "power_spherical"),
         lambda dim: ["experiment=gaussian_mnist", f"model.latent.dim={dim}"],
         "dim",
         (3, 32),
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("comparison", choices=sorted(COMPARISONS))
     parser.add_argument(
-        "--sizes", nargs="*", type=int, help="k (dreg), batch sizes (tc) or latent sizes (von_mises_fisher)"
+        "--sizes", nargs="*", type=int, help="k (dreg), batch sizes (tc) or latent sizes (hyperspherical)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")
@@ -110,31 +110,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: outputs/<comparison>_speed[_compiled].md")
     args = parser.parse_args(argv)
     comparison = COMPARISONS[args.comparison]
-    baseline, measured = comparison.values
+    baseline, *measured = comparison.values
     # the overrides, the size a placeholder
     run = " ".join([*comparison.overrides(comparison.size.upper()), *(COMPILED if args.compile else ())])
 
     lines = [
         (
-            f"Training step of {run}, {comparison.setting}={measured} against {baseline}, {args.rounds} rounds of "
-            f"{args.steps} steps of each in turn, commit {git_commit()}, {torch.get_num_threads()} threads."
+            f"Training step of {run}, {comparison.setting}={'/'.join(measured)} against {baseline}, {args.rounds} "
+            f"rounds of {args.steps} steps of each in turn, commit {git_commit()}, {torch.get_num_threads()} threads."
         ),
         "",
-        (
-            f"| {comparison.size} | ms per step, {baseline} | ms per step, {measured} | {measured} / {baseline} "
-            "(min–max over rounds) |"
-        ),
-        "|---|---|---|---|",
+        "| "
+        + " | ".join(
+            [comparison.size, f"ms per step, {baseline}"]
+            + [f"ms per step, {value} | {value} / {baseline} (min–max over rounds)" for value in measured]
+        )
+        + " |",
+        "|---|---|" + "---|---|" * len(measured),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes or comparison.sizes:
             seconds = step_seconds(comparison, size, args.rounds, args.steps, Path(tmp), args.compile)
-            ratios = [m / b for m, b in zip(seconds[measured], seconds[baseline])]
-            lines.append(
-                f"| {size} | {1000 * statistics.median(seconds[baseline]):.2f} | "
-                f"{1000 * statistics.median(seconds[measured]):.2f} | {statistics.median(ratios):.3f} "
-                f"({min(ratios):.3f}–{max(ratios):.3f}) |"
-            )
+            cells = [str(size), f"{1000 * statistics.median(seconds[baseline]):.2f}"]
+            for value in measured:
+                ratios = [m / b for m, b in zip(seconds[value], seconds[baseline])]
+                cells += [
+                    f"{1000 * statistics.median(seconds[value]):.2f}",
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
     suffix = "_compiled" if args.compile else ""
     print_and_write(lines, args.out or Path(f"outputs/{args.comparison}_speed{suffix}.md"))
 
