@@ -133,7 +133,7 @@ def test_a_learned_prior_is_trained_by_the_kl_and_a_uniform_one_is_not():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through"])
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through", "reinmax"])
 def test_half_precision_with_logits_of_1e4_keeps_samples_and_loss_finite(dtype, estimator):
     torch.manual_seed(3)
     model = build_model(
