@@ -1,10 +1,11 @@
 """The unit sphere S^(m-1) in R^m that hyperspherical latents live on: its constraint, area and uniform
-distribution (the prior), and the Householder reflection that turns a draw around ``e_1`` into one around a
-mean direction (the von Mises-Fisher's and the power spherical's samplers)."""
+distribution (the prior), the Householder reflection that turns a draw around ``e_1`` into one around a mean
+direction, and the distributions rotationally symmetric about one (the von Mises-Fisher, the power spherical)."""
 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -63,3 +64,42 @@ class HypersphericalUniform(Distribution):
             self._extended_shape(sample_shape), dtype=self.anchor.dtype, device=self.anchor.device
         )
         return g / g.norm(dim=-1, keepdim=True)
+
+
+class RotationallySymmetric(Distribution):
+    """A distribution on the unit sphere in R^m whose density depends on ``z`` through the cosine ``t = mu^T z``
+    alone: ``loc`` = mu ``(..., m)`` of length 1, ``concentration`` ``(...)``; batch shape ``loc.shape[:-1]``,
+    event ``(m,)``. A draw is ``z = H (t e_1 + sqrt(1 - t^2) (0, u))``: the cosine from its marginal
+    (``cosines``), ``u`` uniform on S^(m-2) and ``H`` the reflection to ``mu`` (``householder_to``), computed in
+    float64 and returned in the parameters' dtype; differentiable in ``mu`` through ``H`` and in the
+    concentration through the cosine, which each family differentiates by the implicit rule."""
+
+    support = unit_sphere
+    has_rsample = True
+    #: the sample is differentiated by the implicit rule (``vae_zoo.capabilities``)
+    implicit_rsample = True
+
+    def __init__(self, loc: Tensor, concentration: Tensor, validate_args=None) -> None:
+        self.loc, self.concentration = loc, concentration
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def m(self) -> int:
+        return self.loc.shape[-1]
+
+    @abstractmethod
+    def cosines(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
+        """Draws of ``t`` and ``sqrt(1 - t^2)``, each ``shape + (1,)`` in float64, ``t`` differentiable in the
+        concentration."""
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        t, sine = self.cosines(shape[:-1])
+        u = torch.randn(*shape[:-1], self.m - 1, dtype=torch.float64, device=self.loc.device)
+        u = u / u.norm(dim=-1, keepdim=True)
+        z = householder_to(self.loc.double().expand(shape), torch.cat([t, sine * u], dim=-1))
+        return z.to(self.loc.dtype)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)

@@ -29,10 +29,10 @@ from typing import ClassVar
 import scipy.special
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints, register_kl
+from torch.distributions import constraints, register_kl
 
 from vae_zoo.latents.bessel import bessel_terms
-from vae_zoo.latents.sphere import HypersphericalUniform, householder_to, log_sphere_area, unit_sphere
+from vae_zoo.latents.sphere import HypersphericalUniform, RotationallySymmetric, log_sphere_area
 
 QUADRATURE_NODES = 64
 
@@ -97,23 +97,11 @@ class _ImplicitCosine(torch.autograd.Function):
         return grad * cosine_sensitivity(w, kappa, ctx.m), None
 
 
-class VonMisesFisher(Distribution):
+class VonMisesFisher(RotationallySymmetric):
     """``vMF(loc, concentration)`` on the unit sphere in R^m: ``loc`` ``(..., m)`` of length 1, ``concentration``
     ``(...)``; batch shape ``loc.shape[:-1]``, event ``(m,)`` (see the module's formulas)."""
 
     arg_constraints: ClassVar[dict] = {"loc": constraints.real_vector, "concentration": constraints.positive}
-    support = unit_sphere
-    has_rsample = True
-    #: the sample is differentiated by the implicit rule, as torch's Gamma's (``vae_zoo.capabilities``)
-    implicit_rsample = True
-
-    def __init__(self, loc: Tensor, concentration: Tensor, validate_args=None) -> None:
-        self.loc, self.concentration = loc, concentration
-        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
-
-    @property
-    def m(self) -> int:
-        return self.loc.shape[-1]
 
     def _normalizer_and_mean_cosine(self) -> tuple[Tensor, Tensor]:
         """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``, and ``A(kappa)``."""
@@ -133,19 +121,10 @@ class VonMisesFisher(Distribution):
         log_normalizer, mean_cosine = self._normalizer_and_mean_cosine()
         return -log_normalizer - self.concentration * mean_cosine
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        kappa = self.concentration.double().expand(shape[:-1])
-        w = _ImplicitCosine.apply(kappa, self.m).unsqueeze(-1)
-        u = torch.randn(*shape[:-1], self.m - 1, dtype=torch.float64, device=self.loc.device)
-        u = u / u.norm(dim=-1, keepdim=True)
-        around_e1 = torch.cat([w, torch.sqrt((1 - w.square()).clamp_min(0)) * u], dim=-1)
-        z = householder_to(self.loc.double().expand(shape), around_e1)
-        return z.to(self.loc.dtype)
-
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
+    def cosines(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
+        """Wood's draws of ``w``, differentiated by the implicit rule (``_ImplicitCosine``)."""
+        w = _ImplicitCosine.apply(self.concentration.double().expand(shape), self.m).unsqueeze(-1)
+        return w, torch.sqrt((1 - w.square()).clamp_min(0))
 
 
 @register_kl(VonMisesFisher, HypersphericalUniform)
