@@ -9,8 +9,9 @@ functions of its KL, the quadrature of its implicit gradient) and ``latent=power
 and digamma) against ``latent=normal`` of as many coordinates, on the default model, at each ``--sizes`` latent
 size (default 3, 32). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
 them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
-median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: both with ``model.compile=true model.compile_scope=loss`` (the loss and its backward
-pass compiled, elementwise work fused).
+median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
+``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work
+fused).
 
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md

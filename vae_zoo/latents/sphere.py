@@ -5,7 +5,7 @@ direction, and the distributions rotationally symmetric about one (the von Mises
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -66,7 +66,7 @@ class HypersphericalUniform(Distribution):
         return g / g.norm(dim=-1, keepdim=True)
 
 
-class RotationallySymmetric(Distribution):
+class RotationallySymmetric(Distribution, ABC):
     """A distribution on the unit sphere in R^m whose density depends on ``z`` through the cosine ``t = mu^T z``
     alone: ``loc`` = mu ``(..., m)`` of length 1, ``concentration`` ``(...)``; batch shape ``loc.shape[:-1]``,
     event ``(m,)``. A draw is ``z = H (t e_1 + sqrt(1 - t^2) (0, u))``: the cosine from its marginal
