@@ -18,6 +18,7 @@ from vae_zoo.compose import compose_config
 from vae_zoo.config_groups import options
 from vae_zoo.errors import ConfigError
 from vae_zoo.models import VAE
+from vae_zoo.probabilistic_model import ProbabilisticModel
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ("eval.iw_samples=8", "eval.iw_chunk=4", "trainer.accelerator=cpu")
@@ -88,6 +89,21 @@ def build_model(
         optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
         **kwargs,
     )
+
+
+def model_of(latent: str, **kwargs: Any) -> ProbabilisticModel:
+    """A small model of ``latent`` with the first estimator that pairs with it, in evaluation mode."""
+    for estimator in sorted(options("estimator")):
+        try:
+            return build_model(latent, estimator, **kwargs).model.eval()
+        except ConfigError:
+            continue
+    raise AssertionError(f"no estimator pairs with latent={latent}")
+
+
+def mnist_like(images: int, seed: int) -> torch.Tensor:
+    """Random binary 28x28 images."""
+    return (torch.rand(images, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.5).float()
 
 
 def refusal(**settings: Any) -> str:

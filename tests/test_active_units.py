@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch.distributions import Independent, VonMises
 
-from tests.conftest import TINY, build_model, component
+from tests.conftest import TINY, build_model, component, mnist_like, model_of
 from vae_zoo.active_units import THRESHOLD, UnitSpread
 from vae_zoo.cli import train
 from vae_zoo.config_groups import options
-from vae_zoo.errors import ConfigError
 from vae_zoo.latents.categorical import CategoricalLatent
 from vae_zoo.latents.von_mises import VonMisesLatent
 from vae_zoo.packing.pack import pack
@@ -87,10 +86,6 @@ def test_an_angle_that_stays_put_is_inactive_where_the_circle_is_cut():
     assert numpy_count(latent.unit_locations(q).unsqueeze(0)) == [1]
 
 
-def mnist_like(images: int, seed: int) -> torch.Tensor:
-    return (torch.rand(images, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.5).float()
-
-
 def gaussian_model(seed: int, used: int):
     """A Normal model with six units of which the first ``used`` read the image strongly and the rest not
     at all (their mean is the head's bias for every image)."""
@@ -122,16 +117,6 @@ def test_units_that_ignore_the_image_are_inactive_and_a_pack_counts_each_model_a
 def test_a_trained_run_reports_them(make_cfg):
     metrics = train(make_cfg(*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=100", "seed=0"))
     assert 1 <= metrics["test/active_units"] <= 8  # model.latent.dim=8
-
-
-def model_of(latent: str, **kwargs):
-    """A small model of ``latent`` with the first estimator that pairs with it."""
-    for estimator in sorted(options("estimator")):
-        try:
-            return build_model(latent, estimator, **kwargs).model.eval()
-        except ConfigError:
-            continue
-    raise AssertionError(f"no estimator pairs with latent={latent}")
 
 
 @pytest.mark.parametrize(

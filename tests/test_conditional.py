@@ -191,7 +191,9 @@ def test_the_conditional_prior_trains_evaluates_draws_and_loads(data_dir, tmp_pa
         f"hydra.run.dir={run}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert math.isfinite(json.loads((run / "metrics.json").read_text())["test/nll_iw"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert math.isfinite(metrics["test/nll_iw"])
+    assert "test/mutual_info" in metrics and "test/marginal_kl" not in metrics  # the KL is to p(z|y)
     drawn = run_script(
         "sample.py",
         f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",

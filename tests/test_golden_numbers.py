@@ -37,7 +37,7 @@ SHORT = (
     "seed=0",
 )
 #: metrics that runs report since the numbers were recorded (each recorded number stays required)
-ADDED_SINCE = ("test/active_units",)
+ADDED_SINCE = ("test/active_units", "test/mutual_info", "test/marginal_kl")
 CASES = {
     "gaussian": ("model=gaussian_vae",),
     "categorical_annealed": (

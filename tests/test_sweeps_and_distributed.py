@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -165,6 +166,12 @@ def test_two_process_ddp_on_cpu_trains_on_disjoint_shards_that_cover_the_data(tm
     assert "Traceback" not in result.stderr, result.stderr[-3000:]  # rank 1 ends cleanly too
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= metrics["test/active_units"] <= 32  # summed over both processes' test images (no hang)
+    assert (
+        0 <= metrics["test/mutual_info"] <= math.log(2 * 4 * 500)
+    )  # gathered over both processes' test images
+    assert metrics["test/marginal_kl"] == pytest.approx(
+        metrics["test/kl"] - metrics["test/mutual_info"], abs=1e-3
+    )
     for epoch in (0, 1):
         first, second = (torch.load(shards / f"rank{r}_epoch{epoch}.pt") for r in (0, 1))
         assert len(first) == len(second) == 25_000

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, kl_divergence
 
 from vae_zoo.active_units import UnitSpread
-from vae_zoo.capabilities import has_closed_form_kl
+from vae_zoo.capabilities import FIXED_PARAMETERS, has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.conditions.label import ABSENT, LabelCondition, every_class
 from vae_zoo.config_groups import option_for_target, option_name
@@ -35,6 +35,7 @@ from vae_zoo.flows.flow import Flow
 from vae_zoo.flows.posterior import FlowPosterior
 from vae_zoo.latents.family import LatentFamily
 from vae_zoo.likelihoods.likelihood import Likelihood
+from vae_zoo.mutual_information import AggregatePosterior
 from vae_zoo.objectives.iwae import importance_weighted_nll
 from vae_zoo.packed_batch import batch_mean, per_image_copies
 from vae_zoo.pairing import check_support
@@ -45,6 +46,13 @@ DEFAULT_PRIOR = {"_target_": "vae_zoo.priors.standard.StandardPrior"}
 #: the most decoder-output elements one chunk of the IW bound holds (2^26 floats: 256 MB); on the CPU 2^21
 #: (8 MB), which keeps a chunk's activations in cache: 1.6 times the images/s of 2^26 at k = 1000
 IW_CHUNK_ELEMENTS = {"cpu": 2**21, "other": 2**26}
+
+
+class ElboSurgery(NamedTuple):
+    """The mean KL taken apart (``vae_zoo.mutual_information``): ``I_q(x; z)`` and ``KL(q(z) || p(z))``, in nats."""
+
+    mutual_info: float
+    marginal_kl: float
 
 
 class ElboTerms(NamedTuple):
@@ -315,8 +323,11 @@ class ProbabilisticModel(nn.Module):
         q = self.posterior(x)
         with self.autocast_off():
             z = sample(q)
-        kl = self.kl(q) if self.closed_form_kl else self.kl_estimate(q, z)
-        return ElboTerms(self.nll(x, z), kl)
+        return ElboTerms(self.nll(x, z), self.kl_at(q, z))
+
+    def kl_at(self, q: Distribution, z: Tensor) -> Tensor:
+        """``KL(q || p)`` per image: the closed form where there is one, else ``log q(z) - log p(z)`` at ``z``."""
+        return self.kl(q) if self.closed_form_kl else self.kl_estimate(q, z)
 
     def forward(self, x: Tensor) -> Tensor:
         """The negative ELBO per image, with an exact posterior sample and the closed-form KL where there is
@@ -394,6 +405,32 @@ class ProbabilisticModel(nn.Module):
             spread.add(self.unit_locations(self.posterior(x)))
         (count,) = spread.active_units()
         return count
+
+    @torch.no_grad()
+    def mutual_information(self, x: Tensor, y: Tensor | None = None) -> ElboSurgery:
+        """The mutual information ``I_q(x; z)`` between the images ``x`` (given ``y``, a conditional model's) and
+        their codes, and the aggregate posterior's ``KL(q(z) || p(z))``, the mean KL less it (NaN with a prior of
+        the label), in nats, from one exact sample per image (``vae_zoo.mutual_information``); on the test images,
+        ``test/mutual_info`` and ``test/marginal_kl``."""
+        with self.given_labels(y, len(x)):
+            q = self.posterior(x)
+            if not FIXED_PARAMETERS.met_by(q):
+                raise ConfigError(
+                    f"{self.posterior_name}'s posterior has no density at other images' samples (its parameters "
+                    "are not tensors), which the aggregate posterior needs: the mutual information is for a "
+                    "model without a flow or a second latent layer"
+                )
+            with self.autocast_off():
+                z = q.sample()
+            aggregate = AggregatePosterior()
+            aggregate.add(q, z, self.kl_at(q, z), self.models)
+        ((information,), (marginal,)) = aggregate.estimates()
+        return ElboSurgery(information, math.nan if self.prior_of_label else marginal)
+
+    @property
+    def prior_of_label(self) -> bool:
+        """Whether the prior is ``p(z|y)`` (sized by the condition, ``prior=conditional_normal``)."""
+        return "condition_features" in self.prior.sizes
 
     # -- evaluation and pictures --------------------------------------------------------------------------
 

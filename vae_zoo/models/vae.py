@@ -4,8 +4,9 @@ The model itself (``vae_zoo.probabilistic_model.ProbabilisticModel``: encoder, l
 estimator, decoder, likelihood and the forward path) is a plain module held as ``self.model``; the objective
 receives it, never this class. Validation reports the negative ELBO with exact posterior samples and its
 terms, the objective's own bound, and (test) the importance-weighted bound ``test/nll_iw`` with
-``iw_samples`` and the active units ``test/active_units`` (``vae_zoo.active_units``); bits per dimension for
-8-bit data. A checkpoint's ``state_dict`` is the model's. A conditional model's batches are
+``iw_samples``, the active units ``test/active_units`` (``vae_zoo.active_units``), and the mutual information
+``test/mutual_info`` and aggregate posterior's KL ``test/marginal_kl`` (``vae_zoo.mutual_information``); bits per
+dimension for 8-bit data. A checkpoint's ``state_dict`` is the model's. A conditional model's batches are
 ``(images, labels)``; every step computes given the labels.
 """
 
@@ -25,11 +26,13 @@ from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.logging_steps import is_logging_step
 from vae_zoo.callbacks.nonfinite_guard import NonFiniteGuard
+from vae_zoo.capabilities import FIXED_PARAMETERS
 from vae_zoo.compilation import compile_in_place
 from vae_zoo.components import build
 from vae_zoo.config_groups import option_name
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.errors import ConfigError
+from vae_zoo.mutual_information import AggregatePosterior, surgery_metrics
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput
 from vae_zoo.optimizers import build_optimizer, check_optimizer, clips_mixed_precision
 from vae_zoo.pairing import check_pairing
@@ -54,16 +57,18 @@ def evaluation_terms(
     stage: str,
     iw_samples: int,
     spread: UnitSpread,
+    aggregate: AggregatePosterior,
 ) -> dict[str, Tensor]:
     """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
     its terms, the classifier's error (1 where ``argmax q(y|x)`` is not the label given; a model with one), the
     objective's own bound, and in ``test`` the IW bound with ``iw_samples`` (a model with a classifier: also with
-    the label summed out), the units' locations under that posterior added to ``spread``."""
-    posteriors = []
+    the label summed out), the units' locations under that posterior added to ``spread``, and the posterior with
+    its sample and KL to ``aggregate`` (where it has its parameters as tensors: ``vae_zoo.mutual_information``)."""
+    draws = []
 
     def exact_sample(q: Distribution) -> Tensor:
-        posteriors.append(q)
-        return q.sample()
+        draws.append((q, q.sample()))
+        return draws[0][1]
 
     recon, kl = model.negative_elbo_terms(x, exact_sample)
     values = {"elbo": recon + kl, "recon": recon, "kl": kl}
@@ -75,7 +80,10 @@ def evaluation_terms(
         values["nll_iw"] = model.importance_weighted_nll(x, iw_samples)
         if model.classifier is not None:
             values["nll_iw_marginal"] = model.marginal_importance_weighted_nll(x, iw_samples)
-        spread.add(model.unit_locations(posteriors[0]))
+        ((q, z),) = draws
+        spread.add(model.unit_locations(q))
+        if FIXED_PARAMETERS.met_by(q):
+            aggregate.add(q, z, kl, model.models)
     return values
 
 
@@ -135,7 +143,7 @@ class VAE(pl.LightningModule):
             *([NonFiniteGuard(nonfinite, nonfinite_check_every)] if nonfinite != "off" else []),
         ]
         self.step_output: StepOutput | None = None
-        self.unit_spread = UnitSpread()
+        self.unit_spread, self.aggregate_posterior = UnitSpread(), AggregatePosterior()
         self.model = ProbabilisticModel(
             encoder,
             decoder,
@@ -252,7 +260,13 @@ class VAE(pl.LightningModule):
         x, labels = images_and_labels(batch)
         with self.model.given(labels):
             values = evaluation_terms(
-                self.model, self.objective, x, stage, self.hparams.iw_samples, self.unit_spread
+                self.model,
+                self.objective,
+                x,
+                stage,
+                self.hparams.iw_samples,
+                self.unit_spread,
+                self.aggregate_posterior,
             )
         metrics = with_bits_per_dim(
             {f"{stage}/{name}": v.mean() for name, v in values.items()}, self.model, stage
@@ -266,11 +280,16 @@ class VAE(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def on_test_epoch_start(self) -> None:
-        self.unit_spread = UnitSpread()
+        self.unit_spread, self.aggregate_posterior = UnitSpread(), AggregatePosterior()
 
     def on_test_epoch_end(self) -> None:
-        """``test/active_units`` over every process's test images (where there were any)."""
+        """``test/active_units``, ``test/mutual_info`` and ``test/marginal_kl`` over every process's test images
+        (where there were any)."""
         if self.unit_spread.images:
             total = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
             (active,) = self.unit_spread.active_units(total)
             self.log("test/active_units", float(active))
+        gather = (lambda t: self.all_gather(t)) if self.trainer.world_size > 1 else (lambda t: t.unsqueeze(0))
+        for metrics in surgery_metrics(self.aggregate_posterior, self.model.prior_of_label, gather):
+            self.log_dict(metrics)
+        self.aggregate_posterior = AggregatePosterior()

@@ -24,6 +24,7 @@ from vae_zoo.callbacks.exact_resume import ExactResume
 from vae_zoo.callbacks.nonfinite_guard import nonfinite_message, nonfinite_parts
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.models.vae import VAE, evaluation_terms, with_bits_per_dim
+from vae_zoo.mutual_information import AggregatePosterior, surgery_metrics
 from vae_zoo.optimizers import build_optimizer, clips_mixed_precision
 from vae_zoo.packed_batch import per_image_copies
 from vae_zoo.packing.joint_step import joint_optimizer, merged_groups
@@ -121,7 +122,7 @@ class PackedVAE(pl.LightningModule):
         self.metrics: dict[str, list[dict[str, float]]] = {}
         self._sums: dict[str, Tensor] = {}
         self._images = 0
-        self._spread = UnitSpread()
+        self._spread, self._aggregate = UnitSpread(), AggregatePosterior()
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """Exact resume: the random-number state travels in the checkpoints (the pack's one stream)."""
@@ -250,7 +251,9 @@ class PackedVAE(pl.LightningModule):
         images = len(x) // self.models
         with per_image_copies(self.model, images), self.model.given(labels):
             iw_samples = self.runs[0].hparams.iw_samples
-            values = evaluation_terms(self.model, self.objective, x, stage, iw_samples, self._spread)
+            values = evaluation_terms(
+                self.model, self.objective, x, stage, iw_samples, self._spread, self._aggregate
+            )
         for name, value in values.items():
             total = self.model.batch_mean(value).reshape(-1).double() * images
             self._sums[name] = self._sums[name] + total if name in self._sums else total
@@ -259,13 +262,15 @@ class PackedVAE(pl.LightningModule):
     def _epoch_means(self, stage: str) -> None:
         means = {name: (total / self._images).tolist() for name, total in self._sums.items()}
         active = self._spread.active_units() if stage == "test" and self._spread.images else None
+        surgery = surgery_metrics(self._aggregate, self.model.prior_of_label) if stage == "test" else []
         self.metrics[stage] = []
         for n in range(self.models):
             metrics = {f"{stage}/{name}": values[n] for name, values in means.items()}
             if active is not None:
                 metrics["test/active_units"] = float(active[n])
+            metrics.update(surgery[n] if surgery else {})
             self.metrics[stage].append(with_bits_per_dim(metrics, self.model, stage))
-        self._sums, self._images, self._spread = {}, 0, UnitSpread()
+        self._sums, self._images, self._spread, self._aggregate = {}, 0, UnitSpread(), AggregatePosterior()
 
     def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -1,0 +1,142 @@
+"""The mutual information between an image and its code, and the aggregate posterior's KL from the prior: the
+ELBO's KL taken apart (Hoffman & Johnson 2016, "ELBO surgery").
+
+Over the ``N`` test images, with ``q(z) = (1/N) sum_j q(z|x_j)`` the aggregate posterior, the ELBO's mean KL is
+
+    E_x KL(q(z|x) || p(z))  =  I_q(x; z)  +  KL(q(z) || p(z)),    I_q(x; z) = E_x E_q(z|x)[log q(z|x) - log q(z)],
+
+the information the code carries about the image, ``0 <= I_q <= log N``, plus how far the codes' overall
+distribution is from the prior. A collapsed posterior (``q(z|x) = p(z)``) has both 0; an encoder that uses its
+code and covers the prior has a large ``I_q`` and a small marginal KL. With one exact sample ``z_i`` of each
+image's posterior (the one the test's ELBO used),
+
+    I^ = (1/N) sum_i [log q(z_i|x_i) - log (1/N) sum_j q(z_i|x_j)],
+
+which is unbiased: the aggregate is the finite mixture of every test image's posterior, evaluated exactly (``N^2``
+densities, in chunks), where He et al. 2019 take a batch's (an estimate capped at the log of the batch size).
+``KL(q(z) || p(z))`` is the mean KL less ``I^``. Each packed model (``vae_zoo.packing``) has its own, over its own
+images. With a prior of the label, ``p(z|y)``, the mean KL does not split so, and only ``I_q((x, y); z)`` is
+reported. Densities at other images' samples need the posterior's parameters as tensors
+(``capabilities.FIXED_PARAMETERS``): a flow's posterior and a two-layer chain's have none, and get neither number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
+
+#: the most elements one evaluation of pairwise densities holds (samples x posteriors x event): 2^22 floats
+PAIR_ELEMENTS = 2**22
+
+
+def is_diagonal_normal(q: Distribution) -> bool:
+    """Whether ``q`` is a diagonal Normal over one vector per image, ``Independent(Normal)`` with ``(B, D)``
+    parameters: its pairwise densities are a quadratic form (``pairwise_log_probs``)."""
+    return (
+        isinstance(q, Independent)
+        and isinstance(q.base_dist, Normal)
+        and q.reinterpreted_batch_ndims == 1
+        and q.base_dist.loc.dim() == 2
+    )
+
+
+def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
+    """``log q(z_mi | x_mj)`` in float64, ``(models, n, rows)``: samples ``z`` ``(models, n, *event)`` against the
+    posteriors of a batch of ``models * rows`` images (each model's in turn), each model's samples against its own
+    model's images. A diagonal Normal's by two matrix products of the expanded square,
+    ``-1/2 sum_d (z_d^2 - 2 z_d mu_d + mu_d^2) / sigma_d^2 - sum_d log sigma_d - D/2 log 2 pi``; any other by its
+    ``log_prob`` broadcast over the pairs."""
+    rows = q.batch_shape[0] // models
+    if is_diagonal_normal(q):
+        loc, scale = (t.double().unflatten(0, (models, rows)) for t in (q.base_dist.loc, q.base_dist.scale))
+        precision, z = scale.square().reciprocal(), z.double()
+        quadratic = (
+            z.square() @ precision.mT
+            - 2 * z @ (loc * precision).mT
+            + (loc.square() * precision).sum(-1).unsqueeze(1)
+        )
+        normalizer = scale.log().sum(-1) + loc.shape[-1] / 2 * math.log(2 * math.pi)
+        return -quadratic / 2 - normalizer.unsqueeze(1)
+    event = z.shape[2:]
+    values = (
+        z.transpose(0, 1).unsqueeze(2).expand(-1, -1, rows, *event).flatten(1, 2)
+    )  # (n, models * rows, *event)
+    return q.log_prob(values).double().unflatten(1, (models, rows)).transpose(0, 1)
+
+
+class AggregatePosterior:
+    """The test images' posteriors, one exact sample of each and each image's KL, per model, gathered over a test
+    epoch; ``estimates`` gives ``I^`` and the marginal KL."""
+
+    def __init__(self) -> None:
+        self.posteriors: list[Distribution] = []
+        self.samples: list[Tensor] = []
+        self.kls: list[Tensor] = []
+
+    def add(self, q: Distribution, z: Tensor, kl: Tensor, models: int) -> None:
+        """A batch: its posterior ``q`` (batch ``models * rows``), the sample ``z`` of each image and its KL."""
+        self.posteriors.append(q)
+        self.samples.append(z.detach().unflatten(0, (models, -1)))
+        self.kls.append(kl.detach().double().unflatten(0, (models, -1)))
+
+    def estimates(
+        self, gather: Callable[[Tensor], Tensor] = lambda t: t.unsqueeze(0)
+    ) -> tuple[list[float], list[float]]:
+        """Per model, ``I^`` and the mean KL less ``I^`` over every process's images, ``gather`` stacking each
+        process's tensor ``(models, n, ...)`` as ``(processes, models, n, ...)``."""
+        models = self.samples[0].shape[0]
+        gathered = gather(torch.cat(self.samples, 1))
+        samples = gathered.transpose(0, 1).flatten(1, 2)  # (models, N, *event), every process's images
+        images = samples.shape[1]
+        partial = torch.logsumexp(gather(self._log_density_sums(samples)), 0)
+        log_aggregate = partial - math.log(images)
+        own = self._own_log_densities(gather, models)
+        information = (own - log_aggregate).mean(1)
+        kl = gather(torch.cat(self.kls, 1)).transpose(0, 1).flatten(1, 2).mean(1)
+        return information.tolist(), (kl - information).tolist()
+
+    def _log_density_sums(self, samples: Tensor) -> Tensor:
+        """``log sum_j q(z_mi | x_mj)`` over this process's images ``j``, ``(models, N)``, for ``samples``."""
+        models, images = samples.shape[:2]
+        size, sums = self._chunk(samples), []
+        for start in range(0, images, size):
+            chunk = samples[:, start : start + size]
+            per_batch = [torch.logsumexp(pairwise_log_probs(q, chunk, models), 2) for q in self.posteriors]
+            sums.append(torch.logsumexp(torch.stack(per_batch), 0))
+        return torch.cat(sums, 1)
+
+    def _chunk(self, samples: Tensor) -> int:
+        """Samples per evaluation, so that one against a batch of posteriors holds at most ``PAIR_ELEMENTS``."""
+        rows = max(z.shape[1] for z in self.samples)
+        return max(1, PAIR_ELEMENTS // (samples.shape[0] * rows * math.prod(samples.shape[2:])))
+
+    def _own_log_densities(self, gather: Callable[[Tensor], Tensor], models: int) -> Tensor:
+        """``log q(z_mi | x_mi)``, ``(models, N)``: the pairs' diagonal, in chunks (the same arithmetic as the
+        aggregate's terms, so that identical posteriors give ``I^ = 0``)."""
+        own = []
+        for q, z in zip(self.posteriors, self.samples):
+            size = self._chunk(z)
+            for start in range(0, z.shape[1], size):
+                pairs = pairwise_log_probs(q, z[:, start : start + size], models)
+                own.append(pairs.diagonal(offset=start, dim1=1, dim2=2))
+        return gather(torch.cat(own, 1)).transpose(0, 1).flatten(1, 2)
+
+
+def surgery_metrics(
+    aggregate: AggregatePosterior,
+    prior_of_label: bool,
+    gather: Callable[[Tensor], Tensor] = lambda t: t.unsqueeze(0),
+) -> list[dict[str, float]]:
+    """Per model, ``test/mutual_info`` and (unless the prior is ``p(z|y)``) ``test/marginal_kl`` from what
+    ``aggregate`` gathered (``AggregatePosterior.estimates``); nothing where it gathered no posterior."""
+    if not aggregate.posteriors:
+        return []
+    information, marginal = aggregate.estimates(gather)
+    return [
+        {"test/mutual_info": i, **({} if prior_of_label else {"test/marginal_kl": m})}
+        for i, m in zip(information, marginal)
+    ]
