@@ -19,12 +19,7 @@ from vae_zoo import mutual_information
 from vae_zoo.cli import train
 from vae_zoo.config_groups import options
 from vae_zoo.errors import ConfigError
-from vae_zoo.mutual_information import (
-    AggregatePosterior,
-    is_diagonal_normal,
-    pairwise_log_probs,
-    surgery_metrics,
-)
+from vae_zoo.mutual_information import AggregatePosterior, linear_form, pairwise_log_probs, surgery_metrics
 from vae_zoo.packing.pack import pack
 
 
@@ -37,7 +32,8 @@ def estimate(q, z, kl=None, models=1, gather=None):
 
 @pytest.mark.parametrize("latent", sorted(options("latent")))
 def test_every_familys_pairwise_densities_are_each_images_own_log_prob(latent):
-    """``log q(z_i | x_j)`` for every pair, for each family (the Normal's quadratic form among them), against
+    """``log q(z_i | x_j)`` for every pair, for each family (the linear forms of the Normal, the Bernoulli and the
+    categorical among them), against
     ``log_prob`` of sample ``i`` repeated for every image, one pair per batch entry."""
     torch.manual_seed(0)
     model = model_of(latent)
@@ -46,11 +42,11 @@ def test_every_familys_pairwise_densities_are_each_images_own_log_prob(latent):
     pairs = pairwise_log_probs(q, z.unsqueeze(0), models=1)[0]
     expected = torch.stack([q.log_prob(z[i].expand_as(z)) for i in range(12)]).double()
     torch.testing.assert_close(pairs, expected, rtol=1e-5, atol=1e-4)
-    assert is_diagonal_normal(q) == (latent == "normal")
+    assert (linear_form(q) is not None) == (latent in ("normal", "bernoulli", "categorical"))
 
 
 def test_a_packed_posterior_pairs_each_models_samples_with_its_own_images():
-    """Two packed models: model m's block is its samples against its own posteriors, by the quadratic form and by
+    """Two packed models: model m's block is its samples against its own posteriors, by the linear form and by
     ``log_prob`` broadcast (the same Normal as an event of ``(D, 1)``); neither reads the other's."""
     models = []
     for seed in (0, 1):
@@ -67,7 +63,7 @@ def test_a_packed_posterior_pairs_each_models_samples_with_its_own_images():
             own = range(10 * m, 10 * m + 10)
             expected = torch.stack([q.log_prob(z[i].expand_as(z))[own] for i in own])
             torch.testing.assert_close(pairs[m], expected.double(), rtol=1e-5, atol=1e-4)
-    assert is_diagonal_normal(q) and not is_diagonal_normal(columns)
+    assert linear_form(q) is not None and linear_form(columns) is None
 
 
 def one_dimensional(locs, scales, copies: int):
@@ -93,7 +89,7 @@ def mixture_information(densities) -> float:
 
 
 def test_the_estimates_mean_is_the_mixtures_information_by_quadrature():
-    """Normal posteriors (the quadratic form) and Gamma ones (``log_prob`` broadcast): the estimate is the mean of
+    """Normal posteriors (the linear form) and Gamma ones (``log_prob`` broadcast): the estimate is the mean of
     ``log q_i(z_i) - log q(z_i)`` (scipy's densities), whose mean is within 4 standard errors of quadrature's."""
     torch.manual_seed(0)
     locs, scales, copies = [-1.0, 0.0, 0.5, 2.0], [0.5, 1.0, 0.3, 0.8], 1500

@@ -24,43 +24,61 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
 #: the most elements one evaluation of pairwise densities holds (samples x posteriors x event): 2^22 floats
 PAIR_ELEMENTS = 2**22
 
 
-def is_diagonal_normal(q: Distribution) -> bool:
-    """Whether ``q`` is a diagonal Normal over one vector per image, ``Independent(Normal)`` with ``(B, D)``
-    parameters: its pairwise densities are a quadratic form (``pairwise_log_probs``)."""
-    return (
-        isinstance(q, Independent)
-        and isinstance(q.base_dist, Normal)
-        and q.reinterpreted_batch_ndims == 1
-        and q.base_dist.loc.dim() == 2
-    )
+class LinearForm(NamedTuple):
+    """``log q(z | x_j) = T(z) . eta_j + c_j``: a posterior whose log-density is linear in a statistic of ``z``, in
+    float64 (``eta`` ``(B, S)``, ``c`` ``(B,)``), so that its pairwise densities are one matrix product."""
+
+    statistic: Callable[[Tensor], Tensor]
+    eta: Tensor
+    c: Tensor
+
+
+def linear_form(q: Distribution) -> LinearForm | None:
+    """``q``'s ``LinearForm`` where it has one of one vector (or one-hot matrix) per image; else None. A diagonal
+    Normal: ``T = (z^2, z)``, ``eta = (-1/(2 sigma^2), mu/sigma^2)``, ``c = -sum_d [mu_d^2/(2 sigma_d^2) + log
+    sigma_d] - D/2 log 2 pi``. Independent Bernoulli units with logits ``l``: ``T = z``, ``eta = l``,
+    ``c = -sum_d softplus(l_d)``. One-hot categorical units: ``T = z`` flattened, ``eta = log pi`` flattened,
+    ``c = 0``."""
+    if not isinstance(q, Independent) or q.reinterpreted_batch_ndims != 1:
+        return None
+    base = q.base_dist
+    if isinstance(base, Normal) and base.loc.dim() == 2:
+        loc, scale = base.loc.double(), base.scale.double()
+        precision = scale.square().reciprocal()
+        c = -(loc.square() * precision / 2 + scale.log()).sum(-1) - loc.shape[-1] / 2 * math.log(2 * math.pi)
+        return LinearForm(
+            lambda z: torch.cat([z.square(), z], -1), torch.cat([-precision / 2, loc * precision], -1), c
+        )
+    if isinstance(base, Bernoulli) and base.logits.dim() == 2:
+        logits = base.logits.double()
+        return LinearForm(lambda z: z, logits, -F.softplus(logits).sum(-1))
+    if isinstance(base, OneHotCategorical) and base.logits.dim() == 3:
+        log_probs = base.logits.double().flatten(1)
+        return LinearForm(lambda z: z.flatten(-2), log_probs, log_probs.new_zeros(len(log_probs)))
+    return None
 
 
 def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
     """``log q(z_mi | x_mj)`` in float64, ``(models, n, rows)``: samples ``z`` ``(models, n, *event)`` against the
     posteriors of a batch of ``models * rows`` images (each model's in turn), each model's samples against its own
-    model's images. A diagonal Normal's by two matrix products of the expanded square,
-    ``-1/2 sum_d (z_d^2 - 2 z_d mu_d + mu_d^2) / sigma_d^2 - sum_d log sigma_d - D/2 log 2 pi``; any other by its
+    model's images. By one matrix product where ``q`` has a ``linear_form``; for any other family by its
     ``log_prob`` broadcast over the pairs."""
     rows = q.batch_shape[0] // models
-    if is_diagonal_normal(q):
-        loc, scale = (t.double().unflatten(0, (models, rows)) for t in (q.base_dist.loc, q.base_dist.scale))
-        precision, z = scale.square().reciprocal(), z.double()
-        quadratic = (
-            z.square() @ precision.mT
-            - 2 * z @ (loc * precision).mT
-            + (loc.square() * precision).sum(-1).unsqueeze(1)
-        )
-        normalizer = scale.log().sum(-1) + loc.shape[-1] / 2 * math.log(2 * math.pi)
-        return -quadratic / 2 - normalizer.unsqueeze(1)
+    form = linear_form(q)
+    if form is not None:
+        eta, c = form.eta.unflatten(0, (models, rows)), form.c.unflatten(0, (models, rows))
+        return form.statistic(z.double()) @ eta.mT + c.unsqueeze(1)
     event = z.shape[2:]
     values = (
         z.transpose(0, 1).unsqueeze(2).expand(-1, -1, rows, *event).flatten(1, 2)
