@@ -43,6 +43,7 @@ PACKING = {
     "two_layer": (*NETS, "model=two_layer_vae"),
     "iwae": (*NETS, "objective=iwae"),
     "iwae_dreg": (*NETS, "objective=iwae", "objective.gradient=dreg"),
+    "miwae_dreg": (*NETS, "objective=iwae", "objective.k=2", "objective.groups=3", "objective.gradient=dreg"),
     "gamma_sticking_the_landing": (*NETS, "model=gamma_vae", "objective.gradient=dreg"),
     "free_bits": (*NETS, "objective.free_bits=0.5"),
     "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),

@@ -318,6 +318,18 @@ BAD_INPUTS = {
         ["latent=bernoulli", "estimator=vimco", "objective=iwae", "objective.k=1"],
         "error: estimator=vimco does not pair with objective=iwae (k=1): it needs a cost of at least 2 samples",
     ),
+    "MIWAE with the score function": (
+        ["objective=iwae", "objective.groups=4", "estimator=score_function"],
+        (
+            "error: estimator=score_function does not pair with objective=iwae (k=5, groups=4): its gradient flows "
+            "through the training sample, which needs a reparameterized sample (explicit or implicit); choose one "
+            "of: estimator=implicit, estimator=pathwise"
+        ),
+    ),
+    "MIWAE with no group": (
+        ["objective=iwae", "objective.groups=0"],
+        "error: objective.k=5 and objective.groups=0 must be >= 1",
+    ),
     "ReinMax at temperature 0": (
         ["latent=categorical", "estimator=reinmax", "model.estimator.temperature=0"],
         "error: model.estimator.temperature=0 must be > 0 (1 or more, Liu et al.)",
