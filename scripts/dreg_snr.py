@@ -1,8 +1,9 @@
 """Signal-to-noise ratio of the encoder's gradient of the importance-weighted bound as k grows, with IWAE's own
-gradient (``objective.gradient=total``) and the doubly reparameterized one (``dreg``), on real MNIST.
+gradient (``objective.gradient=total``), the doubly reparameterized one (``dreg``) and, with ``--groups M``, MIWAE's
+M groups of k/M samples (``objective.groups``: the same k samples per image), on real MNIST.
 
-Rainforth et al. (2018) showed that IWAE's encoder SNR falls like ``1/sqrt(k)``; Tucker et al. (2019) that
-DReG's grows. The default Gaussian model (``model=gaussian_vae``) is trained briefly with ``objective=iwae`` so the
+Rainforth et al. (2018) showed that IWAE's encoder SNR falls like ``1/sqrt(k)``, and MIWAE as their remedy; Tucker
+et al. (2019) that DReG's grows. The default Gaussian model (``model=gaussian_vae``) is trained briefly with ``objective=iwae`` so the
 posterior is past its initialisation; then, on one batch of validation images and with those weights, the
 encoder-side gradient (encoder and latent head) of each objective is drawn ``--draws`` times per k. Reported per
 k and gradient: the mean over coordinates of ``|mean| / sd`` (coordinates the images reach), the total variance
@@ -10,6 +11,7 @@ k and gradient: the mean over coordinates of ``|mean| / sd`` (coordinates the im
 
     python scripts/dreg_snr.py                          # k = 1, 10, 100; 100 draws on 64 images
     python scripts/dreg_snr.py --ks 1 5 25 125 --draws 200 --out outputs/dreg_snr.md
+    python scripts/dreg_snr.py --ks 16 64 --groups 4 --draws 200
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=64, help="validation images in the batch")
     parser.add_argument("--train-steps", type=int, default=1000, help="brief training before measuring")
     parser.add_argument("--train-k", type=int, default=5, help="objective.k of the brief training")
+    parser.add_argument("--groups", type=int, help="also MIWAE: this many groups of k / groups samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/dreg_snr.md"))
     parser.add_argument("--overrides", nargs="*", default=[], help="further overrides of the model's config")
@@ -66,11 +69,16 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for k in args.ks:
-        for gradient in ("total", "dreg"):
-            model.objective = IWAE(k, gradient)
+        variants = {"IWAE": IWAE(k, "total"), "DReG": IWAE(k, "dreg")}
+        if args.groups and k % args.groups == 0:
+            variants[f"MIWAE, {args.groups} x {k // args.groups}"] = IWAE(
+                k // args.groups, groups=args.groups
+            )
+        for name, objective in variants.items():
+            model.objective = objective
             torch.manual_seed(args.seed)
             rows.append(
-                {"k": k, "gradient": gradient, **statistics(encoder_gradient_draws(model, x, args.draws))}
+                {"k": k, "gradient": name, **statistics(encoder_gradient_draws(model, x, args.draws))}
             )
     lines = [
         (
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             f"(seed {args.seed}{', ' + ' '.join(args.overrides) if args.overrides else ''})."
         ),
         "",
-        "| k | gradient | mean SNR over coordinates | total variance | mean-gradient norm |",
+        "| samples per image | objective | mean SNR over coordinates | total variance | mean-gradient norm |",
         "|---|---|---|---|---|",
     ]
     lines += [

@@ -93,3 +93,20 @@ def test_step_flops_counts_forward_and_backward_matmuls(data_dir):
         )
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"training step, {said}" in result.stdout and "of the peak" in result.stdout
+
+
+def test_mutual_info_cost_prints_each_paths_time_against_the_bound(data_dir):
+    result = run_script(
+        "scripts/mutual_info_cost.py",
+        "--images=40",
+        "--k=2",
+        "--rounds=1",
+        "--broadcast",
+        "--overrides",
+        f"paths.data_dir={data_dir}",
+        "model.latent.dim=4",
+        "data.eval_batch_size=16",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    assert rows == ["bound", "information", "information,"] and "of the bound" in result.stdout
