@@ -614,13 +614,15 @@ def test_a_pack_stopped_by_a_signal_saves_every_jobs_step_and_resumes_exactly(ma
 
 
 def _fit_with_settings(
-    cfgs, annealed: bool = False, warmed: bool = False
+    cfgs, annealed: bool = False, warmed: bool = False, increased: bool = False
 ) -> tuple[torch.Tensor, PackedVAE, PerModelSettings]:
-    """A pack trained with each job's own KL weight (``warmed``: warm-up) and (``annealed``) temperature schedule."""
+    """A pack trained with each job's own KL weight (``warmed``: warm-up), (``increased``) capacity increase and
+    (``annealed``) temperature schedule."""
     datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
     annealings = [instantiate(cfg.callbacks.temperature) if annealed else None for cfg in cfgs]
     warmups = [instantiate(cfg.callbacks.kl_warmup) if warmed else None for cfg in cfgs]
-    settings = PerModelSettings(packed.runs, warmups, annealings)
+    increases = [instantiate(cfg.callbacks.capacity) if increased else None for cfg in cfgs]
+    settings = PerModelSettings(packed.runs, warmups, annealings, increases)
     trainer = build_trainer(cfgs[0], logging=False)
     losses = Losses()
     trainer.callbacks += [settings, losses]
@@ -706,6 +708,29 @@ def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
     assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
     assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
     assert settings.values["kl_weight"] == [1.0, 0.25]  # min(1, 11 / 4), min(1, (11 mod 5) / 4)
+
+
+def test_each_model_of_a_pack_raises_its_own_capacity(make_cfg):
+    """Capacity increases to 2 and to 2 or 8 nats over 4 steps (gamma = 50): at the last of 8 steps each model's
+    capacity is its own schedule's, model 0's losses do not depend on model 1's, and each model's loss is its
+    reconstruction plus 50 times its KL's distance from its own capacity."""
+    common = (
+        *TINY,
+        "+trainer.max_steps=8",
+        "objective.capacity_weight=50",
+        "+callbacks@callbacks.capacity=capacity",
+    )
+    common += ("callbacks.capacity.steps=4", "callbacks.capacity.capacity=2")
+    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
+    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.capacity.capacity=8")]
+    same_losses, _, _ = _fit_with_settings(same, increased=True)
+    apart_losses, packed, settings = _fit_with_settings(apart, increased=True)
+    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
+    assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
+    assert settings.values["capacity"] == [2.0, 8.0]
+    capacity = torch.tensor([2.0, 8.0])
+    expected = packed.terms["recon"] + 50 * (packed.terms["kl"] - capacity).abs()
+    torch.testing.assert_close(packed.losses, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_each_model_of_a_semi_supervised_pack_weighs_its_labels_with_its_own_alpha(make_cfg):

@@ -46,6 +46,7 @@ PACKING = {
     "miwae_dreg": (*NETS, "objective=iwae", "objective.k=2", "objective.groups=3", "objective.gradient=dreg"),
     "gamma_sticking_the_landing": (*NETS, "model=gamma_vae", "objective.gradient=dreg"),
     "free_bits": (*NETS, "objective.free_bits=0.5"),
+    "capacity": (*NETS, "objective.capacity_weight=50", "objective.capacity=2"),
     "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),
     "total_correlation": (*NETS, "objective.tc_weight=4"),
     "mmd": (*NETS, "objective.mmd_weight=10", "objective.beta=0"),

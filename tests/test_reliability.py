@@ -318,6 +318,13 @@ BAD_INPUTS = {
         ["latent=bernoulli", "estimator=vimco", "objective=iwae", "objective.k=1"],
         "error: estimator=vimco does not pair with objective=iwae (k=1): it needs a cost of at least 2 samples",
     ),
+    "a capacity increase without its weight": (
+        ["+callbacks@callbacks.capacity=capacity"],
+        (
+            "error: callbacks.capacity raises the KL capacity that objective.capacity_weight trains towards, and "
+            "this objective trains none -- set objective.capacity_weight (e.g. 1000), or drop the callback"
+        ),
+    ),
     "MIWAE with the score function": (
         ["objective=iwae", "objective.groups=4", "estimator=score_function"],
         (

@@ -1,6 +1,7 @@
 """Lightning callbacks of vae_zoo: the configurable ones, and those the model adds itself."""
 
 from vae_zoo.callbacks.best_and_last_checkpoint import BestAndLastCheckpoint
+from vae_zoo.callbacks.capacity_increase import CapacityIncrease
 from vae_zoo.callbacks.ema import ExponentialMovingAverage
 from vae_zoo.callbacks.epoch_means import EpochMeans
 from vae_zoo.callbacks.exact_resume import ExactResume
@@ -15,6 +16,7 @@ from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 
 __all__ = [
     "BestAndLastCheckpoint",
+    "CapacityIncrease",
     "EpochMeans",
     "ExactResume",
     "ExponentialMovingAverage",

@@ -59,7 +59,10 @@ class ELBO(Objective):
     aggregate posterior and the prior (InfoVAE, Zhao et al. 2019, whose ``alpha`` is ``1 - beta``; with ``beta = 0``
     the MMD-VAE), estimated from the batch's samples and as many prior draws with a Gaussian kernel of bandwidth
     ``mmd_bandwidth`` (``vae_zoo.objectives.maximum_mean_discrepancy``, reported as ``mmd``): with a
-    reparameterized sample; each model of a pack may have its own ``lambda``.
+    reparameterized sample; each model of a pack may have its own ``lambda``. ``capacity_weight: gamma > 0`` trains
+    the KL towards a target of ``capacity`` nats instead, as ``beta * gamma * |mean_x KL - C|`` over each model's
+    batch (Burgess et al. 2018's capacity-controlled beta-VAE; ``callbacks.capacity`` raises ``C`` from 0): with
+    the closed-form KL; each model of a pack may have its own ``C``.
     """
 
     per_model_settings = ("free_bits", "tc_weight", "mmd_weight")
@@ -73,6 +76,8 @@ class ELBO(Objective):
         tc_weight: float = 1.0,
         mmd_weight: float = 0.0,
         mmd_bandwidth: float = 1.0,
+        capacity_weight: float = 0.0,
+        capacity: float = 0.0,
     ) -> None:
         super().__init__()
         if kl not in KL_MODES:
@@ -111,7 +116,31 @@ class ELBO(Objective):
                 "gradient is derived for the ELBO's own terms, not this one's -- set objective.gradient=total, or "
                 f"{self.plain_settings}"
             )
+        if not capacity_weight >= 0 or not capacity >= 0:
+            raise ConfigError(
+                f"objective.capacity_weight={capacity_weight} and objective.capacity={capacity} must be >= 0 (the "
+                "weight of |KL - capacity| in the loss, 0: off; the target KL in nats)"
+            )
+        self.capacity_weight, self.capacity = float(capacity_weight), float(capacity)
+        if self.capacity_weight:
+            self._check_capacity_alone(kl)
         self.needs_exact_samples = kl == "mc"
+
+    def _check_capacity_alone(self, kl: str) -> None:
+        """Refuse in one line a setting that trains the KL otherwise beside ``capacity_weight``."""
+        others = {
+            "objective.kl=mc": kl == "mc",
+            "objective.gradient=dreg": self.gradient == "dreg",
+            f"objective.free_bits={self.free_bits}": self.free_bits,
+            f"objective.tc_weight={self.tc_weight}": self.weighs_tc,
+            f"objective.mmd_weight={self.mmd_weight}": self.weighs_mmd,
+        }
+        given = [setting for setting, on in others.items() if on]
+        if given:
+            raise ConfigError(
+                f"objective.capacity_weight={self.capacity_weight} trains the closed-form KL towards a capacity, "
+                f"and {given[0]} trains it otherwise -- set objective.capacity_weight=0, or drop that setting"
+            )
 
     @property
     def weighs_tc(self) -> bool:
@@ -154,6 +183,11 @@ class ELBO(Objective):
                 "objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers "
                 "lack -- set objective.kl=auto (or mc): the one-sample estimate at the training sample"
             )
+        if self.capacity_weight and not model.closed_form_kl:
+            raise ConfigError(
+                f"objective.capacity_weight={self.capacity_weight} trains the closed-form KL, which this model's "
+                "prior, flow or latent layers lack -- set objective.capacity_weight=0"
+            )
         if self.free_bits and not model.closed_form_kl:
             raise ConfigError(
                 f"objective.free_bits={self.free_bits} needs the closed-form KL of each latent unit, which this "
@@ -172,6 +206,7 @@ class ELBO(Objective):
         settings = f"beta={self.beta}, kl={self.kl}" + (", gradient=dreg" if self.gradient == "dreg" else "")
         settings += f", free_bits={self.free_bits}" if self.frees_bits else ""
         settings += f", tc_weight={self.tc_weight}" if self.weighs_tc else ""
+        settings += f", capacity_weight={self.capacity_weight}" if self.capacity_weight else ""
         return settings + (f", mmd_weight={self.mmd_weight}" if self.weighs_mmd else "")
 
     @property
@@ -187,9 +222,11 @@ class ELBO(Objective):
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
         if tc is not None:
             trained_kl = trained_kl + (per_image(self.tc_weight, len(tc)) - 1) * tc
-        loss = model.batch_mean(recon + self.weighted_kl(trained_kl)) + estimator_term(
-            surrogate, model.batch_mean
-        )
+        if self.capacity_weight:
+            loss = model.batch_mean(recon) + self.capacity_term(model.batch_mean(kl))
+        else:
+            loss = model.batch_mean(recon + self.weighted_kl(trained_kl))
+        loss = loss + estimator_term(surrogate, model.batch_mean)
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
         terms = {"elbo": recon + kl, "recon": recon, "kl": kl}
         if tc is not None:
@@ -198,6 +235,11 @@ class ELBO(Objective):
             loss = loss + self.mmd_weight * mmd
             terms["mmd"] = mmd.detach()
         return ObjectiveOutput(loss, terms)
+
+    def capacity_term(self, mean_kl: Tensor) -> Tensor:
+        """``beta * gamma * |mean KL - C|`` from each model's batch-mean KL (a scalar, or ``(N,)`` packed), ``beta``
+        and ``C`` a number or one per packed model."""
+        return self.beta * self.capacity_weight * (mean_kl - self.capacity).abs()
 
     def weighted_kl(self, kl: Tensor) -> Tensor:
         """``beta * KL`` for a KL per image (its last dim): ``beta`` a number, or one per packed model

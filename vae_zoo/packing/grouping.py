@@ -1,6 +1,6 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
-have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its
-relaxation's temperature schedule, the ELBO's free bits, total-correlation weight and MMD weight, the
+have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its KL
+capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight and MMD weight, the
 semi-supervised objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings)
 and where each job writes."""
 
@@ -24,9 +24,12 @@ PER_MODEL = (
     "objective.free_bits",
     "objective.tc_weight",
     "objective.mmd_weight",
+    "objective.capacity",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
     "callbacks.kl_warmup.period",
+    "callbacks.capacity.capacity",
+    "callbacks.capacity.steps",
     "callbacks.temperature.tau0",
     "callbacks.temperature.tau_min",
     "callbacks.temperature.rate",

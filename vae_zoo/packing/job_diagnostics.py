@@ -20,11 +20,13 @@ from vae_zoo.packing.per_model_settings import PerModelSettings
 
 def job_view(module: PackedVAE, n: int, settings: PerModelSettings) -> VAE:
     """Job ``n``'s unpacked module holding its model's weights and state of this step, and this step's KL
-    weight and temperature where its schedule sets them, on the pack's device."""
+    weight, capacity and temperature where its schedule sets them, on the pack's device."""
     run = module.runs[n].to(module.device)
     run.model.load_state_dict(unpacked_state_dict(module.model, n))
     if "kl_weight" in settings.values:
         run.objective.beta = settings.values["kl_weight"][n]
+    if "capacity" in settings.values:
+        run.objective.capacity = settings.values["capacity"][n]
     if "temperature" in settings.values:
         run.model.estimator.temperature = settings.values["temperature"][n]
     return run

@@ -1,6 +1,7 @@
 """The settings each model of a pack has its own of, set every step: the KL weight (``objective.beta``, or its
-warm-up's ``min(1, step / steps)``) and the relaxation's temperature (``model.estimator.temperature``, or its
-annealing schedule's tau at the step); and once, the objective's own (``Objective.per_model_settings``).
+warm-up's ``min(1, step / steps)``), the KL capacity (``objective.capacity``, or its increase's at the step) and the
+relaxation's temperature (``model.estimator.temperature``, or its annealing schedule's tau at the step); and once,
+the objective's own (``Objective.per_model_settings``).
 
 Where the models agree the shared module gets the number itself, as an unpacked run does; where they differ,
 one value per model, which the objective's per-image terms and the relaxations spread over each model's rows
@@ -15,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from vae_zoo.callbacks.capacity_increase import CapacityIncrease
 from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 from vae_zoo.models.vae import VAE
@@ -28,18 +30,21 @@ def per_model(values: Sequence[float], device: torch.device) -> float | Tensor:
 
 
 class PerModelSettings(pl.Callback):
-    """Each job's own KL warm-up and temperature annealing (None where it has none), evaluated per model; its
-    ``beta`` and ``temperature`` otherwise. ``values`` holds this step's per-model values of those a job
-    schedules (``kl_weight``, ``temperature``), which each job logs."""
+    """Each job's own KL warm-up, capacity increase and temperature annealing (None where it has none), evaluated
+    per model; its ``beta``, ``capacity`` and ``temperature`` otherwise. ``values`` holds this step's per-model
+    values of those a job schedules (``kl_weight``, ``capacity``, ``temperature``), which each job logs."""
 
     def __init__(
         self,
         runs: Sequence[VAE],
         warmups: Sequence[KLWarmup | None],
         annealings: Sequence[TemperatureAnnealing | None],
+        increases: Sequence[CapacityIncrease | None] | None = None,
     ) -> None:
         self.warmups, self.annealings = list(warmups), list(annealings)
+        self.increases = list(increases or [None] * len(runs))
         self.betas = [run.objective.beta for run in runs]  # each job's own, before any step sets the pack's
+        self.capacities = [getattr(run.objective, "capacity", None) for run in runs]
         self.temperatures = [run.model.estimator.temperature for run in runs]
         # the objective's other settings of each job (semi-supervised's alpha), constant through training
         self.objective_settings = {
@@ -49,8 +54,8 @@ class PerModelSettings(pl.Callback):
         self.values: dict[str, list[float]] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for warmup in filter(None, self.warmups):
-            warmup.setup(trainer, pl_module, stage)
+        for schedule in filter(None, [*self.warmups, *self.increases]):
+            schedule.setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for name, values in self.objective_settings.items():
@@ -75,6 +80,14 @@ class PerModelSettings(pl.Callback):
             pl_module.objective.beta = per_model(betas, device)
             if any(self.warmups):
                 self.values["kl_weight"] = betas
+        if self.capacities[0] is not None:
+            capacities = [
+                increase.value(step) if increase else capacity
+                for increase, capacity in zip(self.increases, self.capacities)
+            ]
+            pl_module.objective.capacity = per_model(capacities, device)
+            if any(self.increases):
+                self.values["capacity"] = capacities
         if pl_module.model.estimator.temperature is not None:
             active = [a if a is not None and a.active else None for a in self.annealings]
             taus = [

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vae_zoo.callbacks.capacity_increase import CapacityIncrease
 from vae_zoo.callbacks.gradient_variance import GradientVariance
 from vae_zoo.callbacks.image_grids import ImageGrids
 from vae_zoo.callbacks.kl_warmup import KLWarmup
@@ -127,7 +128,7 @@ def _train_built(
 
 
 #: the callbacks a pack runs per job: checkpoints (``JobOutputs``), early stopping (``PerModelEarlyStopping``),
-#: each job's own warm-up and temperature (``PerModelSettings``), image grids and gradient variance
+#: each job's own warm-up, capacity and temperature (``PerModelSettings``), image grids and gradient variance
 #: (``JobDiagnostics``), latent maps (after its final test); callbacks with ``pack_wide = True`` (the progress
 #: bar, periodic and preemption checkpoints, which ``JobCheckpointIO`` writes for every job) run once, as the
 #: first job's
@@ -135,6 +136,7 @@ PER_JOB_CALLBACKS = (
     ModelCheckpoint,
     EarlyStopping,
     KLWarmup,
+    CapacityIncrease,
     TemperatureAnnealing,
     ImageGrids,
     GradientVariance,
@@ -176,6 +178,7 @@ def _pack_trainer(
         packed.runs,
         [_of_type(c, KLWarmup) for c in callbacks],
         [_of_type(c, TemperatureAnnealing) for c in callbacks],
+        [_of_type(c, CapacityIncrease) for c in callbacks],
     )
     first = [c for c in callbacks[0] if getattr(c, "pack_wide", False)]
     io = JobCheckpointIO(list(jobs), files, packed)
