@@ -2,12 +2,12 @@
 gradient (``objective.gradient=total``), the doubly reparameterized one (``dreg``) and, with ``--groups M``, MIWAE's
 M groups of k/M samples (``objective.groups``: the same k samples per image), on real MNIST.
 
-Rainforth et al. (2018) showed that IWAE's encoder SNR falls like ``1/sqrt(k)``, and MIWAE as their remedy; Tucker
-et al. (2019) that DReG's grows. The default Gaussian model (``model=gaussian_vae``) is trained briefly with ``objective=iwae`` so the
-posterior is past its initialisation; then, on one batch of validation images and with those weights, the
-encoder-side gradient (encoder and latent head) of each objective is drawn ``--draws`` times per k. Reported per
-k and gradient: the mean over coordinates of ``|mean| / sd`` (coordinates the images reach), the total variance
-(the trace of the covariance) and the norm of the mean gradient.
+Rainforth et al. (2018) showed that IWAE's encoder SNR falls like ``1/sqrt(k)``, and MIWAE as their remedy;
+Tucker et al. (2019) that DReG's grows. The default Gaussian model (``model=gaussian_vae``) is trained briefly with
+``objective=iwae`` so the posterior is past its initialisation; then, on one batch of validation images and with
+those weights, the encoder-side gradient (encoder and latent head) of each objective is drawn ``--draws`` times
+per k. Reported per k and objective: the mean over coordinates of ``|mean| / sd`` (coordinates the images
+reach), the total variance (the trace of the covariance) and the norm of the mean gradient.
 
     python scripts/dreg_snr.py                          # k = 1, 10, 100; 100 draws on 64 images
     python scripts/dreg_snr.py --ks 1 5 25 125 --draws 200 --out outputs/dreg_snr.md
