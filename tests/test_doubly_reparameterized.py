@@ -29,13 +29,18 @@ def _flat_gradient(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torc
     return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, retain_graph=True)])
 
 
-def _iwae(k: int, gradient: str, seed: int = 0, **settings):
+def _iwae(k: int, gradient: str, seed: int = 0, groups: int = 1, **settings):
     torch.manual_seed(seed)
-    return build_model(objective="iwae", objective_settings={"k": k, "gradient": gradient}, **settings)
+    objective = {"k": k, "gradient": gradient, "groups": groups}
+    return build_model(objective="iwae", objective_settings=objective, **settings)
 
 
-def test_the_encoder_gets_the_squared_weights_and_the_decoder_the_iwae_gradient():
-    vae, x = _iwae(6, "dreg", latent_settings={"dim": 4}), _batch()
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_encoder_gets_the_squared_weights_and_the_decoder_the_iwae_gradient(groups):
+    """Six samples per image, in one group or (MIWAE) two of three, each group's weights ``w~`` normalized within
+    it: the encoder's gradient is the mean over groups of ``sum_i w~_i^2 grad log w_i``, the decoder's IWAE's."""
+    k = 6 // groups
+    vae, x = _iwae(k, "dreg", groups=groups, latent_settings={"dim": 4}), _batch()
     torch.manual_seed(1)
     loss, terms = vae.objective(vae.model, x)
     encoder, decoder = _encoder_side(vae), list(vae.model.decoder.parameters())
@@ -43,19 +48,19 @@ def test_the_encoder_gets_the_squared_weights_and_the_decoder_the_iwae_gradient(
 
     torch.manual_seed(1)
     q = vae.model.posterior(x)
-    z = vae.model.training_sample(q, (6,)).value
+    z = vae.model.training_sample(q, (k,) if groups == 1 else (groups, k)).value
     fixed = Independent(Normal(q.base_dist.loc.detach(), q.base_dist.scale.detach()), 1)
-    log_w = vae.model.log_weights(x, fixed, z)
-    weights = torch.softmax(log_w, dim=0).detach()
+    log_w = vae.model.log_weights(x, fixed, z)  # (k, B) or (groups, k, B)
+    weights = torch.softmax(log_w, dim=-2).detach()
     reference = torch.cat(
         [
-            _flat_gradient(-(weights**2 * log_w).sum(0).mean(), encoder),
-            _flat_gradient(-(weights * log_w).sum(0).mean(), decoder),
+            _flat_gradient(-(weights**2 * log_w).sum(-2).mean(), encoder),
+            _flat_gradient(-(weights * log_w).sum(-2).mean(), decoder),
         ]
     )
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
     torch.testing.assert_close(loss, negative_log_mean_exp(log_w).mean())  # the value is the bound's
-    assert terms["iwae_6"] == pytest.approx(loss.item())
+    assert terms[f"iwae_{k}"] == pytest.approx(loss.item())
 
 
 def test_the_decoder_gradient_is_the_iwae_gradient_of_the_same_samples():

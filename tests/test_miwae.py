@@ -1,14 +1,13 @@
 """``objective.groups``: MIWAE (Rainforth et al. 2018), the mean of M independent k-sample bounds. Its loss is the
 mean of its groups' bounds; its encoder gradient's mean is IWAE_k's with a quarter of the variance at M = 4 (and
 IWAE_8's mean is not IWAE_2's, which the same test sees); for the same 16 samples per image its encoder gradient's
-signal-to-noise ratio is above IWAE_16's; with ``dreg`` each group reweights by its own weights; and it is refused
-in one line where it cannot train."""
+signal-to-noise ratio is above IWAE_16's; and it is refused in one line where it cannot train. With ``dreg`` each
+group reweights by its own weights: test_doubly_reparameterized.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.distributions import Independent, Normal
 
 from tests.conftest import build_model, mnist_like, refusal
 from tests.test_doubly_reparameterized import _encoder_side, _flat_gradient
@@ -76,29 +75,6 @@ def test_for_the_same_samples_its_encoder_signal_to_noise_ratio_is_above_iwaes()
         reached = draws.var(0) > 0
         ratios.append((draws.mean(0).abs() / draws.std(0))[reached].mean())
     assert ratios[1] > 1.5 * ratios[0]
-
-
-def test_with_dreg_each_group_reweights_by_its_own_weights():
-    """The encoder's gradient is ``(1/M) sum_m sum_i w~_mi^2 grad log w_mi`` with ``w~_m`` normalized within
-    group ``m``; the decoder's, the groups' own IWAE gradients averaged."""
-    vae, x = _miwae(3, 2, "dreg"), mnist_like(8, seed=3)
-    torch.manual_seed(1)
-    loss, _ = vae.objective(vae.model, x)
-    encoder, decoder = _encoder_side(vae), list(vae.model.decoder.parameters())
-    ours = _flat_gradient(loss, encoder + decoder)
-    torch.manual_seed(1)
-    q = vae.model.posterior(x)
-    z = vae.model.training_sample(q, (2, 3)).value
-    fixed = Independent(Normal(q.base_dist.loc.detach(), q.base_dist.scale.detach()), 1)
-    log_w = vae.model.log_weights(x, fixed, z)
-    weights = torch.softmax(log_w, dim=1).detach()  # within each group
-    reference = torch.cat(
-        [
-            _flat_gradient(-(weights**2 * log_w).sum(1).mean(), encoder),
-            _flat_gradient(-(weights * log_w).sum(1).mean(), decoder),
-        ]
-    )
-    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
 
 
 def test_where_it_cannot_train_it_is_refused_in_one_line():

@@ -630,6 +630,18 @@ def _fit_with_settings(
     return torch.stack(losses.values), packed, settings
 
 
+def _fit_apart(make_cfg, common, apart: str, **fit) -> tuple[PackedVAE, PerModelSettings]:
+    """Two models (seeds 0 and 1) trained as a pack twice, alike and with model 1's ``apart`` override: model 0's
+    losses are bit for bit the same in both packs and model 1's are not. The second pack and its settings."""
+    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
+    other = [same[0], make_cfg(*common, "seed=1", apart)]
+    same_losses, _, _ = _fit_with_settings(same, **fit)
+    apart_losses, packed, settings = _fit_with_settings(other, **fit)
+    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
+    assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
+    return packed, settings
+
+
 def test_each_model_of_a_pack_trains_with_its_own_kl_weight_and_nothing_else_changes(make_cfg):
     """Model 3's beta = 0.25 enters its loss alone: its loss is its reconstruction plus 0.25 times its KL, and
     the losses of models 0-2 are bit for bit those of the pack where model 3 has beta = 1."""
@@ -701,12 +713,7 @@ def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
     beta is its own schedule's, and model 0's losses do not depend on model 1's cycle."""
     common = (*TINY, "+trainer.max_steps=12", "+callbacks@callbacks.kl_warmup=kl_warmup")
     common += ("callbacks.kl_warmup.steps=4",)
-    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
-    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.kl_warmup.period=5")]
-    same_losses, _, _ = _fit_with_settings(same, warmed=True)
-    apart_losses, _, settings = _fit_with_settings(apart, warmed=True)
-    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
-    assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
+    _, settings = _fit_apart(make_cfg, common, "callbacks.kl_warmup.period=5", warmed=True)
     assert settings.values["kl_weight"] == [1.0, 0.25]  # min(1, 11 / 4), min(1, (11 mod 5) / 4)
 
 
@@ -721,12 +728,7 @@ def test_each_model_of_a_pack_raises_its_own_capacity(make_cfg):
         "+callbacks@callbacks.capacity=capacity",
     )
     common += ("callbacks.capacity.steps=4", "callbacks.capacity.capacity=2")
-    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
-    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.capacity.capacity=8")]
-    same_losses, _, _ = _fit_with_settings(same, increased=True)
-    apart_losses, packed, settings = _fit_with_settings(apart, increased=True)
-    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
-    assert not torch.equal(apart_losses[:, 1], same_losses[:, 1])
+    packed, settings = _fit_apart(make_cfg, common, "callbacks.capacity.capacity=8", increased=True)
     assert settings.values["capacity"] == [2.0, 8.0]
     capacity = torch.tensor([2.0, 8.0])
     expected = packed.terms["recon"] + 50 * (packed.terms["kl"] - capacity).abs()
@@ -737,11 +739,7 @@ def test_each_model_of_a_semi_supervised_pack_weighs_its_labels_with_its_own_alp
     """Model 1's ``objective.alpha`` = 0: its loss lacks its labelled images' cross-entropy, and model 0's losses
     are bit for bit those of the pack where both have the default alpha (models with several rows per image)."""
     common = (*TINY, *PACK_OF_ONE["semi_supervised"], "+trainer.max_steps=6")
-    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
-    apart = [same[0], make_cfg(*common, "seed=1", "objective.alpha=0")]
-    same_losses, _, _ = _fit_with_settings(same)
-    apart_losses, packed, _ = _fit_with_settings(apart)
-    assert torch.equal(apart_losses[:, 0], same_losses[:, 0]) and not torch.equal(apart_losses, same_losses)
+    packed, _ = _fit_apart(make_cfg, common, "objective.alpha=0")
     assert packed.objective.alpha.tolist() == [50.0, 0.0]
     # model 1's loss is its bound alone: its elbo term (beta = 1; the surrogate adds 0 to the value)
     torch.testing.assert_close(packed.losses[1], packed.terms["elbo"][1], rtol=1e-6, atol=0)
@@ -753,11 +751,7 @@ def test_each_model_of_a_pack_anneals_its_own_temperature(make_cfg):
     nets = tuple(o for o in TINY if not o.startswith("model.latent."))
     common = (*nets, "model=gumbel_vae", "+trainer.max_steps=12", "callbacks.temperature.every_n_steps=5")
     common += ("callbacks.temperature.rate=0.05", "callbacks.temperature.tau_min=0.1")
-    same = [make_cfg(*common, f"seed={seed}") for seed in (0, 1)]
-    apart = [same[0], make_cfg(*common, "seed=1", "callbacks.temperature.tau0=2.0")]
-    same_losses, _, _ = _fit_with_settings(same, annealed=True)
-    apart_losses, packed, settings = _fit_with_settings(apart, annealed=True)
-    assert torch.equal(apart_losses[:, 0], same_losses[:, 0])
+    packed, settings = _fit_apart(make_cfg, common, "callbacks.temperature.tau0=2.0", annealed=True)
     last = 11  # the step of the last batch
     expected = [annealing.temperature(last) for annealing in settings.annealings]
     assert settings.values["temperature"] == expected and expected[0] != expected[1]
