@@ -13,7 +13,7 @@ from vae_zoo.errors import ConfigError
 
 def test_beta_rises_linearly_from_zero_to_one():
     warmup = KLWarmup(steps=1000)
-    assert [warmup.kl_weight(s) for s in (0, 250, 999, 1000, 10**6)] == [0.0, 0.25, 0.999, 1.0, 1.0]
+    assert [warmup.value(s) for s in (0, 250, 999, 1000, 10**6)] == [0.0, 0.25, 0.999, 1.0, 1.0]
     with pytest.raises(ConfigError, match="steps=0 must be >= 1"):
         KLWarmup(steps=0)
 
@@ -21,8 +21,8 @@ def test_beta_rises_linearly_from_zero_to_one():
 def test_a_cyclical_warm_up_rises_over_steps_and_holds_one_for_the_rest_of_each_period():
     """Fu et al. (2019), M cycles of T / M steps, rising over the first R of each: steps = R * period."""
     warmup = KLWarmup(steps=4, period=10)
-    assert [warmup.kl_weight(s) for s in range(23)] == [0, 0.25, 0.5, 0.75, *[1.0] * 6] * 2 + [0, 0.25, 0.5]
-    assert KLWarmup(steps=4, period=4).kl_weight(7) == 0.75  # R = 1: a saw-tooth, never held at 1
+    assert [warmup.value(s) for s in range(23)] == [0, 0.25, 0.5, 0.75, *[1.0] * 6] * 2 + [0, 0.25, 0.5]
+    assert KLWarmup(steps=4, period=4).value(7) == 0.75  # R = 1: a saw-tooth, never held at 1
     with pytest.raises(
         ConfigError, match=r"period=3 must be >= callbacks.kl_warmup.steps=4: each cycle rises"
     ):

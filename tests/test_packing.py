@@ -622,7 +622,8 @@ def _fit_with_settings(
     annealings = [instantiate(cfg.callbacks.temperature) if annealed else None for cfg in cfgs]
     warmups = [instantiate(cfg.callbacks.kl_warmup) if warmed else None for cfg in cfgs]
     increases = [instantiate(cfg.callbacks.capacity) if increased else None for cfg in cfgs]
-    settings = PerModelSettings(packed.runs, warmups, annealings, increases)
+    callbacks = [[c for c in own if c is not None] for own in zip(warmups, annealings, increases)]
+    settings = PerModelSettings(packed.runs, callbacks)
     trainer = build_trainer(cfgs[0], logging=False)
     losses = Losses()
     trainer.callbacks += [settings, losses]

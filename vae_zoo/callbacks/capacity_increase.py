@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from vae_zoo.callbacks.logging_steps import is_logging_step
+from vae_zoo.callbacks.objective_schedule import ObjectiveSchedule
 from vae_zoo.errors import ConfigError
 
 
-class CapacityIncrease(pl.Callback):
+class CapacityIncrease(ObjectiveSchedule):
     """Sets the objective's capacity ``C = capacity * min(1, step / steps)`` every step, the KL in nats that
     ``objective.capacity_weight`` trains towards; logs ``train/capacity``. Burgess et al. raise it linearly so that
     the code takes on information a little at a time (25 nats over 100,000 steps on dSprites). Like the KL
     warm-up, a function of the global step, so a resumed run continues it exactly."""
+
+    setting, logged_as = "capacity", "capacity"
 
     def __init__(self, capacity: float = 25.0, steps: int = 100_000) -> None:
         if not capacity >= 0 or steps < 1:
@@ -31,10 +33,3 @@ class CapacityIncrease(pl.Callback):
                 "callbacks.capacity raises the KL capacity that objective.capacity_weight trains towards, and this "
                 "objective trains none -- set objective.capacity_weight (e.g. 1000), or drop the callback"
             )
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
-    ) -> None:
-        pl_module.objective.capacity = self.value(trainer.global_step)
-        if is_logging_step(trainer):
-            pl_module.log("train/capacity", pl_module.objective.capacity)

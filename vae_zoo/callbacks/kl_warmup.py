@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from vae_zoo.callbacks.logging_steps import is_logging_step
+from vae_zoo.callbacks.objective_schedule import ObjectiveSchedule
 from vae_zoo.errors import ConfigError
 
 
-class KLWarmup(pl.Callback):
+class KLWarmup(ObjectiveSchedule):
     """Sets the objective's KL weight ``beta = min(1, step / steps)`` every step; logs ``train/kl_weight``. With a
     ``period``, cyclical annealing (Fu et al. 2019): ``beta = min(1, (step mod period) / steps)``, rising over
     ``steps`` and held at 1 for the rest of each cycle of ``period`` steps (Fu et al.'s ``R = steps / period``).
@@ -19,6 +19,8 @@ class KLWarmup(pl.Callback):
     weighted loss being minimised. Like the temperature, beta is a function of the global step, so a
     resumed run continues it exactly.
     """
+
+    setting, logged_as = "beta", "kl_weight"
 
     def __init__(self, steps: int = 30_000, period: int | None = None) -> None:
         if steps < 1:
@@ -30,7 +32,7 @@ class KLWarmup(pl.Callback):
             )
         self.steps, self.period = steps, period
 
-    def kl_weight(self, step: int) -> float:
+    def value(self, step: int) -> float:
         return min(1.0, (step if self.period is None else step % self.period) / self.steps)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -39,10 +41,3 @@ class KLWarmup(pl.Callback):
                 f"callbacks.kl_warmup needs an objective with a KL weight (objective=elbo); "
                 f"{type(pl_module.objective).__name__} has none -- drop the callback"
             )
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
-    ) -> None:
-        pl_module.objective.beta = self.kl_weight(trainer.global_step)
-        if is_logging_step(trainer):
-            pl_module.log("train/kl_weight", pl_module.objective.beta)

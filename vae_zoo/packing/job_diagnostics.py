@@ -15,7 +15,7 @@ from vae_zoo.models.vae import VAE
 from vae_zoo.packing.job_outputs import JobFiles
 from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_vae import PackedVAE
-from vae_zoo.packing.per_model_settings import PerModelSettings
+from vae_zoo.packing.per_model_settings import SCHEDULES, PerModelSettings
 
 
 def job_view(module: PackedVAE, n: int, settings: PerModelSettings) -> VAE:
@@ -23,10 +23,9 @@ def job_view(module: PackedVAE, n: int, settings: PerModelSettings) -> VAE:
     weight, capacity and temperature where its schedule sets them, on the pack's device."""
     run = module.runs[n].to(module.device)
     run.model.load_state_dict(unpacked_state_dict(module.model, n))
-    if "kl_weight" in settings.values:
-        run.objective.beta = settings.values["kl_weight"][n]
-    if "capacity" in settings.values:
-        run.objective.capacity = settings.values["capacity"][n]
+    for kind in SCHEDULES:
+        if kind.logged_as in settings.values:
+            setattr(run.objective, kind.setting, settings.values[kind.logged_as][n])
     if "temperature" in settings.values:
         run.model.estimator.temperature = settings.values["temperature"][n]
     return run

@@ -18,8 +18,17 @@ from torch import Tensor
 
 from vae_zoo.callbacks.capacity_increase import CapacityIncrease
 from vae_zoo.callbacks.kl_warmup import KLWarmup
+from vae_zoo.callbacks.objective_schedule import ObjectiveSchedule
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 from vae_zoo.models.vae import VAE
+
+#: the schedules of an objective's setting that each job of a pack may have its own of
+SCHEDULES: tuple[type[ObjectiveSchedule], ...] = (KLWarmup, CapacityIncrease)
+
+
+def of_type(callbacks: Sequence[pl.Callback], kind: type) -> pl.Callback | None:
+    """The first of ``callbacks`` that is a ``kind``, else None."""
+    return next((callback for callback in callbacks if isinstance(callback, kind)), None)
 
 
 def per_model(values: Sequence[float], device: torch.device) -> float | Tensor:
@@ -30,21 +39,16 @@ def per_model(values: Sequence[float], device: torch.device) -> float | Tensor:
 
 
 class PerModelSettings(pl.Callback):
-    """Each job's own KL warm-up, capacity increase and temperature annealing (None where it has none), evaluated
-    per model; its ``beta``, ``capacity`` and ``temperature`` otherwise. ``values`` holds this step's per-model
+    """Each job's own schedules of the objective's settings (``SCHEDULES``: the KL warm-up's ``beta``, the capacity
+    increase's ``capacity``) and its temperature annealing, found among its ``callbacks`` and evaluated per model;
+    where a job has none, its own ``beta``, ``capacity`` and ``temperature``. ``values`` holds this step's per-model
     values of those a job schedules (``kl_weight``, ``capacity``, ``temperature``), which each job logs."""
 
-    def __init__(
-        self,
-        runs: Sequence[VAE],
-        warmups: Sequence[KLWarmup | None],
-        annealings: Sequence[TemperatureAnnealing | None],
-        increases: Sequence[CapacityIncrease | None] | None = None,
-    ) -> None:
-        self.warmups, self.annealings = list(warmups), list(annealings)
-        self.increases = list(increases or [None] * len(runs))
-        self.betas = [run.objective.beta for run in runs]  # each job's own, before any step sets the pack's
-        self.capacities = [getattr(run.objective, "capacity", None) for run in runs]
+    def __init__(self, runs: Sequence[VAE], callbacks: Sequence[Sequence[pl.Callback]]) -> None:
+        self.schedules = {kind: [of_type(own, kind) for own in callbacks] for kind in SCHEDULES}
+        self.annealings = [of_type(own, TemperatureAnnealing) for own in callbacks]
+        # each job's own settings, before any step sets the pack's (None: its objective has no such setting)
+        self.own = {kind: [getattr(run.objective, kind.setting, None) for run in runs] for kind in SCHEDULES}
         self.temperatures = [run.model.estimator.temperature for run in runs]
         # the objective's other settings of each job (semi-supervised's alpha), constant through training
         self.objective_settings = {
@@ -54,7 +58,7 @@ class PerModelSettings(pl.Callback):
         self.values: dict[str, list[float]] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for schedule in filter(None, [*self.warmups, *self.increases]):
+        for schedule in filter(None, [s for schedules in self.schedules.values() for s in schedules]):
             schedule.setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -73,21 +77,14 @@ class PerModelSettings(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch: Tensor, batch_idx: int) -> None:
         step, device = trainer.global_step, pl_module.device
         self.values = {}
-        if pl_module.objective.beta is not None:
-            betas = [
-                warmup.kl_weight(step) if warmup else beta for warmup, beta in zip(self.warmups, self.betas)
-            ]
-            pl_module.objective.beta = per_model(betas, device)
-            if any(self.warmups):
-                self.values["kl_weight"] = betas
-        if self.capacities[0] is not None:
-            capacities = [
-                increase.value(step) if increase else capacity
-                for increase, capacity in zip(self.increases, self.capacities)
-            ]
-            pl_module.objective.capacity = per_model(capacities, device)
-            if any(self.increases):
-                self.values["capacity"] = capacities
+        for kind, schedules in self.schedules.items():
+            own = self.own[kind]
+            if own[0] is None:
+                continue
+            values = [schedule.value(step) if schedule else v for schedule, v in zip(schedules, own)]
+            setattr(pl_module.objective, kind.setting, per_model(values, device))
+            if any(schedules):
+                self.values[kind.logged_as] = values
         if pl_module.model.estimator.temperature is not None:
             active = [a if a is not None and a.active else None for a in self.annealings]
             taus = [

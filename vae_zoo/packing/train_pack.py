@@ -14,11 +14,10 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from vae_zoo.callbacks.capacity_increase import CapacityIncrease
 from vae_zoo.callbacks.gradient_variance import GradientVariance
 from vae_zoo.callbacks.image_grids import ImageGrids
-from vae_zoo.callbacks.kl_warmup import KLWarmup
 from vae_zoo.callbacks.latent_maps import LatentMaps
+from vae_zoo.callbacks.objective_schedule import ObjectiveSchedule
 from vae_zoo.callbacks.progress_bar import ProgressBar
 from vae_zoo.callbacks.temperature_annealing import TemperatureAnnealing
 from vae_zoo.checkpoint_io import DurableCheckpointIO, read_lightning_checkpoint, remove_partial_checkpoints
@@ -42,7 +41,7 @@ from vae_zoo.packing.pack import unpacked_state_dict
 from vae_zoo.packing.packed_data import PackedDataModule
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_early_stopping import PerModelEarlyStopping
-from vae_zoo.packing.per_model_settings import PerModelSettings
+from vae_zoo.packing.per_model_settings import PerModelSettings, of_type
 from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
 from vae_zoo.trackers import build_loggers, log_hparams_row
@@ -135,8 +134,7 @@ def _train_built(
 PER_JOB_CALLBACKS = (
     ModelCheckpoint,
     EarlyStopping,
-    KLWarmup,
-    CapacityIncrease,
+    ObjectiveSchedule,
     TemperatureAnnealing,
     ImageGrids,
     GradientVariance,
@@ -147,10 +145,6 @@ PER_JOB_CALLBACKS = (
 def _callbacks(job: PackJob) -> dict[str, pl.Callback]:
     with job.current():
         return build_callbacks(job.cfg)
-
-
-def _of_type(callbacks: list[pl.Callback], kind: type) -> pl.Callback | None:
-    return next((callback for callback in callbacks if isinstance(callback, kind)), None)
 
 
 def _pack_trainer(
@@ -174,12 +168,7 @@ def _pack_trainer(
             "checkpoints, metrics.json and loggers) -- train these jobs unpacked to have them"
         )
     callbacks = [list(c.values()) for c in configured]
-    settings = PerModelSettings(
-        packed.runs,
-        [_of_type(c, KLWarmup) for c in callbacks],
-        [_of_type(c, TemperatureAnnealing) for c in callbacks],
-        [_of_type(c, CapacityIncrease) for c in callbacks],
-    )
+    settings = PerModelSettings(packed.runs, callbacks)
     first = [c for c in callbacks[0] if getattr(c, "pack_wide", False)]
     io = JobCheckpointIO(list(jobs), files, packed)
     for path in filter(None, (getattr(c, "path", None) for c in first)):  # where they will save, checked now
@@ -192,7 +181,7 @@ def _pack_trainer(
                 settings,
                 # before the outputs: a model stopping at a validation still saves it, as an unpacked run does
                 PerModelEarlyStopping(
-                    [_of_type(c, EarlyStopping) for c in callbacks], [str(job.output_dir) for job in jobs]
+                    [of_type(c, EarlyStopping) for c in callbacks], [str(job.output_dir) for job in jobs]
                 ),
                 JobOutputs(files, settings),
                 JobDiagnostics(callbacks, datamodules, files, settings),
@@ -200,7 +189,7 @@ def _pack_trainer(
             ],
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=_of_type(first, ProgressBar) is not None,
+            enable_progress_bar=of_type(first, ProgressBar) is not None,
         )
 
 
