@@ -2,6 +2,8 @@
 
 ``dreg``: ``objective=iwae`` with ``objective.gradient=dreg`` against IWAE's own gradient, on Burda et al.'s model
 (``experiment=iwae_mnist``: 784-200-200-50 tanh, batch 100), at each ``--sizes`` value of k (default 5, 50).
+``partitioned``: PIWAE (``objective.partitioned=true``: the decoder's backward pass twice) against MIWAE on the same
+model, k = 4, at each ``--sizes`` number of groups (default 4, 16).
 ``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
 (default 128, 512). ``hyperspherical``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
@@ -14,6 +16,7 @@ median over rounds of the setting's time per step over the baseline's (the first
 fused).
 
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
+    python scripts/setting_speed.py partitioned         # 4 and 16 groups of 4 samples
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
     python scripts/setting_speed.py tc --compile
     python scripts/setting_speed.py hyperspherical
@@ -53,6 +56,18 @@ COMPARISONS = {
         lambda k: ["experiment=iwae_mnist", "objective=iwae", f"objective.k={k}"],
         "k",
         (5, 50),
+    ),
+    "partitioned": Comparison(
+        "objective.partitioned",
+        ("false", "true"),
+        lambda groups: [
+            "experiment=iwae_mnist",
+            "objective=iwae",
+            "objective.k=4",
+            f"objective.groups={groups}",
+        ],
+        "groups",
+        (4, 16),
     ),
     "tc": Comparison(
         "objective.tc_weight",
@@ -103,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("comparison", choices=sorted(COMPARISONS))
     parser.add_argument(
-        "--sizes", nargs="*", type=int, help="k (dreg), batch sizes (tc) or latent sizes (hyperspherical)"
+        "--sizes",
+        nargs="*",
+        type=int,
+        help="k (dreg), groups (partitioned), batch sizes (tc) or latent sizes (hyperspherical)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")

@@ -709,6 +709,17 @@ def test_each_model_of_a_pack_weighs_its_own_term_of_the_samples(term, make_cfg)
     torch.testing.assert_close(packed.losses, loss(packed.terms, high), rtol=1e-5, atol=1e-4)
 
 
+def test_each_model_of_a_pack_mixes_its_own_share_of_the_elbo_into_its_bound(make_cfg):
+    """IWAE (k = 3) mixed with the ELBO by 0.25 and by 0.25 or 0.75 (CIWAE): model 0's losses are bit for bit the
+    same, model 1's are not, and each model's loss is its own mix of its bound and its ELBO."""
+    common = (*TINY, "+trainer.max_steps=6", "objective=iwae", "objective.k=3", "objective.elbo_weight=0.25")
+    packed, _ = _fit_apart(make_cfg, common, "objective.elbo_weight=0.75")
+    weight = torch.tensor([0.25, 0.75])
+    assert packed.objective.elbo_weight.tolist() == weight.tolist()
+    expected = (1 - weight) * packed.terms["iwae_3"] + weight * packed.terms["elbo"]
+    torch.testing.assert_close(packed.losses, expected, rtol=1e-6, atol=1e-4)
+
+
 def test_each_model_of_a_pack_warms_up_on_its_own_cycle(make_cfg):
     """KL warm-ups of 4 steps, model 1's cyclical with a period of 5: at the last of 12 steps (step 11) each model's
     beta is its own schedule's, and model 0's losses do not depend on model 1's cycle."""

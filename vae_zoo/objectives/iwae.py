@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from vae_zoo.capabilities import FIXED_PARAMETERS, Requirement
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.objectives.doubly_reparameterized import (
@@ -16,6 +17,8 @@ from vae_zoo.objectives.doubly_reparameterized import (
     reweight_sample_gradient,
 )
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
+from vae_zoo.objectives.partitioned import partitioned_loss
+from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
@@ -64,54 +67,119 @@ class IWAE(Objective):
     as IWAE with ``M k`` samples it trains a looser bound whose encoder gradient has the larger signal-to-noise
     ratio. With a reparameterized sample (the groups' estimates are averaged through the sample); with ``dreg``,
     each group's own weights. Its terms and evaluation bound are ``iwae_<k>``'s.
+
+    ``elbo_weight: beta > 0`` trains each group's ``(1 - beta) L_k + beta (1/k) sum_i log w_i``, the bound mixed
+    with the k-sample ELBO (Rainforth et al.'s CIWAE; each model of a pack may have its own ``beta``).
+    ``partitioned: true`` (with groups) trains the generative model on the one bound of all ``M k`` samples,
+    ``L_Mk``, and the encoder on the groups' mean (Rainforth et al.'s PIWAE;
+    ``vae_zoo.objectives.partitioned``); its loss's value is ``-L_Mk``, also the term ``iwae_<Mk>``.
     """
 
     needs_exact_samples = True
+    per_model_settings = ("elbo_weight",)
 
-    def __init__(self, k: int = 5, gradient: str = "total", groups: int = 1) -> None:
+    def __init__(
+        self,
+        k: int = 5,
+        gradient: str = "total",
+        groups: int = 1,
+        elbo_weight: float = 0.0,
+        partitioned: bool = False,
+    ) -> None:
         super().__init__()
         if k < 1 or groups < 1:
             raise ConfigError(f"objective.k={k} and objective.groups={groups} must be >= 1")
+        if not 0 <= elbo_weight <= 1:
+            raise ConfigError(
+                f"objective.elbo_weight={elbo_weight} must be in [0, 1] (the ELBO's share in each group's bound; "
+                "0: the IWAE bound)"
+            )
         self.k = self.samples_per_image = k
         self.groups = groups
         self.bound_name = f"iwae_{k}"
         self.gradient = checked_gradient(gradient)
+        self.elbo_weight = float(elbo_weight)
+        self.partitioned = partitioned
+        if partitioned and groups == 1:
+            raise ConfigError(
+                "objective.partitioned=true trains the encoder on the mean of objective.groups bounds and the "
+                "decoder on their pooled samples, and there is one group -- set objective.groups > 1"
+            )
+        if self.elbo_weight and self.gradient == "dreg" and not partitioned:
+            raise ConfigError(
+                f"objective.elbo_weight={elbo_weight} and objective.gradient=dreg do not combine (the doubly "
+                "reparameterized gradient reweights the IWAE bound's samples) -- set objective.elbo_weight=0, "
+                "or objective.gradient=total"
+            )
+
+    @property
+    def weighs_elbo(self) -> bool:
+        """Whether a model mixes the ELBO in (``elbo_weight > 0``, or one weight per packed model)."""
+        return isinstance(self.elbo_weight, Tensor) or self.elbo_weight > 0
+
+    @property
+    def requires(self) -> Requirement:
+        """With ``partitioned`` too: the generative model's bound holds q's parameters fixed."""
+        return FIXED_PARAMETERS if self.partitioned else super().requires
 
     @property
     def needs_reparameterized_samples(self) -> bool:
-        """With ``groups > 1`` too: the groups' bounds are averaged through the sample."""
-        return self.groups > 1 or super().needs_reparameterized_samples
+        """With ``groups > 1`` or ``elbo_weight`` too: the groups' or the mixed bounds are averaged through the
+        sample."""
+        return self.groups > 1 or self.weighs_elbo or super().needs_reparameterized_samples
 
     @property
     def plain_settings(self) -> str:
         settings = ["objective.gradient=total"] if self.gradient == "dreg" else []
-        return (
-            " ".join(settings + (["objective.groups=1"] if self.groups > 1 else [])) or super().plain_settings
-        )
+        settings += ["objective.partitioned=false"] if self.partitioned else []
+        settings += ["objective.groups=1"] if self.groups > 1 else []
+        settings += ["objective.elbo_weight=0"] if self.weighs_elbo else []
+        return " ".join(settings) or super().plain_settings
 
     def extra_repr(self) -> str:
         settings = f"k={self.k}" + (f", groups={self.groups}" if self.groups > 1 else "")
+        settings += f", elbo_weight={self.elbo_weight}" if self.weighs_elbo else ""
+        settings += ", partitioned" if self.partitioned else ""
         return settings + (", gradient=dreg" if self.gradient == "dreg" else "")
+
+    def negative_bound(self, log_w: Tensor) -> Tensor:
+        """``-L_k`` of the samples of ``log_w`` (``(..., k, B)``), or with ``elbo_weight`` the mix
+        ``-(1 - beta) L_k - beta (1/k) sum_i log w_i``."""
+        negative_bound = negative_log_mean_exp(log_w)
+        if not self.weighs_elbo:
+            return negative_bound
+        beta = per_image(self.elbo_weight, log_w.shape[-1])
+        return (1 - beta) * negative_bound - beta * log_w.mean(-2)
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         q = model.posterior(x)
         draw = model.training_sample(q, (self.k,) if self.groups == 1 else (self.groups, self.k))
         z = draw.value
+        if self.partitioned:
+            loss, log_w = partitioned_loss(self, model, x, q, z)
+            terms = self.terms(model, log_w)
+            terms[f"iwae_{self.groups * self.k}"] = model.batch_mean(
+                negative_log_mean_exp(log_w.flatten(0, 1))
+            ).detach()
+            return ObjectiveOutput(loss, terms)
         if self.gradient == "total":
             log_w = model.log_weights(x, q, z)
         else:
             log_w = model.log_weights(x, parameters_stopped(q), z)
             reweight_sample_gradient(z, log_w)
-        negative_bound = negative_log_mean_exp(log_w)
-        cost = Cost(negative_bound, lambda z: negative_log_mean_exp(model.log_weights(x, q, z)), x, log_w)
+        negative_bound = self.negative_bound(log_w)
+        cost = Cost(negative_bound, lambda z: self.negative_bound(model.log_weights(x, q, z)), x, log_w)
         loss = model.batch_mean(negative_bound) + estimator_term(
             model.surrogate(q, draw, cost), model.batch_mean
         )
-        terms = {
-            self.bound_name: model.batch_mean(negative_bound).detach(),
+        return ObjectiveOutput(loss, self.terms(model, log_w))
+
+    def terms(self, model: ForwardPath, log_w: Tensor) -> dict[str, Tensor]:
+        """``iwae_<k>``, the groups' mean ``-L_k``, and ``elbo``, the mean ``-log w``."""
+        return {
+            self.bound_name: model.batch_mean(negative_log_mean_exp(log_w)).detach(),
             "elbo": -model.batch_mean(log_w).detach(),
         }
-        return ObjectiveOutput(loss, terms)
 
     def bound(self, model: ForwardPath, x: Tensor) -> Tensor:
         return model.importance_weighted_nll(x, self.k)
