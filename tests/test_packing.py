@@ -675,7 +675,7 @@ def test_each_model_of_a_pack_frees_its_own_bits(make_cfg):
     assert packed.losses[1] >= packed.terms["recon"][1] + 2 * 8  # the last step's: every unit charged >= 2
 
 
-#: a per-model weight of a term of the batch's samples: its setting, two values for model 1 beside model 0's default,
+#: a per-model weight of a term of the batch's samples or codes: its setting, two values for model 1 beside model 0's default,
 #: and each model's loss from its terms given model 1's value
 SAMPLE_TERMS = {
     "total_correlation": (
@@ -688,14 +688,24 @@ SAMPLE_TERMS = {
         (10, 20),
         lambda t, w: t["recon"] + t["kl"] + torch.tensor([0, w]) * t["mmd"],
     ),
+    "dip": (  # the diagonal weighed 10 times the off-diagonal (DIP-VAE-I's default)
+        "objective.dip_weight",
+        (1, 3),
+        lambda t, w: (
+            t["recon"]
+            + t["kl"]
+            + torch.tensor([0, w]) * t["dip_off_diagonal"]
+            + torch.tensor([0, 10 * w]) * t["dip_diagonal"]
+        ),
+    ),
 }
 
 
 @pytest.mark.parametrize("term", SAMPLE_TERMS)
 def test_each_model_of_a_pack_weighs_its_own_term_of_the_samples(term, make_cfg):
-    """Model 1's weight of the total correlation (or the MMD) at one value and at another, model 0's the ELBO's: model
-    0's losses are bit for bit the same, model 1's are not, and each model's loss is its reconstruction plus its KL
-    and its own weight of its own term."""
+    """Model 1's weight of the total correlation (the MMD, DIP's covariance) at one value and at another, model 0's
+    the ELBO's: model 0's losses are bit for bit the same, model 1's are not, and each model's loss is its
+    reconstruction plus its KL and its own weight of its own term."""
     setting, (low, high), loss = SAMPLE_TERMS[term]
     common = (*TINY, "+trainer.max_steps=8")
     lows = [make_cfg(*common, "seed=0"), make_cfg(*common, "seed=1", f"{setting}={low}")]

@@ -58,6 +58,8 @@ PACKING = {
     "categorical_free_bits": (*NETS, "model=gumbel_vae", "objective.free_bits=0.05"),
     "total_correlation": (*NETS, "objective.tc_weight=4"),
     "mmd": (*NETS, "objective.mmd_weight=10", "objective.beta=0"),
+    "dip": (*NETS, "objective.dip_weight=5"),
+    "dip_aggregate_conv": (*CONV, "objective.dip_weight=5", "objective.dip_covariance=aggregate"),
     "mmd_vamp": (*NETS, "objective.mmd_weight=10", "prior=vamp", "model.prior.components=5"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),

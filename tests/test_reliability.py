@@ -337,6 +337,25 @@ BAD_INPUTS = {
         ["objective=iwae", "objective.groups=0"],
         "error: objective.k=5 and objective.groups=0 must be >= 1",
     ),
+    "PIWAE with one group": (
+        ["objective=iwae", "objective.partitioned=true"],
+        (
+            "error: objective.partitioned=true trains the encoder on the mean of objective.groups bounds and the "
+            "decoder on their pooled samples, and there is one group -- set objective.groups > 1"
+        ),
+    ),
+    "CIWAE's ELBO weight above 1": (
+        ["objective=iwae", "objective.elbo_weight=2"],
+        "error: objective.elbo_weight=2 must be in [0, 1] (the ELBO's share in each group's bound; 0: the IWAE bound)",
+    ),
+    "DIP-VAE on Gamma latents": (
+        ["model=gamma_vae", "objective.dip_weight=10"],
+        (
+            "error: objective=elbo (beta=1.0, kl=analytic, dip_weight=10.0, dip_covariance=means) needs a diagonal "
+            "Normal (a mean and a variance per latent unit), which latent=gamma's Gamma posteriors lack -- set "
+            "objective.dip_weight=0"
+        ),
+    ),
     "ReinMax at temperature 0": (
         ["latent=categorical", "estimator=reinmax", "model.estimator.temperature=0"],
         "error: model.estimator.temperature=0 must be > 0 (1 or more, Liu et al.)",

@@ -21,7 +21,7 @@ line. The facts about torch's own classes that torch does not state as data are 
   reparameterized gradient needs): read from what the distribution object holds.
 - Independent latent units: an ``Independent`` over one batch dimension, the units, whose inner distribution
   gives each unit's own density (what a total correlation's marginals need); a flow's posterior and a two-layer
-  chain's are not.
+  chain's are not. A diagonal Normal: such units, each a ``Normal`` (what DIP-VAE's covariances read).
 """
 
 from __future__ import annotations
@@ -131,4 +131,8 @@ FIXED_PARAMETERS = Requirement(
 INDEPENDENT_UNITS = Requirement(
     "independent latent units (an Independent over them, each with its own density)",
     lambda q: isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1,
+)
+DIAGONAL_NORMAL = Requirement(
+    "a diagonal Normal (a mean and a variance per latent unit)",
+    lambda q: INDEPENDENT_UNITS.met_by(q) and type(q.base_dist) is Normal,
 )

@@ -8,10 +8,16 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.capabilities import INDEPENDENT_UNITS, Requirement
+from vae_zoo.capabilities import DIAGONAL_NORMAL, INDEPENDENT_UNITS, Requirement
 from vae_zoo.conditions.label import ABSENT
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
+from vae_zoo.objectives.disentangled_covariance import (
+    DIP_COVARIANCES,
+    CovarianceDistance,
+    code_covariance,
+    distance_from_identity,
+)
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
 from vae_zoo.objectives.maximum_mean_discrepancy import mmd_squared
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
@@ -24,13 +30,15 @@ if TYPE_CHECKING:
 
 class SampleTerms(NamedTuple):
     """What the ELBO's terms are at the training sample: per image ``recon`` and ``kl`` (per unit, asked for), the
-    estimator's ``surrogate``, the total correlation's ``tc`` and, per model, the ``mmd`` (None where off)."""
+    estimator's ``surrogate``, the total correlation's ``tc`` and, per model, the ``mmd`` and the DIP covariance's
+    distance from the identity, ``dip`` (None where off)."""
 
     recon: Tensor
     kl: Tensor
     surrogate: Tensor | None
     tc: Tensor | None
     mmd: Tensor | None
+    dip: CovarianceDistance | None
 
 
 KL_MODES = ("auto", "analytic", "mc")
@@ -62,10 +70,15 @@ class ELBO(Objective):
     reparameterized sample; each model of a pack may have its own ``lambda``. ``capacity_weight: gamma > 0`` trains
     the KL towards a target of ``capacity`` nats instead, as ``beta * gamma * |mean_x KL - C|`` over each model's
     batch (Burgess et al. 2018's capacity-controlled beta-VAE; ``callbacks.capacity`` raises ``C`` from 0): with
-    the closed-form KL; each model of a pack may have its own ``C``.
+    the closed-form KL; each model of a pack may have its own ``C``. ``dip_weight: lambda_od > 0`` adds
+    ``lambda_od sum_{i != j} Cov_ij^2 + lambda_d sum_i (Cov_ii - 1)^2`` for the batch covariance of the posterior
+    means (``dip_covariance: means``, DIP-VAE-I) or of the aggregate posterior (``aggregate``, DIP-VAE-II; Kumar et
+    al. 2018, ``vae_zoo.objectives.disentangled_covariance``), ``lambda_d`` the ``dip_diagonal_weight`` (unset:
+    ``10 lambda_od`` for the means, ``lambda_od`` for the aggregate, the paper's), reported as ``dip_off_diagonal``
+    and ``dip_diagonal``: with a diagonal Normal posterior; each model of a pack may have its own two weights.
     """
 
-    per_model_settings = ("free_bits", "tc_weight", "mmd_weight")
+    per_model_settings = ("free_bits", "tc_weight", "mmd_weight", "dip_weight", "dip_diagonal_weight")
 
     def __init__(
         self,
@@ -78,6 +91,9 @@ class ELBO(Objective):
         mmd_bandwidth: float = 1.0,
         capacity_weight: float = 0.0,
         capacity: float = 0.0,
+        dip_weight: float = 0.0,
+        dip_diagonal_weight: float | None = None,
+        dip_covariance: str = "means",
     ) -> None:
         super().__init__()
         if kl not in KL_MODES:
@@ -110,6 +126,7 @@ class ELBO(Objective):
                 "> 0"
             )
         self.mmd_weight, self.mmd_bandwidth = float(mmd_weight), float(mmd_bandwidth)
+        self._set_dip(dip_weight, dip_diagonal_weight, dip_covariance)
         if self.gradient == "dreg" and self.sample_settings:
             raise ConfigError(
                 f"{self.sample_settings} and objective.gradient=dreg do not combine: the doubly reparameterized "
@@ -126,6 +143,22 @@ class ELBO(Objective):
             self._check_capacity_alone(kl)
         self.needs_exact_samples = kl == "mc"
 
+    def _set_dip(self, weight: float, diagonal_weight: float | None, covariance: str) -> None:
+        """DIP-VAE's weights and covariance, refused in one line where out of range."""
+        if covariance not in DIP_COVARIANCES:
+            raise ConfigError(
+                f"objective.dip_covariance={covariance!r} is not one of {', '.join(DIP_COVARIANCES)} (means: "
+                "DIP-VAE-I, aggregate: DIP-VAE-II)"
+            )
+        if not weight >= 0 or not (diagonal_weight is None or diagonal_weight >= 0):
+            raise ConfigError(
+                f"objective.dip_weight={weight} and objective.dip_diagonal_weight={diagonal_weight} must be >= 0 "
+                "(the weights of the covariance's off-diagonal and diagonal distance from the identity; 0: off)"
+            )
+        self.dip_covariance, self.dip_weight = covariance, float(weight)
+        paper = 10 * self.dip_weight if covariance == "means" else self.dip_weight
+        self.dip_diagonal_weight = paper if diagonal_weight is None else float(diagonal_weight)
+
     def _check_capacity_alone(self, kl: str) -> None:
         """Refuse in one line a setting that trains the KL otherwise beside ``capacity_weight``."""
         others = {
@@ -134,6 +167,7 @@ class ELBO(Objective):
             f"objective.free_bits={self.free_bits}": self.free_bits,
             f"objective.tc_weight={self.tc_weight}": self.weighs_tc,
             f"objective.mmd_weight={self.mmd_weight}": self.weighs_mmd,
+            f"objective.dip_weight={self.dip_weight}": self.weighs_dip,
         }
         given = [setting for setting, on in others.items() if on]
         if given:
@@ -154,6 +188,11 @@ class ELBO(Objective):
         return isinstance(self.mmd_weight, Tensor) or self.mmd_weight > 0
 
     @property
+    def weighs_dip(self) -> bool:
+        """Whether a model trains with DIP-VAE's penalty: ``dip_weight > 0``, or one weight per packed model."""
+        return isinstance(self.dip_weight, Tensor) or self.dip_weight > 0
+
+    @property
     def sample_settings(self) -> str:
         """Those of the settings that add a term of the training samples to the ELBO's (``tc_weight``,
         ``mmd_weight``) which are on, as a refusal names them; empty where none is."""
@@ -162,7 +201,10 @@ class ELBO(Objective):
 
     @property
     def requires(self) -> Requirement:
-        """With ``tc_weight``, a posterior of independent units (the total correlation's marginals)."""
+        """With ``dip_weight``, a diagonal Normal posterior (its means and variances); with ``tc_weight``, a posterior of
+        independent units (the total correlation's marginals)."""
+        if self.weighs_dip:
+            return DIAGONAL_NORMAL
         return INDEPENDENT_UNITS if self.weighs_tc else super().requires
 
     @property
@@ -172,10 +214,10 @@ class ELBO(Objective):
 
     @property
     def plain_settings(self) -> str:
-        if not self.sample_settings:
-            return super().plain_settings
         off = ["objective.tc_weight=1"] if self.weighs_tc else []
-        return " ".join(off + (["objective.mmd_weight=0"] if self.weighs_mmd else []))
+        off += ["objective.mmd_weight=0"] if self.weighs_mmd else []
+        off += ["objective.dip_weight=0"] if self.weighs_dip else []
+        return " ".join(off) or super().plain_settings
 
     def bind(self, model: ForwardPath) -> None:
         if self.kl == "analytic" and not model.closed_form_kl:
@@ -207,6 +249,8 @@ class ELBO(Objective):
         settings += f", free_bits={self.free_bits}" if self.frees_bits else ""
         settings += f", tc_weight={self.tc_weight}" if self.weighs_tc else ""
         settings += f", capacity_weight={self.capacity_weight}" if self.capacity_weight else ""
+        if self.weighs_dip:
+            settings += f", dip_weight={self.dip_weight}, dip_covariance={self.dip_covariance}"
         return settings + (f", mmd_weight={self.mmd_weight}" if self.weighs_mmd else "")
 
     @property
@@ -216,7 +260,7 @@ class ELBO(Objective):
         return isinstance(self.free_bits, Tensor) or self.free_bits > 0
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate, tc, mmd = self.terms_per_image(model, x, per_unit=self.frees_bits)
+        recon, kl, surrogate, tc, mmd, dip = self.terms_per_image(model, x, per_unit=self.frees_bits)
         trained_kl = kl
         if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
@@ -234,6 +278,12 @@ class ELBO(Objective):
         if mmd is not None:
             loss = loss + self.mmd_weight * mmd
             terms["mmd"] = mmd.detach()
+        if dip is not None:
+            loss = loss + self.dip_weight * dip.off_diagonal + self.dip_diagonal_weight * dip.diagonal
+            terms["dip_off_diagonal"], terms["dip_diagonal"] = (
+                dip.off_diagonal.detach(),
+                dip.diagonal.detach(),
+            )
         return ObjectiveOutput(loss, terms)
 
     def capacity_term(self, mean_kl: Tensor) -> Tensor:
@@ -277,7 +327,17 @@ class ELBO(Objective):
             )
         tc = self.total_correlation(model, q, z) if self.weighs_tc else None
         mmd = self.maximum_mean_discrepancy(model, z) if self.weighs_mmd else None
-        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd)
+        dip = self.covariance_distance(model, q) if self.weighs_dip else None
+        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd, dip)
+
+    def covariance_distance(self, model: ForwardPath, q: Distribution) -> CovarianceDistance:
+        """How far each packed model's covariance of its codes (``dip_covariance``) is from the identity."""
+        with model.autocast_off():
+            normal = q.base_dist
+            covariance = code_covariance(
+                normal.loc, normal.scale.square(), model.models, self.dip_covariance == "aggregate"
+            )
+            return distance_from_identity(covariance)
 
     def maximum_mean_discrepancy(self, model: ForwardPath, z: Tensor) -> Tensor:
         """``MMD^2`` between the samples ``z`` and as many draws of the prior (each packed model's own)."""

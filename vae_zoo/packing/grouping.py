@@ -1,8 +1,8 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its KL
-capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight
-and MMD weight, the IWAE bound's ELBO weight, the semi-supervised objective's alpha; ``PER_MODEL_NODES``: its
-learning-rate schedule's and early stopping's settings) and where each job writes."""
+capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight,
+MMD weight and DIP-VAE's weights, the IWAE bound's ELBO weight, the semi-supervised objective's alpha;
+``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ PER_MODEL = (
     "objective.tc_weight",
     "objective.mmd_weight",
     "objective.capacity",
+    "objective.dip_weight",
+    "objective.dip_diagonal_weight",
     "objective.elbo_weight",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
