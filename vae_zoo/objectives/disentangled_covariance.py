@@ -48,6 +48,6 @@ def distance_from_identity(covariance: Tensor) -> CovarianceDistance:
     """The DIP penalty's two sums for each ``(D, D)`` covariance of ``(models, D, D)``, a scalar each for one
     model."""
     diagonal = covariance.diagonal(dim1=-2, dim2=-1)
-    off_diagonal = covariance.square().sum((-2, -1)) - diagonal.square().sum(-1)
+    off_diagonal = (covariance - torch.diag_embed(diagonal)).square().sum((-2, -1))
     distance = CovarianceDistance(off_diagonal, (diagonal - 1).square().sum(-1))
     return CovarianceDistance(*(t[0] for t in distance)) if len(covariance) == 1 else distance

@@ -1,0 +1,67 @@
+"""How far the covariance of the codes over the test images is from the identity, what DIP-VAE trains down
+(``vae_zoo.objectives.disentangled_covariance``): for each run (a run directory or a checkpoint of an unconditional
+model with a diagonal Normal posterior), ``sum_{i != j} Cov_ij^2`` and ``sum_i (Cov_ii - 1)^2`` of the posterior
+means' covariance (DIP-VAE-I's) and of the aggregate posterior's (DIP-VAE-II's) over the first ``--images`` test
+images, as evaluation binarizes them; one row per run, then the mean and sd of each column.
+
+    python scripts/code_covariance.py outputs/dip/0 outputs/dip/1 outputs/dip/2 --images 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+import vae_zoo
+from vae_zoo.capabilities import DIAGONAL_NORMAL
+from vae_zoo.compose import compose_config
+from vae_zoo.errors import VaeZooError
+from vae_zoo.objectives.disentangled_covariance import code_covariance, distance_from_identity
+from vae_zoo.saved_run import read_saved_run
+
+COLUMNS = ("means: off-diagonal", "means: diagonal", "aggregate: off-diagonal", "aggregate: diagonal")
+
+
+@torch.no_grad()
+def distances(run: Path, images: int) -> list[float]:
+    """The four sums of ``COLUMNS`` for the run's first ``images`` test images."""
+    with tempfile.TemporaryDirectory() as tmp:  # as eval.py composes its config (Hydra's runtime registered)
+        cfg = compose_config([f"ckpt_path={run}"], Path(tmp), config_name="eval")
+    saved = read_saved_run(cfg, "code_covariance.py")
+    x = saved.datamodule().sample_images("test", images)
+    q = vae_zoo.load(run).encode(x)
+    if not DIAGONAL_NORMAL.met_by(q):
+        raise VaeZooError(
+            f"{run}: its posterior is not {DIAGONAL_NORMAL.needs}, whose covariance this measures"
+        )
+    mean, variance = q.base_dist.loc, q.base_dist.scale.square()
+    sums = [
+        distance_from_identity(code_covariance(mean, variance, 1, aggregate)) for aggregate in (False, True)
+    ]
+    return [float(value) for distance in sums for value in distance]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoints")
+    parser.add_argument("--images", type=int, default=10000, help="the first this many test images")
+    args = parser.parse_args(argv)
+    rows = {run: distances(run, args.images) for run in args.runs}
+    print(f"| run | {' | '.join(COLUMNS)} |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for run, values in rows.items():
+        print(f"| {run} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
+    if len(rows) > 1:
+        columns = list(zip(*rows.values()))
+        cells = [f"{statistics.mean(c):.4f} ± {statistics.stdev(c):.4f}" for c in columns]
+        print(f"| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
