@@ -2,8 +2,10 @@
 
 ``dreg``: ``objective=iwae`` with ``objective.gradient=dreg`` against IWAE's own gradient, on Burda et al.'s model
 (``experiment=iwae_mnist``: 784-200-200-50 tanh, batch 100), at each ``--sizes`` value of k (default 5, 50).
-``partitioned``: PIWAE (``objective.partitioned=true``: the decoder's backward pass twice) against MIWAE on the same
-model, k = 4, at each ``--sizes`` number of groups (default 4, 16).
+``partitioned``: PIWAE (``objective.partitioned=true``: the decoder's backward pass twice) against MIWAE on the
+same model, k = 4, at each ``--sizes`` number of groups (default 4, 16). ``dip``: ``objective.dip_weight=10``
+(DIP-VAE-I: the batch covariance of the posterior means) against the ELBO, on the default model, at each ``--sizes``
+batch size (default 128, 512).
 ``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
 (default 128, 512). ``hyperspherical``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
@@ -17,6 +19,7 @@ fused).
 
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
     python scripts/setting_speed.py partitioned         # 4 and 16 groups of 4 samples
+    python scripts/setting_speed.py dip
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
     python scripts/setting_speed.py tc --compile
     python scripts/setting_speed.py hyperspherical
@@ -68,6 +71,13 @@ COMPARISONS = {
         ],
         "groups",
         (4, 16),
+    ),
+    "dip": Comparison(
+        "objective.dip_weight",
+        ("0", "10"),
+        lambda batch: ["experiment=gaussian_mnist", f"data.batch_size={batch}"],
+        "batch",
+        (128, 512),
     ),
     "tc": Comparison(
         "objective.tc_weight",
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes",
         nargs="*",
         type=int,
-        help="k (dreg), groups (partitioned), batch sizes (tc) or latent sizes (hyperspherical)",
+        help="k (dreg), groups (partitioned), batch sizes (tc, dip) or latent sizes (hyperspherical)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")
