@@ -9,8 +9,8 @@ For a diagonal Normal posterior ``q(z|x) = N(mu(x), diag sigma^2(x))``, over eac
     penalty = lambda_od sum_{i != j} Cov_ij^2 + lambda_d sum_i (Cov_ii - 1)^2
 
 with ``Cov_x[mu] = (1/B) sum_b (mu_b - mean mu)(mu_b - mean mu)^T``, centred over the images (PyTorch-VAE's
-``dip_vae.py`` centres each image over its units and leaves out the ``1/B``). Packed models (``vae_zoo.packing``)
-each take their own images' covariance.
+``dip_vae.py`` centres each image over its units, leaves out the ``1/B`` and adds ``sigma^4`` for ``sigma^2``).
+Packed models (``vae_zoo.packing``) each take their own images' covariance.
 """
 
 from __future__ import annotations
