@@ -158,9 +158,8 @@ class IWAE(Objective):
         if self.partitioned:
             loss, log_w = partitioned_loss(self, model, x, q, z)
             terms = self.terms(model, log_w)
-            terms[f"iwae_{self.groups * self.k}"] = model.batch_mean(
-                negative_log_mean_exp(log_w.flatten(0, 1))
-            ).detach()
+            pooled = negative_log_mean_exp(log_w.detach().flatten(0, 1))
+            terms[f"iwae_{self.groups * self.k}"] = model.batch_mean(pooled)
             return ObjectiveOutput(loss, terms)
         if self.gradient == "total":
             log_w = model.log_weights(x, q, z)
@@ -176,9 +175,10 @@ class IWAE(Objective):
 
     def terms(self, model: ForwardPath, log_w: Tensor) -> dict[str, Tensor]:
         """``iwae_<k>``, the groups' mean ``-L_k``, and ``elbo``, the mean ``-log w``."""
+        log_w = log_w.detach()
         return {
-            self.bound_name: model.batch_mean(negative_log_mean_exp(log_w)).detach(),
-            "elbo": -model.batch_mean(log_w).detach(),
+            self.bound_name: model.batch_mean(negative_log_mean_exp(log_w)),
+            "elbo": -model.batch_mean(log_w),
         }
 
     def bound(self, model: ForwardPath, x: Tensor) -> Tensor:
