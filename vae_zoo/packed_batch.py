@@ -27,6 +27,12 @@ def batch_variance(per_image: Tensor, models: int = 1) -> Tensor:
     )
 
 
+def differs_from(setting: Tensor | float, off: float) -> bool:
+    """Whether a setting that packed models may each have their own of is on: a number other than ``off``, or one
+    value per model (a tensor, set only where the models' values differ, so that one of them is not ``off``)."""
+    return isinstance(setting, Tensor) or setting != off
+
+
 def per_image(state: Tensor | float, images: int) -> Tensor | float:
     """A scalar that packed models hold one each of, ``(N,)``, as model ``n``'s value on each of its images
     (``(images,)``, the batch holding every model's in turn); unpacked (a number or a 0-dim tensor), or already one

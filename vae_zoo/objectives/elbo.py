@@ -22,7 +22,7 @@ from vae_zoo.objectives.doubly_reparameterized import checked_gradient, paramete
 from vae_zoo.objectives.maximum_mean_discrepancy import mmd_squared
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 from vae_zoo.objectives.total_correlation import total_correlation
-from vae_zoo.packed_batch import per_image
+from vae_zoo.packed_batch import differs_from, per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
@@ -180,17 +180,17 @@ class ELBO(Objective):
     def weighs_tc(self) -> bool:
         """Whether a model trains with the total correlation weighed apart: ``tc_weight != 1``, or one weight per
         packed model (set where the models' weights differ, so one of them is not 1)."""
-        return isinstance(self.tc_weight, Tensor) or self.tc_weight != 1
+        return differs_from(self.tc_weight, 1)
 
     @property
     def weighs_mmd(self) -> bool:
         """Whether a model trains with the MMD: ``mmd_weight > 0``, or one weight per packed model."""
-        return isinstance(self.mmd_weight, Tensor) or self.mmd_weight > 0
+        return differs_from(self.mmd_weight, 0)
 
     @property
     def weighs_dip(self) -> bool:
         """Whether a model trains with DIP-VAE's penalty: ``dip_weight > 0``, or one weight per packed model."""
-        return isinstance(self.dip_weight, Tensor) or self.dip_weight > 0
+        return differs_from(self.dip_weight, 0)
 
     @property
     def sample_settings(self) -> str:
@@ -257,7 +257,7 @@ class ELBO(Objective):
     def frees_bits(self) -> bool:
         """Whether a model trains with free bits: ``free_bits > 0``, or one value per packed model (set where the
         models' values differ, so one of them is > 0)."""
-        return isinstance(self.free_bits, Tensor) or self.free_bits > 0
+        return differs_from(self.free_bits, 0)
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
         recon, kl, surrogate, tc, mmd, dip = self.terms_per_image(model, x, per_unit=self.frees_bits)

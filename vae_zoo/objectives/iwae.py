@@ -18,7 +18,7 @@ from vae_zoo.objectives.doubly_reparameterized import (
 )
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 from vae_zoo.objectives.partitioned import partitioned_loss
-from vae_zoo.packed_batch import per_image
+from vae_zoo.packed_batch import differs_from, per_image
 
 if TYPE_CHECKING:
     from vae_zoo.forward_path import ForwardPath
@@ -115,7 +115,7 @@ class IWAE(Objective):
     @property
     def weighs_elbo(self) -> bool:
         """Whether a model mixes the ELBO in (``elbo_weight > 0``, or one weight per packed model)."""
-        return isinstance(self.elbo_weight, Tensor) or self.elbo_weight > 0
+        return differs_from(self.elbo_weight, 0)
 
     @property
     def requires(self) -> Requirement:

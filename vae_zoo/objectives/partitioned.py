@@ -33,28 +33,31 @@ if TYPE_CHECKING:
     from vae_zoo.objectives.iwae import IWAE
 
 
-def encoder_coefficients(log_w: Tensor, elbo_weight: Tensor | float, squared: bool) -> tuple[Tensor, Tensor]:
+def encoder_coefficients(
+    log_w: Tensor, elbo_weight: Tensor | float, squared: bool
+) -> tuple[Tensor, Tensor | None]:
     """The coefficients of each sample's path and score terms in its group's bound, ``(M, k, B)`` each:
     ``(1 - beta) w~ + beta / k`` for both, or with ``squared`` (DReG) ``(1 - beta) w~^2 + beta / k`` for the path
-    and none for the score."""
+    and no score term (None)."""
     weights = torch.softmax(log_w.detach(), dim=-2)
     beta, k = per_image(elbo_weight, log_w.shape[-1]), log_w.shape[-2]
+    if squared:
+        return (1 - beta) * weights.square() + beta / k, None
     score = (1 - beta) * weights + beta / k
-    if not squared:
-        return score, score
-    return (1 - beta) * weights.square() + beta / k, torch.zeros_like(score)
+    return score, score
 
 
 def encoder_surrogate(
-    model: ForwardPath, q: Distribution, z: Tensor, slopes: Tensor, coefficients: tuple[Tensor, Tensor]
+    model: ForwardPath, q: Distribution, z: Tensor, slopes: Tensor, coefficients: tuple[Tensor, Tensor | None]
 ) -> Tensor:
     """Per group and image, ``-sum_i (c_path <d log w/dz, z> - c_score log q_phi(z held fixed))``: its gradient
     in the encoder's parameters is the negative groups' bound's, nothing else's."""
     path, score = coefficients
-    inner = (slopes * z).reshape(*path.shape, -1).sum(-1)
-    with model.autocast_off():
-        log_q = q.log_prob(z.detach())
-    return -(path * inner - score * log_q).sum(-2)
+    terms = path * (slopes * z).reshape(*path.shape, -1).sum(-1)
+    if score is not None:
+        with model.autocast_off():
+            terms = terms - score * q.log_prob(z.detach())
+    return -terms.sum(-2)
 
 
 def partitioned_loss(
