@@ -5,10 +5,14 @@ below Lightning, torch 2.14.1) and required bit for bit since; torch 2.15.0 give
 Each case trains 30 steps on real MNIST in deterministic mode on the CPU and keeps the training loss of every
 step (``train/loss`` through the CSV logger) and the final validation and test metrics (``metrics.json``).
 A structural change keeps these numbers; a change that is meant to move them rewrites the file with
-``python tests/test_golden_numbers.py --write`` and says why in its commit. Bit for bit holds on the processor
-and torch version the numbers were recorded with (the file's ``machine``); another processor's float32
-kernels may round differently, so there the numbers are compared to 1e-4 relative, which 30 steps of
-rounding differences stay within while any change of the math leaves it.
+``python tests/test_golden_numbers.py --write <its file>`` and says why in its commit. Bit for bit holds on the processor
+and torch version the numbers were recorded with (the file's ``machine``). Each processor the project is
+tested on has its own file, recorded by code that gives the 3e54cd4 numbers bit for bit on the first: an Intel
+Xeon (AVX-512)'s at d11b1e7. On a processor with no file the first file's numbers are compared to 1e-3
+relative: another processor's float32 kernels round differently, and where a step draws discrete samples
+(DisARM, RELAX) or weighs scores (the score-function IWAE), a rounding difference that flips one sample grows
+over 30 steps (the Xeon against the EPYC: 2.0e-4, 5.9e-4 and 2.7e-4; the other cases within 2e-7),
+while any change of the math leaves that bound.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 import pytest
 import torch
 
-GOLDEN = Path(__file__).parent / "golden" / "numbers_3e54cd4.json"
+GOLDEN = Path(__file__).parent / "golden"
+#: the file whose numbers a processor without its own is compared to
+FIRST = GOLDEN / "numbers_3e54cd4.json"
 SHORT = (
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=30",
@@ -72,6 +78,15 @@ def this_machine() -> dict[str, str]:
     return {"cpu": names[0] if names else "unknown", "torch": torch.__version__.split("+")[0]}
 
 
+def recorded_numbers() -> dict:
+    """The numbers recorded on this processor and torch version, else the first file's."""
+    for path in sorted(GOLDEN.glob("numbers_*.json")):
+        numbers = json.loads(path.read_text())
+        if numbers["machine"] == this_machine():
+            return numbers
+    return json.loads(FIRST.read_text())
+
+
 def run_case(make_cfg, overrides: tuple[str, ...], out: Path) -> dict:
     """The case's 30 training losses and its final float metrics, from a real ``train`` run in ``out``."""
     from vae_zoo.cli import train
@@ -88,7 +103,7 @@ def run_case(make_cfg, overrides: tuple[str, ...], out: Path) -> dict:
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_presets_give_their_recorded_numbers_bit_for_bit(case, make_cfg, tmp_path):
-    golden = json.loads(GOLDEN.read_text())
+    golden = recorded_numbers()
     expected = golden[case]
     got = run_case(make_cfg, CASES[case], tmp_path / case)
     assert len(got["losses"]) == 30
@@ -98,12 +113,12 @@ def test_the_presets_give_their_recorded_numbers_bit_for_bit(case, make_cfg, tmp
         assert got["losses"] == expected["losses"]
         assert recorded == expected["metrics"]
     else:
-        assert got["losses"] == pytest.approx(expected["losses"], rel=1e-4)
-        assert recorded == pytest.approx(expected["metrics"], rel=1e-4)
+        assert got["losses"] == pytest.approx(expected["losses"], rel=1e-3)
+        assert recorded == pytest.approx(expected["metrics"], rel=1e-3)
     assert got["kl"] == expected["kl"]
 
 
-if __name__ == "__main__":  # python tests/test_golden_numbers.py --write: record the numbers of this commit
+if __name__ == "__main__":  # python tests/test_golden_numbers.py --write NAME: record this commit's numbers in NAME
     import os
     import tempfile
 
@@ -111,8 +126,8 @@ if __name__ == "__main__":  # python tests/test_golden_numbers.py --write: recor
 
     from vae_zoo.compose import compose_config
 
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/test_golden_numbers.py --write")
+    if len(sys.argv) != 3 or sys.argv[1] != "--write":
+        sys.exit("usage: python tests/test_golden_numbers.py --write numbers_<commit>_<processor>.json")
     data_dir = os.environ["VAE_ZOO_DATA_DIR"]
 
     def make_cfg(*overrides: str, output_dir: Path):
@@ -124,5 +139,4 @@ if __name__ == "__main__":  # python tests/test_golden_numbers.py --write: recor
         for name, overrides in CASES.items():
             numbers[name] = run_case(make_cfg, overrides, Path(tmp) / name)
             print(name, numbers[name]["losses"][-1], numbers[name]["metrics"].get("test/nll_iw"), flush=True)
-    GOLDEN.parent.mkdir(exist_ok=True)
-    GOLDEN.write_text(json.dumps(numbers, indent=1) + "\n")
+    (GOLDEN / sys.argv[2]).write_text(json.dumps(numbers, indent=1) + "\n")
