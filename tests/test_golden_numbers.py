@@ -118,7 +118,7 @@ def test_the_presets_give_their_recorded_numbers_bit_for_bit(case, make_cfg, tmp
     assert got["kl"] == expected["kl"]
 
 
-if __name__ == "__main__":  # python tests/test_golden_numbers.py --write NAME: record this commit's numbers in NAME
+if __name__ == "__main__":  # python tests/test_golden_numbers.py --write NAME: this commit's numbers
     import os
     import tempfile
 

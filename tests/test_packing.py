@@ -80,6 +80,7 @@ PACK_OF_ONE = {
     "rebar": ("model=bernoulli_vae", "estimator=rebar"),
     "relax": ("model=bernoulli_vae", "estimator=relax", "model.estimator.hidden=16"),
     "vamp": ("prior=vamp", "model.prior.components=20"),
+    "factor_vae": ("discriminator=mlp", "model.discriminator.hidden=[16]", "objective.factor_weight=5"),
     "conditional_vamp": (
         "condition=label",
         "model.condition.embedding=4",
@@ -717,6 +718,17 @@ def test_each_model_of_a_pack_weighs_its_own_term_of_the_samples(term, make_cfg)
     )
     assert getattr(packed.objective, setting.rpartition(".")[2]).tolist()[1] == high
     torch.testing.assert_close(packed.losses, loss(packed.terms, high), rtol=1e-5, atol=1e-4)
+
+
+def test_each_model_of_a_pack_weighs_its_own_discriminators_total_correlation(make_cfg):
+    """FactorVAE's weight 5 and 5 or 20 (two discriminators, each on its own model's samples): model 0's losses are bit
+    for bit the same, model 1's are not, and each model's loss is its ELBO plus its own weight of its logit's mean."""
+    common = (*TINY, "+trainer.max_steps=8", "discriminator=mlp", "model.discriminator.hidden=[16]")
+    packed, _ = _fit_apart(make_cfg, (*common, "objective.factor_weight=5"), "objective.factor_weight=20")
+    weight = torch.tensor([5.0, 20.0])
+    assert packed.objective.factor_weight.tolist() == weight.tolist()
+    expected = packed.terms["elbo"] + weight * packed.terms["factor_tc"]
+    torch.testing.assert_close(packed.losses, expected, rtol=1e-6, atol=1e-4)
 
 
 def test_each_model_of_a_pack_mixes_its_own_share_of_the_elbo_into_its_bound(make_cfg):

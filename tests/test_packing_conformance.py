@@ -60,6 +60,14 @@ PACKING = {
     "mmd": (*NETS, "objective.mmd_weight=10", "objective.beta=0"),
     "dip": (*NETS, "objective.dip_weight=5"),
     "dip_aggregate_conv": (*CONV, "objective.dip_weight=5", "objective.dip_covariance=aggregate"),
+    "factor": (*NETS, "discriminator=mlp", "model.discriminator.hidden=[16]", "objective.factor_weight=5"),
+    "factor_conv_von_mises_fisher": (
+        *CONV,
+        "latent=von_mises_fisher",
+        "discriminator=mlp",
+        "model.discriminator.hidden=[16,16]",
+        "objective.factor_weight=5",
+    ),
     "mmd_vamp": (*NETS, "objective.mmd_weight=10", "prior=vamp", "model.prior.components=5"),
     "planar_flow": (*NETS, "flow=planar"),
     "iaf_flow": (*NETS, "flow=iaf"),
@@ -101,7 +109,7 @@ PACKING = {
 }
 #: objectives with terms of the model's batch as a whole (the total correlation's aggregate posterior, the MMD):
 #: each packed model's from its own images (their tests), not from a batch twice its size
-BATCH_COUPLED = ("total_correlation", "mmd", "mmd_vamp")
+BATCH_COUPLED = ("total_correlation", "mmd", "mmd_vamp", "factor", "factor_conv_von_mises_fisher")
 SHORT = (
     "data.batch_size=8",
     "+trainer.max_steps=3",

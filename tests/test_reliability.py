@@ -356,6 +356,24 @@ BAD_INPUTS = {
             "objective.dip_weight=0"
         ),
     ),
+    "FactorVAE without its discriminator": (
+        ["objective.factor_weight=10"],
+        (
+            "error: objective.factor_weight=10.0 weighs the total correlation a discriminator estimates, and this "
+            "model has none -- add discriminator=mlp"
+        ),
+    ),
+    "a discriminator no objective trains": (
+        ["discriminator=mlp", "objective=iwae"],
+        (
+            "error: discriminator=mlp is trained by objective=elbo, and objective=iwae would leave it untrained: use "
+            "objective=elbo (objective.factor_weight weighs its total correlation), or discriminator=none"
+        ),
+    ),
+    "a discriminator's learning rate": (
+        ["discriminator=mlp", "model.discriminator.lr=0"],
+        "error: model.discriminator.lr=0 must be > 0 and betas=[0.5, 0.9] two numbers in [0, 1)",
+    ),
     "ReinMax at temperature 0": (
         ["latent=categorical", "estimator=reinmax", "model.estimator.temperature=0"],
         "error: model.estimator.temperature=0 must be > 0 (1 or more, Liu et al.)",

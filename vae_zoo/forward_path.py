@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 if TYPE_CHECKING:
     from vae_zoo.estimators.estimator import Cost, Draw
     from vae_zoo.latents.family import LatentFamily
+    from vae_zoo.objectives.factor_discriminator import FactorDiscriminator
 
 
 class ForwardPath(Protocol):
@@ -26,6 +27,8 @@ class ForwardPath(Protocol):
     latent: LatentFamily
     #: ``q(y|x)``'s network where the model infers the label (``classifier=mlp``), else None
     classifier: torch.nn.Module | None
+    #: the total correlation's discriminator where the model has one (``discriminator=mlp``), else None
+    discriminator: FactorDiscriminator | None
     #: what ``given`` set: each image's class (a tensor), ``ABSENT``, or None
     labels: Tensor | str | None
     #: whether torch's KL registry has ``KL(q || p)`` for the posterior and the prior (decided once, at build time)

@@ -74,7 +74,8 @@ class ProbabilisticModel(nn.Module):
     (``pixels=None`` skips that check), and so is a prior or flow that needs of the posterior what the latent
     family lacks. ``iw_chunk`` bounds the samples the importance-weighted bound decodes at once. A conditional
     model (``condition``, ``classes``) may also infer the label: ``classifier`` builds ``q(y|x)`` (Kingma et al.
-    2014's M2, trained by ``objective=semi_supervised``)."""
+    2014's M2, trained by ``objective=semi_supervised``). ``discriminator`` builds the total correlation's
+    discriminator (Kim & Mnih 2018's FactorVAE, trained by the ELBO, ``objective.factor_weight``)."""
 
     #: models whose weights this module holds stacked, their images in turn along the batch (``vae_zoo.packing``)
     models: int = 1
@@ -97,6 +98,7 @@ class ProbabilisticModel(nn.Module):
         condition: dict[str, Any] | None = None,
         classes: int | None = None,
         classifier: dict[str, Any] | None = None,
+        discriminator: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
@@ -154,6 +156,11 @@ class ProbabilisticModel(nn.Module):
             else None
         )
         self.prior = build_with_sizes(prior or DEFAULT_PRIOR, Prior, "model.prior", sizes)
+        self.discriminator = (
+            build(discriminator, nn.Module, "model.discriminator", latent_features=latent_features)
+            if discriminator
+            else None
+        )
         check_support(self.prior, "prior", self.latent)
         if self.flow is not None:
             check_support(self.flow, "flow", self.latent)
@@ -244,6 +251,12 @@ class ProbabilisticModel(nn.Module):
         """``q(z|x)`` from the encoder's ``features``: the latent family's, through the flow if there is one."""
         q = self.latent.posterior(features)
         return FlowPosterior(q, self.flow.transforms(features)) if flow and self.flow is not None else q
+
+    def own_parameter_groups(self) -> list[dict]:
+        """The optimizer parameter groups with settings of their own (``lr``): the estimator's, then the
+        discriminator's; the model's optimizer trains the rest in its one group."""
+        own = self.estimator.param_groups()
+        return own + (self.discriminator.param_groups() if self.discriminator is not None else [])
 
     def probe_posterior(self) -> Distribution:
         """The posterior for one all-zero feature vector, through any flow: what estimators are paired on (the

@@ -40,6 +40,7 @@ GROUPS = {
     "likelihood": "p(x|z) on the decoder's output; unset, the one made for the data's pixels (`model.likelihood.<key>=...`).",
     "condition": "What the networks condition on: nothing, or the class label (`model.condition.<key>=...`).",
     "classifier": "q(y|x), the label inferred from the image, for semi-supervised training (`model.classifier.<key>=...`).",
+    "discriminator": "The total correlation's discriminator, for FactorVAE (`model.discriminator.<key>=...`).",
     "objective": "The training loss (`objective.<key>=...`).",
     "model": "Presets of the shared VAE: a latent family, its usual estimator and the callbacks it needs.",
     "optimizer": "`model.optimizer.<key>=...`",

@@ -129,6 +129,7 @@ class VAE(pl.LightningModule):
         condition: dict[str, Any] | None = None,
         classes: int | None = None,
         classifier: dict[str, Any] | None = None,
+        discriminator: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -158,6 +159,7 @@ class VAE(pl.LightningModule):
             condition,
             classes,
             classifier,
+            discriminator,
         )
         self.objective = build(objective or DEFAULT_OBJECTIVE, Objective, "objective")
         self.objective.bind(self.model)
@@ -166,6 +168,12 @@ class VAE(pl.LightningModule):
                 f"{option_name('classifier', self.model.classifier)} is trained by objective=semi_supervised, and "
                 f"{option_name('objective', self.objective)} would leave it untrained: add "
                 "objective=semi_supervised, or classifier=none"
+            )
+        if self.model.discriminator is not None and not self.objective.trains_discriminator:
+            raise ConfigError(
+                f"{option_name('discriminator', self.model.discriminator)} is trained by objective=elbo, and "
+                f"{option_name('objective', self.objective)} would leave it untrained: use objective=elbo "
+                "(objective.factor_weight weighs its total correlation), or discriminator=none"
             )
         model = self.model
         check_pairing(
@@ -226,8 +234,9 @@ class VAE(pl.LightningModule):
         return [callback for callback in self.model_callbacks if callback not in attached]
 
     def parameter_groups(self) -> list[dict]:
-        """The model's parameters in one group, then the estimator's own groups (their own settings)."""
-        own = self.model.estimator.param_groups()
+        """The model's parameters in one group, then the groups with their own settings (the estimator's, the
+        discriminator's)."""
+        own = self.model.own_parameter_groups()
         owned = {id(p) for group in own for p in group["params"]}
         return [{"params": [p for p in self.parameters() if id(p) not in owned]}, *own]
 

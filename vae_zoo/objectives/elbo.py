@@ -19,6 +19,7 @@ from vae_zoo.objectives.disentangled_covariance import (
     distance_from_identity,
 )
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
+from vae_zoo.objectives.factor_discriminator import DiscriminatorTerms, discriminator_terms
 from vae_zoo.objectives.maximum_mean_discrepancy import mmd_squared
 from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
 from vae_zoo.objectives.total_correlation import total_correlation
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 class SampleTerms(NamedTuple):
     """What the ELBO's terms are at the training sample: per image ``recon`` and ``kl`` (per unit, asked for), the
-    estimator's ``surrogate``, the total correlation's ``tc`` and, per model, the ``mmd`` and the DIP covariance's
-    distance from the identity, ``dip`` (None where off)."""
+    estimator's ``surrogate``, the total correlation's ``tc``, per model the ``mmd`` and the DIP covariance's
+    distance from the identity, ``dip``, and the discriminator's ``factor`` terms (None where off)."""
 
     recon: Tensor
     kl: Tensor
@@ -39,6 +40,7 @@ class SampleTerms(NamedTuple):
     tc: Tensor | None
     mmd: Tensor | None
     dip: CovarianceDistance | None
+    factor: DiscriminatorTerms | None
 
 
 KL_MODES = ("auto", "analytic", "mc")
@@ -75,10 +77,23 @@ class ELBO(Objective):
     means (``dip_covariance: means``, DIP-VAE-I) or of the aggregate posterior (``aggregate``, DIP-VAE-II; Kumar et
     al. 2018, ``vae_zoo.objectives.disentangled_covariance``), ``lambda_d`` the ``dip_diagonal_weight`` (unset:
     ``10 lambda_od`` for the means, ``lambda_od`` for the aggregate, the paper's), reported as ``dip_off_diagonal``
-    and ``dip_diagonal``: with a diagonal Normal posterior; each model of a pack may have its own two weights.
+    and ``dip_diagonal``: with a diagonal Normal posterior; each model of a pack may have its own two weights. A model
+    with a discriminator (``discriminator=mlp``) trains it to estimate the aggregate posterior's total correlation
+    from the training samples, reported as ``factor_tc`` (and its loss as ``discriminator``; added to the loss with
+    a value of 0, so the loss keeps the objective's value), and ``factor_weight: gamma > 0`` adds ``gamma`` times that
+    estimate at each sample to the loss (Kim & Mnih 2018's FactorVAE, ``vae_zoo.objectives.factor_discriminator``):
+    with a reparameterized sample; each model of a pack may have its own ``gamma``.
     """
 
-    per_model_settings = ("free_bits", "tc_weight", "mmd_weight", "dip_weight", "dip_diagonal_weight")
+    per_model_settings = (
+        "free_bits",
+        "tc_weight",
+        "mmd_weight",
+        "dip_weight",
+        "dip_diagonal_weight",
+        "factor_weight",
+    )
+    trains_discriminator = True
 
     def __init__(
         self,
@@ -94,6 +109,7 @@ class ELBO(Objective):
         dip_weight: float = 0.0,
         dip_diagonal_weight: float | None = None,
         dip_covariance: str = "means",
+        factor_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if kl not in KL_MODES:
@@ -126,6 +142,12 @@ class ELBO(Objective):
                 "> 0"
             )
         self.mmd_weight, self.mmd_bandwidth = float(mmd_weight), float(mmd_bandwidth)
+        if not factor_weight >= 0:
+            raise ConfigError(
+                f"objective.factor_weight={factor_weight} must be >= 0 (the discriminator's total correlation's "
+                "weight in the loss; 0: off)"
+            )
+        self.factor_weight = float(factor_weight)
         self._set_dip(dip_weight, dip_diagonal_weight, dip_covariance)
         if self.gradient == "dreg" and self.sample_settings:
             raise ConfigError(
@@ -193,11 +215,20 @@ class ELBO(Objective):
         return differs_from(self.dip_weight, 0)
 
     @property
+    def weighs_factor(self) -> bool:
+        """Whether a model trains with the discriminator's total correlation: ``factor_weight > 0``, or one weight
+        per packed model."""
+        return differs_from(self.factor_weight, 0)
+
+    @property
     def sample_settings(self) -> str:
         """Those of the settings that add a term of the training samples to the ELBO's (``tc_weight``,
-        ``mmd_weight``) which are on, as a refusal names them; empty where none is."""
+        ``mmd_weight``, ``factor_weight``) which are on, as a refusal names them; empty where none is."""
         on = [f"objective.tc_weight={self.tc_weight}"] if self.weighs_tc else []
-        return " ".join(on + ([f"objective.mmd_weight={self.mmd_weight}"] if self.weighs_mmd else []))
+        on += [f"objective.mmd_weight={self.mmd_weight}"] if self.weighs_mmd else []
+        return " ".join(
+            on + ([f"objective.factor_weight={self.factor_weight}"] if self.weighs_factor else [])
+        )
 
     @property
     def requires(self) -> Requirement:
@@ -217,9 +248,15 @@ class ELBO(Objective):
         off = ["objective.tc_weight=1"] if self.weighs_tc else []
         off += ["objective.mmd_weight=0"] if self.weighs_mmd else []
         off += ["objective.dip_weight=0"] if self.weighs_dip else []
+        off += ["objective.factor_weight=0"] if self.weighs_factor else []
         return " ".join(off) or super().plain_settings
 
     def bind(self, model: ForwardPath) -> None:
+        if self.weighs_factor and model.discriminator is None:
+            raise ConfigError(
+                f"objective.factor_weight={self.factor_weight} weighs the total correlation a discriminator "
+                "estimates, and this model has none -- add discriminator=mlp"
+            )
         if self.kl == "analytic" and not model.closed_form_kl:
             raise ConfigError(
                 "objective.kl=analytic needs a closed-form KL, which this model's prior, flow or latent layers "
@@ -251,6 +288,7 @@ class ELBO(Objective):
         settings += f", capacity_weight={self.capacity_weight}" if self.capacity_weight else ""
         if self.weighs_dip:
             settings += f", dip_weight={self.dip_weight}, dip_covariance={self.dip_covariance}"
+        settings += f", factor_weight={self.factor_weight}" if self.weighs_factor else ""
         return settings + (f", mmd_weight={self.mmd_weight}" if self.weighs_mmd else "")
 
     @property
@@ -260,7 +298,7 @@ class ELBO(Objective):
         return differs_from(self.free_bits, 0)
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate, tc, mmd, dip = self.terms_per_image(model, x, per_unit=self.frees_bits)
+        recon, kl, surrogate, tc, mmd, dip, factor = self.terms_per_image(model, x, per_unit=self.frees_bits)
         trained_kl = kl
         if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
@@ -284,6 +322,13 @@ class ELBO(Objective):
                 dip.off_diagonal.detach(),
                 dip.diagonal.detach(),
             )
+        if factor is not None:
+            if self.weighs_factor:
+                loss = loss + model.batch_mean(per_image(self.factor_weight, len(factor.tc)) * factor.tc)
+            discriminator = model.batch_mean(factor.loss)
+            loss = loss + (discriminator - discriminator.detach())
+            terms["factor_tc"] = model.batch_mean(factor.tc).detach()
+            terms["discriminator"] = discriminator.detach()
         return ObjectiveOutput(loss, terms)
 
     def capacity_term(self, mean_kl: Tensor) -> Tensor:
@@ -328,7 +373,12 @@ class ELBO(Objective):
         tc = self.total_correlation(model, q, z) if self.weighs_tc else None
         mmd = self.maximum_mean_discrepancy(model, z) if self.weighs_mmd else None
         dip = self.covariance_distance(model, q) if self.weighs_dip else None
-        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd, dip)
+        factor = None
+        if model.discriminator is not None:
+            factor = discriminator_terms(
+                model.discriminator, z if self.weighs_factor else z.detach(), model.models
+            )
+        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd, dip, factor)
 
     def covariance_distance(self, model: ForwardPath, q: Distribution) -> CovarianceDistance:
         """How far each packed model's covariance of its codes (``dip_covariance``) is from the identity."""

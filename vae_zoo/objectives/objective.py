@@ -56,6 +56,8 @@ class Objective(ABC, nn.Module):
     beta: float | None = None
     #: it trains the model's classifier ``q(y|x)``, and on images whose label is ``UNLABELLED`` (``data.labels``)
     infers_labels: bool = False
+    #: it trains the model's total-correlation discriminator (``vae_zoo.objectives.factor_discriminator``)
+    trains_discriminator: bool = False
     #: its settings (beside ``beta``) that each model of a pack may have its own of, a number or one per model
     #: (``vae_zoo.packing``), which the objective spreads over each model's images (``packed_batch.per_image``)
     per_model_settings: tuple[str, ...] = ()

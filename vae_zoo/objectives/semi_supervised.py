@@ -56,6 +56,7 @@ class SemiSupervisedELBO(ELBO):
 
     bound_name = "elbo_marginal"
     infers_labels = True
+    trains_discriminator = False
     per_model_settings = ("alpha",)
 
     def __init__(
