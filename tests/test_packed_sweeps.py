@@ -13,7 +13,10 @@ import torch
 
 from hydra_plugins.vae_zoo_launchers.packed_slurm_launcher import resumed
 from tests.conftest import FAST, ROOT, run_command, run_script
-from vae_zoo.packing.grouping import apart, group, packing_key
+from vae_zoo.components import component_class
+from vae_zoo.config_groups import options
+from vae_zoo.objectives.objective import Objective
+from vae_zoo.packing.grouping import PER_MODEL, apart, group, packing_key
 from vae_zoo.packing.job import PackJob
 
 SHORT = (
@@ -80,6 +83,15 @@ def test_jobs_whose_warm_up_cycles_or_free_bits_differ_pack_and_whose_gradient_e
     ]
     assert group(keys, max_models=4) == [[0, 1, 3], [2]]
     assert apart(keys, 2).startswith("it differs from job 0 in objective.gradient (")
+
+
+def test_every_objective_setting_a_packed_model_may_have_its_own_of_packs():
+    """Each objective's ``per_model_settings`` (which a pack spreads per model) is among the settings jobs may differ
+    in and still pack: a setting missing there would split a sweep over it into packs of one value each."""
+    for name in options("objective"):
+        objective = component_class(options("objective")[name], Objective, "objective")
+        for setting in objective.per_model_settings:
+            assert f"objective.{setting}" in PER_MODEL, (name, setting)
 
 
 def test_a_packed_sweep_writes_every_jobs_directory_and_a_bad_job_fails_alone(tmp_path, data_dir):

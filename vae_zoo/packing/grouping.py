@@ -1,8 +1,8 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its KL
 capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight,
-MMD weight and DIP-VAE's weights, the IWAE bound's ELBO weight, the semi-supervised objective's alpha;
-``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
+MMD weight, DIP-VAE's weights and FactorVAE's weight, the IWAE bound's ELBO weight, the semi-supervised
+objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ PER_MODEL = (
     "objective.dip_weight",
     "objective.dip_diagonal_weight",
     "objective.elbo_weight",
+    "objective.factor_weight",
     "model.estimator.temperature",
     "callbacks.kl_warmup.steps",
     "callbacks.kl_warmup.period",
