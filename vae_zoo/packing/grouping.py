@@ -2,7 +2,8 @@
 have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its KL
 capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight,
 MMD weight, DIP-VAE's weights and FactorVAE's weight, the IWAE bound's ELBO weight, the semi-supervised
-objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where each job writes."""
+objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where
+each job writes."""
 
 from __future__ import annotations
 
