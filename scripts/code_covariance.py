@@ -2,7 +2,9 @@
 (``vae_zoo.objectives.disentangled_covariance``): for each run (a run directory or a checkpoint of an unconditional
 model with a diagonal Normal posterior), ``sum_{i != j} Cov_ij^2`` and ``sum_i (Cov_ii - 1)^2`` of the posterior
 means' covariance (DIP-VAE-I's) and of the aggregate posterior's (DIP-VAE-II's) over the first ``--images`` test
-images, as evaluation binarizes them; one row per run, then the mean and sd of each column.
+images, as evaluation binarizes them, and the total correlation of the Gaussian with the aggregate posterior's
+covariance (``gaussian_total_correlation``: what beta-TCVAE and FactorVAE train down); one row per run, then the mean
+and sd of each column.
 
     python scripts/code_covariance.py outputs/dip/0 outputs/dip/1 outputs/dip/2 --images 10000
 """
@@ -20,15 +22,25 @@ import vae_zoo
 from vae_zoo.capabilities import DIAGONAL_NORMAL
 from vae_zoo.compose import compose_config
 from vae_zoo.errors import VaeZooError
-from vae_zoo.objectives.disentangled_covariance import code_covariance, distance_from_identity
+from vae_zoo.objectives.disentangled_covariance import (
+    code_covariance,
+    distance_from_identity,
+    gaussian_total_correlation,
+)
 from vae_zoo.saved_run import read_saved_run
 
-COLUMNS = ("means: off-diagonal", "means: diagonal", "aggregate: off-diagonal", "aggregate: diagonal")
+COLUMNS = (
+    "means: off-diagonal",
+    "means: diagonal",
+    "aggregate: off-diagonal",
+    "aggregate: diagonal",
+    "aggregate: Gaussian TC",
+)
 
 
 @torch.no_grad()
 def distances(run: Path, images: int) -> list[float]:
-    """The four sums of ``COLUMNS`` for the run's first ``images`` test images."""
+    """The four sums and the total correlation of ``COLUMNS`` for the run's first ``images`` test images."""
     with tempfile.TemporaryDirectory() as tmp:  # as eval.py composes its config (Hydra's runtime registered)
         cfg = compose_config([f"ckpt_path={run}"], Path(tmp), config_name="eval")
     saved = read_saved_run(cfg, "code_covariance.py")
@@ -39,10 +51,9 @@ def distances(run: Path, images: int) -> list[float]:
             f"{run}: its posterior is not {DIAGONAL_NORMAL.needs}, whose covariance this measures"
         )
     mean, variance = q.base_dist.loc, q.base_dist.scale.square()
-    sums = [
-        distance_from_identity(code_covariance(mean, variance, 1, aggregate)) for aggregate in (False, True)
-    ]
-    return [float(value) for distance in sums for value in distance]
+    covariances = [code_covariance(mean, variance, 1, aggregate) for aggregate in (False, True)]
+    sums = [float(value) for covariance in covariances for value in distance_from_identity(covariance)]
+    return [*sums, float(gaussian_total_correlation(covariances[1].double()))]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,10 +112,10 @@ def test_mutual_info_cost_prints_each_paths_time_against_the_bound(data_dir):
     assert rows == ["bound", "information", "information,"] and "of the bound" in result.stdout
 
 
-def test_code_covariance_prints_each_runs_four_sums(trained_run):
+def test_code_covariance_prints_each_runs_four_sums_and_total_correlation(trained_run):
     result = run_script("scripts/code_covariance.py", str(trained_run), "--images=200")
     assert result.returncode == 0, result.stderr[-2000:]
     row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {trained_run} |"))
     sums = [float(cell) for cell in row.strip("| ").split(" | ")[1:]]
-    assert len(sums) == 4 and all(value >= 0 for value in sums)
+    assert len(sums) == 5 and all(value >= 0 for value in sums)
     assert sums[0] == pytest.approx(sums[2], abs=2e-4)  # the aggregate adds to the diagonal alone

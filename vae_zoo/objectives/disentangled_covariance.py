@@ -51,3 +51,13 @@ def distance_from_identity(covariance: Tensor) -> CovarianceDistance:
     off_diagonal = (covariance - torch.diag_embed(diagonal)).square().sum((-2, -1))
     distance = CovarianceDistance(off_diagonal, (diagonal - 1).square().sum(-1))
     return CovarianceDistance(*(t[0] for t in distance)) if len(covariance) == 1 else distance
+
+
+def gaussian_total_correlation(covariance: Tensor) -> Tensor:
+    """The total correlation of the Gaussian with ``covariance`` ``(..., D, D)``, ``sum_i H(z_i) - H(z)``:
+
+        TC = 1/2 (sum_i log Cov_ii - log det Cov),
+
+    0 for uncorrelated units; of the aggregate posterior's covariance, a measure of its units' dependence that
+    needs no discriminator and no batch estimate (the TC of the aggregate posterior itself where it is Gaussian)."""
+    return (covariance.diagonal(dim1=-2, dim2=-1).log().sum(-1) - torch.logdet(covariance)) / 2
