@@ -5,7 +5,9 @@
 ``partitioned``: PIWAE (``objective.partitioned=true``: the decoder's backward pass twice) against MIWAE on the
 same model, k = 4, at each ``--sizes`` number of groups (default 4, 16). ``dip``: ``objective.dip_weight=10``
 (DIP-VAE-I: the batch covariance of the posterior means) against the ELBO, on the default model, at each ``--sizes``
-batch size (default 128, 512).
+batch size (default 128, 512). ``factor``: FactorVAE (``discriminator=mlp objective.factor_weight=40``: the
+discriminator's three passes and its backward pass) with the paper's discriminator (five layers of 1000 units) and
+with three of 256, against the ELBO without one, on the default model, at each ``--sizes`` batch size (default 128).
 ``tc``: ``objective.tc_weight=6`` (the total correlation's batch estimate, M^2 densities per unit) against the
 ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at each ``--sizes`` batch size
 (default 128, 512). ``hyperspherical``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
@@ -20,6 +22,7 @@ fused).
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
     python scripts/setting_speed.py partitioned         # 4 and 16 groups of 4 samples
     python scripts/setting_speed.py dip
+    python scripts/setting_speed.py factor
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
     python scripts/setting_speed.py tc --compile
     python scripts/setting_speed.py hyperspherical
@@ -43,7 +46,8 @@ from vae_zoo.compose import compose_config
 
 
 class Comparison(NamedTuple):
-    """A setting's baseline value and the values measured against it, and the run's overrides at each size."""
+    """A setting's baseline value and the values measured against it (each may carry further overrides, after a
+    space), and the run's overrides at each size."""
 
     setting: str
     values: tuple[str, ...]
@@ -79,6 +83,17 @@ COMPARISONS = {
         "batch",
         (128, 512),
     ),
+    "factor": Comparison(
+        "discriminator",
+        (
+            "none",
+            "mlp objective.factor_weight=40",
+            "mlp objective.factor_weight=40 model.discriminator.hidden=[256,256,256]",
+        ),
+        lambda batch: ["experiment=gaussian_mnist", f"data.batch_size={batch}"],
+        "batch",
+        (128,),
+    ),
     "tc": Comparison(
         "objective.tc_weight",
         ("1", "6"),
@@ -110,7 +125,7 @@ def step_seconds(
         overrides = [
             *comparison.overrides(size),
             *(COMPILED if compiled else ()),
-            f"{comparison.setting}={value}",
+            *f"{comparison.setting}={value}".split(),
         ]
         overrides.append("seed=0")
         cfg = compose_config(overrides, tmp)
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes",
         nargs="*",
         type=int,
-        help="k (dreg), groups (partitioned), batch sizes (tc, dip) or latent sizes (hyperspherical)",
+        help="k (dreg), groups (partitioned), batch sizes (tc, dip, factor) or latent sizes (hyperspherical)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")

@@ -76,10 +76,14 @@ class DiscriminatorTerms(NamedTuple):
 
 
 def discriminator_terms(discriminator: FactorDiscriminator, z: Tensor, models: int = 1) -> DiscriminatorTerms:
-    """``l(z)`` through the discriminator's parameters held fixed, and ``L_D``'s per-image terms
-    ``(softplus(-l(z)) + softplus(l(z̃))) / 2`` at the sample and at ``z̃ = permuted_units(z)``, both detached."""
-    fixed = {name: p.detach() for name, p in discriminator.named_parameters()}
-    tc = functional_call(discriminator, fixed, (z,))
+    """``l(z)`` through the discriminator's parameters held fixed (a sample without gradient: its value alone), and
+    ``L_D``'s per-image terms ``(softplus(-l(z)) + softplus(l(z̃))) / 2`` at the sample and at
+    ``z̃ = permuted_units(z)``, both detached."""
     sample = z.detach()
     real, permuted = discriminator(sample), discriminator(permuted_units(sample, models))
+    if z.requires_grad:
+        fixed = {name: p.detach() for name, p in discriminator.named_parameters()}
+        tc = functional_call(discriminator, fixed, (z,))
+    else:
+        tc = real.detach()
     return DiscriminatorTerms(tc, (softplus(-real) + softplus(permuted)) / 2)
