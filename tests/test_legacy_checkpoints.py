@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.test_golden_numbers import FIRST, this_machine
 from vae_zoo.cli import evaluate
 from vae_zoo.models import GammaVAE, GaussianVAE, GumbelSoftmaxVAE
 from vae_zoo.objectives import ELBO
@@ -58,9 +59,13 @@ NAMES_3E54CD4 = ("bernoulli_nvil", "bernoulli_relax", "vampprior", "iaf")
 
 @pytest.mark.parametrize("name", NAMES_3E54CD4)
 def test_a_3e54cd4_checkpoint_evaluates_to_the_numbers_it_was_written_with(name, make_cfg):
+    """Bit for bit on the processor the runs were written on (the golden numbers' first); elsewhere to 1e-6, as
+    float32 kernels of another processor round differently (an Intel Xeon's KL: up to 3.2e-7)."""
     evaluated, written = evaluated_and_written(RUNS_3E54CD4 / name, make_cfg)
+    exact = json.loads(FIRST.read_text())["machine"] == this_machine()
     for metric in ("test/elbo", "test/recon", "test/kl", "test/nll_iw"):
-        assert evaluated[metric] == written[metric], metric
+        expected = written[metric] if exact else pytest.approx(written[metric], rel=1e-6)
+        assert evaluated[metric] == expected, metric
 
 
 @pytest.mark.parametrize(

@@ -373,12 +373,13 @@ class ELBO(Objective):
         tc = self.total_correlation(model, q, z) if self.weighs_tc else None
         mmd = self.maximum_mean_discrepancy(model, z) if self.weighs_mmd else None
         dip = self.covariance_distance(model, q) if self.weighs_dip else None
+        surrogate = model.surrogate(q, draw, cost)
         factor = None
-        if model.discriminator is not None:
+        if model.discriminator is not None:  # its permutation draws after all the VAE's own draws
             factor = discriminator_terms(
                 model.discriminator, z if self.weighs_factor else z.detach(), model.models
             )
-        return SampleTerms(recon, kl, model.surrogate(q, draw, cost), tc, mmd, dip, factor)
+        return SampleTerms(recon, kl, surrogate, tc, mmd, dip, factor)
 
     def covariance_distance(self, model: ForwardPath, q: Distribution) -> CovarianceDistance:
         """How far each packed model's covariance of its codes (``dip_covariance``) is from the identity."""
