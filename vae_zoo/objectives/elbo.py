@@ -226,9 +226,8 @@ class ELBO(Objective):
         ``mmd_weight``, ``factor_weight``) which are on, as a refusal names them; empty where none is."""
         on = [f"objective.tc_weight={self.tc_weight}"] if self.weighs_tc else []
         on += [f"objective.mmd_weight={self.mmd_weight}"] if self.weighs_mmd else []
-        return " ".join(
-            on + ([f"objective.factor_weight={self.factor_weight}"] if self.weighs_factor else [])
-        )
+        on += [f"objective.factor_weight={self.factor_weight}"] if self.weighs_factor else []
+        return " ".join(on)
 
     @property
     def requires(self) -> Requirement:
