@@ -1,6 +1,6 @@
 """Evaluate a checkpoint: ``python eval.py ckpt_path=outputs/.../checkpoints/last.ckpt``."""
 
-from vae_zoo.cli import eval_main
+from vae_zoo.commands import eval_main
 
 if __name__ == "__main__":
     eval_main()

@@ -4,9 +4,12 @@ name was mistyped: checked before Hydra runs (``refuse_uncomposable``), and for 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 from vae_zoo.composition_errors import nearest, refuse_uncomposable
 
 REFUSED = {
@@ -54,6 +57,27 @@ def test_a_command_line_hydra_refuses_is_one_line_and_exit_status_2(case, capsys
     err = capsys.readouterr().err
     assert exit.value.code == 2
     assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["train_main", "eval_main", "sample_main"])
+def test_each_command_refuses_a_misspelled_key_before_importing_torch(command):
+    """In a fresh interpreter (``run_script`` forks from one that has imported torch): the refusal comes before
+    ``vae_zoo.cli`` and its 5 s of torch and Lightning imports."""
+    probe = (
+        "import sys\n"
+        f"from vae_zoo.commands import {command}\n"
+        "sys.argv = ['x.py', 'ckpt_path=x.ckpt', 'sed=3']\n"
+        "try:\n"
+        f"    {command}()\n"
+        "finally:\n"
+        "    print(sorted(m for m in ('torch', 'pytorch_lightning', 'vae_zoo.cli') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: sed: no such key in the config -- did you mean seed?\n"
+    assert result.stdout == "[]\n"
 
 
 def test_eval_and_sample_refuse_their_own_keys(capsys):

@@ -1,4 +1,5 @@
-"""Entry points: ``train(cfg)`` and ``evaluate(cfg)``, and the Hydra mains behind ``train.py``/``eval.py``."""
+"""``train(cfg)``, ``evaluate(cfg)`` and ``sample(cfg)``, and the Hydra mains that run them (``vae_zoo.commands``
+starts them for ``train.py``, ``eval.py`` and ``sample.py``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from vae_zoo.checkpoint_io import (
     remove_partial_checkpoints,
 )
 from vae_zoo.components import build
-from vae_zoo.composition_errors import refuse_uncomposable
 from vae_zoo.config_groups import CONFIG_DIR
 from vae_zoo.config_tree import print_config_tree
 from vae_zoo.console import route_lightning_logs_through_hydra, start_line
@@ -364,36 +364,18 @@ def _report_user_errors(fn, cfg: DictConfig) -> Any:
         sys.exit(2)
 
 
-def train_main() -> None:
-    """``python train.py`` and ``vae-zoo-train``: an override Hydra cannot compose is one line (exit 2)."""
-    refuse_uncomposable("train")
-    _train_task()
-
-
-def eval_main() -> None:
-    """``python eval.py`` and ``vae-zoo-eval``."""
-    refuse_uncomposable("eval")
-    _eval_task()
-
-
-def sample_main() -> None:
-    """``python sample.py`` and ``vae-zoo-sample``."""
-    refuse_uncomposable("sample")
-    _sample_task()
-
-
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def _train_task(cfg: DictConfig) -> float | None:
+def train_task(cfg: DictConfig) -> float | None:
     """Returns ``metrics[optimized_metric]`` (default ``val/elbo``), the value Hydra's sweepers minimise."""
     metrics = _report_user_errors(train, cfg)
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
-def _eval_task(cfg: DictConfig) -> None:
+def eval_task(cfg: DictConfig) -> None:
     _report_user_errors(evaluate, cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
-def _sample_task(cfg: DictConfig) -> None:
+def sample_task(cfg: DictConfig) -> None:
     _report_user_errors(sample, cfg)
