@@ -15,8 +15,12 @@ import torch
 from torch.distributions import MultivariateNormal, Normal
 from torch.nn.functional import softplus
 
-from tests.conftest import build_model, component, mnist_like, refusal
+from tests.conftest import SMALL_RUN, build_model, component, mnist_like, refusal
+from vae_zoo.active_units import UnitSpread
+from vae_zoo.cli import train
 from vae_zoo.errors import ConfigError
+from vae_zoo.models.vae import evaluation_terms
+from vae_zoo.mutual_information import AggregatePosterior
 from vae_zoo.objectives.elbo import ELBO
 from vae_zoo.objectives.factor_discriminator import FactorDiscriminator, discriminator_terms, permuted_units
 
@@ -132,6 +136,35 @@ def test_without_weight_the_discriminator_leaves_the_vaes_gradient_alone():
     assert torch.equal(loss.detach(), loss_0)
     for name, p in vae.model.encoder.named_parameters():
         assert torch.equal(p.grad, encoder_0[name])
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_evaluation_reports_the_logit_at_each_exact_sample_as_the_held_out_total_correlation(stage):
+    """``factor_tc`` per image is ``l(z)`` at the posterior sample the negative ELBO is reported at (its mean over
+    held-out images: the discriminator's estimate of their codes' TC); a model without a discriminator has none."""
+    torch.manual_seed(0)
+    vae = build_model(discriminator=DISCRIMINATOR)
+    x = mnist_like(16, seed=0)
+    evaluate = lambda: evaluation_terms(
+        vae.model, vae.objective, x, stage, 4, UnitSpread(), AggregatePosterior()
+    )
+    torch.manual_seed(1)
+    values = evaluate()
+    torch.manual_seed(1)
+    z = vae.model.posterior(x).sample()
+    assert torch.equal(values["factor_tc"], vae.model.discriminator(z)) and values["factor_tc"].shape == (16,)
+    assert "val/factor_tc" in vae.validation_metrics
+    vae.model.discriminator = None
+    assert "factor_tc" not in evaluate() and "val/factor_tc" not in vae.validation_metrics
+
+
+def test_a_run_reports_the_held_out_total_correlation_and_can_select_its_checkpoint_on_it(make_cfg):
+    overrides = ("discriminator=mlp", "model.discriminator.hidden=[16]", "objective.factor_weight=5")
+    cfg = make_cfg(*SMALL_RUN, *overrides, "optimized_metric=val/factor_tc", "trainer.max_epochs=2", "seed=0")
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/factor_tc"]) and math.isfinite(metrics["test/factor_tc"])
+    checkpoint = torch.load(metrics["checkpoint"], weights_only=True)
+    assert any("'monitor': 'val/factor_tc'" in name for name in checkpoint["callbacks"])
 
 
 def test_the_optimizer_trains_the_discriminator_with_its_own_rate_and_betas():

@@ -5,7 +5,8 @@ estimator, decoder, likelihood and the forward path) is a plain module held as `
 receives it, never this class. Validation reports the negative ELBO with exact posterior samples and its
 terms, the objective's own bound, and (test) the importance-weighted bound ``test/nll_iw`` with
 ``iw_samples``, the active units ``test/active_units`` (``vae_zoo.active_units``), and the mutual information
-``test/mutual_info`` and aggregate posterior's KL ``test/marginal_kl`` (``vae_zoo.mutual_information``); bits per
+``test/mutual_info`` and aggregate posterior's KL ``test/marginal_kl`` (``vae_zoo.mutual_information``), a
+discriminator's total correlation of the held-out codes ``factor_tc`` (``discriminator=mlp``); bits per
 dimension for 8-bit data. A checkpoint's ``state_dict`` is the model's. A conditional model's batches are
 ``(images, labels)``; every step computes given the labels.
 """
@@ -61,9 +62,11 @@ def evaluation_terms(
 ) -> dict[str, Tensor]:
     """Per image: the negative ELBO with exact posterior samples (the closed-form KL where there is one) and
     its terms, the classifier's error (1 where ``argmax q(y|x)`` is not the label given; a model with one), the
-    objective's own bound, and in ``test`` the IW bound with ``iw_samples`` (a model with a classifier: also with
-    the label summed out), the units' locations under that posterior added to ``spread``, and the posterior with
-    its sample and KL to ``aggregate`` (where it has its parameters as tensors: ``vae_zoo.mutual_information``)."""
+    objective's own bound, the discriminator's logit ``l(z)`` at the sample (a model with one: its mean over
+    held-out images, ``factor_tc``, estimates their codes' total correlation), and in ``test`` the IW bound with
+    ``iw_samples`` (a model with a classifier: also with the label summed out), the units' locations under that
+    posterior added to ``spread``, and the posterior with its sample and KL to ``aggregate`` (where it has its
+    parameters as tensors: ``vae_zoo.mutual_information``)."""
     draws = []
 
     def exact_sample(q: Distribution) -> Tensor:
@@ -71,16 +74,18 @@ def evaluation_terms(
         return draws[0][1]
 
     recon, kl = model.negative_elbo_terms(x, exact_sample)
+    ((q, z),) = draws
     values = {"elbo": recon + kl, "recon": recon, "kl": kl}
     if model.classifier is not None:
         values["class_error"] = (model.class_log_probs(x).argmax(-1) != model.labels).float()
     if objective.bound_name:
         values[objective.bound_name] = objective.bound(model, x)
+    if model.discriminator is not None:
+        values["factor_tc"] = model.discriminator(z)
     if stage == "test":
         values["nll_iw"] = model.importance_weighted_nll(x, iw_samples)
         if model.classifier is not None:
             values["nll_iw_marginal"] = model.marginal_importance_weighted_nll(x, iw_samples)
-        ((q, z),) = draws
         spread.add(model.unit_locations(q))
         if FIXED_PARAMETERS.met_by(q):
             aggregate.add(q, z, kl, model.models)
@@ -262,7 +267,8 @@ class VAE(pl.LightningModule):
         """The metrics validation logs: the negative ELBO, its terms and the objective's own bound."""
         bound = (f"val/{self.objective.bound_name}",) if self.objective.bound_name else ()
         error = ("val/class_error",) if self.model.classifier is not None else ()
-        return ("val/elbo", "val/recon", "val/kl", *error, *bound)
+        factor = ("val/factor_tc",) if self.model.discriminator is not None else ()
+        return ("val/elbo", "val/recon", "val/kl", *error, *bound, *factor)
 
     def _evaluate(self, batch: Tensor | tuple[Tensor, Tensor], stage: str) -> None:
         """``evaluation_terms`` averaged over the batch, with bits per dimension for 8-bit data."""
