@@ -264,7 +264,8 @@ class VAE(pl.LightningModule):
 
     @property
     def validation_metrics(self) -> tuple[str, ...]:
-        """The metrics validation logs: the negative ELBO, its terms and the objective's own bound."""
+        """The metrics validation logs: the negative ELBO, its terms, the classifier's error and the objective's
+        own bound, and the discriminator's total correlation (each where the model has it)."""
         bound = (f"val/{self.objective.bound_name}",) if self.objective.bound_name else ()
         error = ("val/class_error",) if self.model.classifier is not None else ()
         factor = ("val/factor_tc",) if self.model.discriminator is not None else ()
