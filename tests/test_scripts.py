@@ -119,3 +119,15 @@ def test_code_covariance_prints_each_runs_four_sums_and_total_correlation(traine
     sums = [float(cell) for cell in row.strip("| ").split(" | ")[1:]]
     assert len(sums) == 5 and all(value >= 0 for value in sums)
     assert sums[0] == pytest.approx(sums[2], abs=2e-4)  # the aggregate adds to the diagonal alone
+
+
+def test_refusal_latency_times_both_commands_and_prints_their_ratio():
+    result = run_script("scripts/refusal_latency.py", "--rounds=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "before importing torch and Lightning" in result.stdout and "ratio: " in result.stdout
+
+
+def test_refusal_latency_stops_on_an_override_that_composes():
+    result = run_script("scripts/refusal_latency.py", "--rounds=1", "--override=model=gumbel_vae")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("'model=gumbel_vae' was not refused (exit status")
