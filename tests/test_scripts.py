@@ -121,6 +121,19 @@ def test_code_covariance_prints_each_runs_four_sums_and_total_correlation(traine
     assert sums[0] == pytest.approx(sums[2], abs=2e-4)  # the aggregate adds to the diagonal alone
 
 
+def test_amortization_gap_prints_each_runs_bounds_and_the_gaps_between_them(trained_run):
+    result = run_script(
+        "scripts/amortization_gap.py", str(trained_run), "--images=40", "--steps=20", "--samples=2", "--k=4"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {trained_run} |"))
+    encoder, refined, bound, amortization, approximation = (
+        float(c) for c in row.strip("| ").split(" | ")[1:]
+    )
+    assert amortization == pytest.approx(encoder - refined, abs=0.015) and amortization > 0
+    assert approximation == pytest.approx(refined - bound, abs=0.015)
+
+
 def test_refusal_latency_times_both_commands_and_prints_their_ratio():
     result = run_script("scripts/refusal_latency.py", "--rounds=1")
     assert result.returncode == 0, result.stderr[-2000:]

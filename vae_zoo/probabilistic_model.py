@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, kl_divergence
 
 from vae_zoo.active_units import UnitSpread
+from vae_zoo.amortization_gap import AmortizationGap, amortization_gap
 from vae_zoo.capabilities import FIXED_PARAMETERS, has_closed_form_kl
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.conditions.label import ABSENT, LabelCondition, every_class
@@ -241,11 +242,16 @@ class ProbabilisticModel(nn.Module):
     def posterior(self, x: Tensor, flow: bool = True) -> Distribution:
         """``q(z|x)``: the encoder under autocast, the distribution in float32, through the flow if there is
         one (``flow=False``: the base posterior)."""
-        condition = self.condition_input(len(x))
-        x = self.likelihood.standardize(x)
-        features = full_precision(self.encoder(x) if condition is None else self.encoder(x, condition))
+        features = self.features(x)
         with self.autocast_off():
             return self.posterior_of_features(features, flow)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The encoder's features of ``x`` (given its labels, a conditional model's), in float32: what the latent
+        family (and a flow) make ``q(z|x)`` of."""
+        condition = self.condition_input(len(x))
+        x = self.likelihood.standardize(x)
+        return full_precision(self.encoder(x) if condition is None else self.encoder(x, condition))
 
     def posterior_of_features(self, features: Tensor, flow: bool = True) -> Distribution:
         """``q(z|x)`` from the encoder's ``features``: the latent family's, through the flow if there is one."""
@@ -439,6 +445,16 @@ class ProbabilisticModel(nn.Module):
             aggregate.add(q, z, self.kl_at(q, z), self.models)
         ((information,), (marginal,)) = aggregate.estimates()
         return ElboSurgery(information, math.nan if self.prior_of_label else marginal)
+
+    def amortization_gap(
+        self, x: Tensor, y: Tensor | None = None, steps: int = 500, lr: float = 0.05, samples: int = 10
+    ) -> AmortizationGap:
+        """The negative ELBO of each image ``x`` (given ``y``, a conditional model's) under the encoder's posterior
+        and under a posterior of the same family fitted to that image alone (``steps`` of Adam at rate ``lr`` on
+        its features, the model fixed), each from ``samples`` exact draws; ``.gap``, their difference, is the
+        amortization gap (``vae_zoo.amortization_gap``)."""
+        with self.given_labels(y, len(x)):
+            return amortization_gap(self, x, steps, lr, samples)
 
     @property
     def prior_of_label(self) -> bool:
