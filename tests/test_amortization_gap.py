@@ -65,6 +65,20 @@ def test_the_gap_is_the_difference_of_the_two_elbos_estimated_from_exact_samples
     torch.testing.assert_close(result.gap, result.amortized - result.refined)
 
 
+@pytest.mark.parametrize("flow", ["planar", "iaf"])
+def test_a_flowed_posterior_is_refined_with_its_flow_and_its_elbo_stays_below_log_p_x(flow):
+    """The flow's layers come from the features too, so refining moves them; the refined ELBO comes within half a
+    nat of ``log p(x)`` from 2 to 20 nats below it, and never above it (its estimate is near-exact there: at the
+    exact posterior every sample's ``-log w`` is ``-log p(x)``)."""
+    torch.manual_seed(0)
+    model = linear_gaussian("normal", flow)
+    x = torch.randn(8, 1, 2, 2, dtype=DOUBLE)
+    exact = exact_negative_log_likelihood(x, torch.eye(2, dtype=DOUBLE), torch.zeros(2, dtype=DOUBLE))
+    result = model.model.amortization_gap(x, steps=1000, samples=1000)
+    assert (result.amortized - exact).mean() > 2.0
+    assert ((result.refined - exact) > -0.05).all() and ((result.refined - exact) < 0.5).all()
+
+
 def test_refining_leaves_the_model_and_its_gradients_alone():
     model = build_model(hidden=[16])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}

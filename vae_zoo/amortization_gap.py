@@ -44,10 +44,15 @@ class AmortizationGap(NamedTuple):
 
 
 def negative_elbo(model: ProbabilisticModel, x: Tensor, features: Tensor, samples: int) -> Tensor:
-    """``-L[q(.|features)]`` per image: ``-log p(x|z) + KL``, the mean over ``samples`` exact draws of ``q``."""
+    """``-L[q(.|features)]`` per image: ``-log p(x|z) + KL``, the mean over ``samples`` exact draws of ``q``, drawn
+    one at a time (a flow's density is known at its latest sample)."""
     with model.autocast_off():
         q = model.posterior_of_features(features)
-    terms = [model.nll(x, z) + model.kl_at(q, z) for z in q.sample((samples,))]
+    terms = []
+    for _ in range(samples):
+        with model.autocast_off():
+            z = q.sample()
+        terms.append(model.nll(x, z) + model.kl_at(q, z))
     return torch.stack(terms).mean(0)
 
 
