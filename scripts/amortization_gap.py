@@ -11,11 +11,11 @@ of ``-log p(x)`` from above); the amortization gap (encoder's ELBO less the refi
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
+from runs_table import print_runs_table
 
 import vae_zoo
 from vae_zoo.compose import compose_config
@@ -56,14 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = (args.images, args.steps, args.lr, args.samples, args.k, args.batch)
     rows = {run: gaps(run, *settings) for run in args.runs}
-    print(f"| run | {' | '.join(COLUMNS)} |")
-    print("|---|" + "---|" * len(COLUMNS))
-    for run, values in rows.items():
-        print(f"| {run} | " + " | ".join(f"{value:.2f}" for value in values) + " |")
-    if len(rows) > 1:
-        columns = list(zip(*rows.values()))
-        cells = [f"{statistics.mean(c):.2f} ± {statistics.stdev(c):.2f}" for c in columns]
-        print(f"| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |")
+    print_runs_table(rows, COLUMNS, digits=2)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ and sd of each column.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
+from runs_table import print_runs_table
 
 import vae_zoo
 from vae_zoo.capabilities import DIAGONAL_NORMAL
@@ -64,14 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=10000, help="the first this many test images")
     args = parser.parse_args(argv)
     rows = {run: distances(run, args.images) for run in args.runs}
-    print(f"| run | {' | '.join(COLUMNS)} |")
-    print("|---|" + "---|" * len(COLUMNS))
-    for run, values in rows.items():
-        print(f"| {run} | " + " | ".join(f"{value:.4f}" for value in values) + " |")
-    if len(rows) > 1:
-        columns = list(zip(*rows.values()))
-        cells = [f"{statistics.mean(c):.4f} ± {statistics.stdev(c):.4f}" for c in columns]
-        print(f"| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |")
+    print_runs_table(rows, COLUMNS, digits=4)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import build_model
+from tests.conftest import build_model, component
 from tests.test_priors_and_flows import (
     DOUBLE,
     closed_form_negative_elbo,
@@ -85,6 +85,18 @@ def test_refining_leaves_the_model_and_its_gradients_alone():
     x = (torch.rand(6, 1, 28, 28) > 0.5).float()
     model.model.amortization_gap(x, steps=5, samples=2)
     assert all(torch.equal(p, before[name]) and p.grad is None for name, p in model.named_parameters())
+
+
+def test_a_conditional_model_refines_given_each_images_label():
+    model = build_model(hidden=[16], condition=component("condition", "label"), classes=10)
+    x, y = (torch.rand(4, 1, 28, 28) > 0.5).float(), torch.tensor([0, 3, 3, 9])
+    torch.manual_seed(0)
+    result = model.model.amortization_gap(x, y, steps=20, samples=2)
+    assert result.gap.shape == (4,) and torch.isfinite(result.gap).all()
+    with pytest.raises(
+        ConfigError, match=r"^this model is conditional \(condition=label\): give each image's class"
+    ):
+        model.model.amortization_gap(x, steps=2)
 
 
 def test_a_posterior_without_reparameterized_samples_is_refused_in_one_line():

@@ -66,7 +66,7 @@ def refined_features(model: ProbabilisticModel, x: Tensor, steps: int, lr: float
     if not RSAMPLE.met_by(q):
         raise ConfigError(
             f"refining the posterior follows the gradient of its samples, and {model.posterior_name}'s posterior "
-            f"has no {RSAMPLE.needs}: the amortization gap is for a reparameterized family (normal, gamma, ...)"
+            f"lacks {RSAMPLE.needs}: the amortization gap is for a reparameterized family (normal, gamma, ...)"
         )
     with torch.no_grad():
         features = model.features(x).clone()  # a copy: an encoder without layers returns a view of x
