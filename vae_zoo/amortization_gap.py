@@ -62,14 +62,14 @@ def refined_features(model: ProbabilisticModel, x: Tensor, steps: int, lr: float
     if not steps >= 1 or not lr > 0:
         raise ConfigError(f"refining the posterior needs steps={steps} >= 1 and lr={lr} > 0")
     with torch.no_grad():
-        q = model.posterior(x)
+        features = model.features(x).clone()  # a copy: an encoder without layers returns a view of x
+        with model.autocast_off():
+            q = model.posterior_of_features(features)
     if not RSAMPLE.met_by(q):
         raise ConfigError(
             f"refining the posterior follows the gradient of its samples, and {model.posterior_name}'s posterior "
             f"lacks {RSAMPLE.needs}: the amortization gap is for a reparameterized family (normal, gamma, ...)"
         )
-    with torch.no_grad():
-        features = model.features(x).clone()  # a copy: an encoder without layers returns a view of x
     features.requires_grad_()
     optimizer = torch.optim.Adam([features], lr=lr)
     schedule = LambdaLR(optimizer, lambda step: 1 - step / steps)

@@ -3,7 +3,8 @@
 
 A command line Hydra cannot compose -- a mistyped key or option, an override that does not parse -- is
 refused in one line (``composition_errors``) before torch and Lightning are imported: in about 0.3 s rather
-than after their 5 to 6 s of imports (``scripts/refusal_latency.py``). Only then is ``vae_zoo.cli``, which runs the command, imported.
+than after their 5 to 6 s of imports (``scripts/refusal_latency.py``). Only then is ``vae_zoo.cli``, which runs
+the command, imported.
 """
 
 from __future__ import annotations
