@@ -5,8 +5,9 @@ turns through that grid (the likelihood is independent of the other three), and 
 trains with every latent family. A new component's ``.yaml`` puts it in the grids without a new test.
 
 A refusal is also checked to be necessary, independently of the pairing code: with the check bypassed,
-an estimator refused for a missing requirement cannot draw a sample from that posterior, and one
-refused for an objective that evaluates ``log q(z)`` draws samples outside the posterior's support.
+an estimator refused for a missing requirement cannot draw a sample from that posterior (or, a score-function
+estimator, finds no gradient in ``log q`` at its samples: a point mass), and one refused for an objective that
+evaluates ``log q(z)`` draws samples outside the posterior's support.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import build_model, component
+from vae_zoo.capabilities import SCORE
 from vae_zoo.components import component_class
 from vae_zoo.conditions.label import UNLABELLED
 from vae_zoo.config_groups import options
@@ -233,7 +235,13 @@ def test_every_refusal_is_necessary(latent, estimator, objective):
     with model.model.given(torch.arange(4) if conditional else None):
         q = model.model.posterior(x)
     problem = stated_problem(latent, estimator, objective)
-    if problem == "requirement":  # no sample at all, or samples outside q's support
+    if problem == "requirement" and model.model.estimator.requires is SCORE:
+        # a score-function estimator's gradient is log q's at its samples, which has none to give
+        log_q = q.log_prob(model.model.estimator.sample(q)).sum()
+        if log_q.requires_grad:
+            grads = torch.autograd.grad(log_q, list(model.model.parameters()), allow_unused=True)
+            assert all(g is None or not g.any() for g in grads)
+    elif problem == "requirement":  # no sample at all, or samples outside q's support
         try:
             z = model.model.estimator.sample(q)
         except (NotImplementedError, AttributeError, TypeError):

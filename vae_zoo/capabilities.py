@@ -14,7 +14,8 @@ line. The facts about torch's own classes that torch does not state as data are 
   ``implicit_rsample = True`` (``vae_zoo.latents.von_mises_fisher_distribution.VonMisesFisher``).
 - Categorical logits: a ``OneHotCategorical`` per coordinate; Bernoulli logits: a ``Bernoulli``; discrete
   logits: either (what the relaxations of ``vae_zoo.estimators.relaxation`` take).
-- A log-density: every distribution has ``log_prob``.
+- A score, ``grad log q(z)``: every distribution has ``log_prob``, but a point mass's is 0 at its one point whatever
+  its parameters (a class says so with ``point_mass = True``: ``vae_zoo.latents.vector_quantized_distribution``).
 - Support: continuous (a density), or all of R^D (what a Gaussian mixture prior or a flow's density needs; a
   circular family declares its support as an interval even where torch says the real line).
 - Parameters held as tensors, so that ``log q(z)`` can be evaluated with them held fixed (what the doubly
@@ -86,7 +87,16 @@ BERNOULLI_LOGITS = Requirement("Bernoulli logits", lambda q: isinstance(coordina
 DISCRETE_LOGITS = Requirement(
     "Bernoulli or categorical logits", lambda q: isinstance(coordinates(q), (Bernoulli, OneHotCategorical))
 )
-LOG_PROB = Requirement("a log-density", lambda q: True)
+
+
+def is_point_mass(q: Distribution) -> bool:
+    """Whether ``q`` is a point mass (its class says ``point_mass = True``): ``log q = 0`` at its one point."""
+    return bool(getattr(coordinates(q), "point_mass", False))
+
+
+SCORE = Requirement(
+    "a score: a log-density that moves with its parameters (not a point mass)", lambda q: not is_point_mass(q)
+)
 
 
 def on_the_reals(q: Distribution) -> bool:

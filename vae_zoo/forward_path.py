@@ -92,5 +92,8 @@ class ForwardPath(Protocol):
     def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
         """The estimator's surrogate term for ``cost`` at ``draw``; in training its statistics then move."""
 
+    def latent_loss(self, q: Distribution) -> Tensor | None:
+        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), or None."""
+
     def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image, with exact samples."""

@@ -26,7 +26,7 @@ from torch.distributions import Categorical, Distribution, Independent, kl_diver
 
 from vae_zoo.active_units import UnitSpread
 from vae_zoo.amortization_gap import AmortizationGap, amortization_gap
-from vae_zoo.capabilities import FIXED_PARAMETERS, has_closed_form_kl
+from vae_zoo.capabilities import FIXED_PARAMETERS, has_closed_form_kl, is_point_mass
 from vae_zoo.components import build, build_with_sizes
 from vae_zoo.conditions.label import ABSENT, LabelCondition, every_class
 from vae_zoo.config_groups import option_for_target, option_name
@@ -170,6 +170,8 @@ class ProbabilisticModel(nn.Module):
             self.closed_form_kl = self.flow is None and has_closed_form_kl(
                 self.latent.probe_posterior(), self.prior_distribution()
             )
+        #: whether the posterior is a point mass (``capabilities.is_point_mass``), decided once
+        self.point_mass = is_point_mass(self.latent.probe_posterior())
 
     @property
     def kl_origin(self) -> str:
@@ -336,6 +338,11 @@ class ProbabilisticModel(nn.Module):
         with self.autocast_off():
             return surrogate_and_statistics(self.estimator, q, draw, cost)
 
+    def latent_loss(self, q: Distribution) -> Tensor | None:
+        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), in float32; None for most."""
+        with self.autocast_off():
+            return self.latent.own_loss(q)
+
     def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``: the closed form where
         there is one, else ``log q(z) - log p(z)`` at that sample (``kl_origin``)."""
@@ -465,7 +472,9 @@ class ProbabilisticModel(nn.Module):
 
     def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image (``vae_zoo.objectives.iwae.importance_weighted_nll``), drawn
-        ``iw_chunk_size(x)`` samples at a time."""
+        ``iw_chunk_size(x)`` samples at a time. A point-mass posterior's k samples are one point, whose k weights
+        are equal (``L_k = L_1``): it draws one."""
+        k = 1 if self.point_mass else k
         return importance_weighted_nll(self, x, k, self.iw_chunk_size(x))
 
     def marginal_importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vae_zoo.capabilities import LOG_PROB
+from vae_zoo.capabilities import SCORE
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob, own_group, own_learning_rate
 from vae_zoo.packed_batch import batch_mean, batch_variance, per_image
@@ -29,7 +29,7 @@ class NVIL(Estimator):
     cost's part weighs the KL ``s'`` times more (on ``experiment=disarm_mnist``, s' ~ 13 after 20,000
     steps and the posterior collapsed to a KL of 0.4 nats)."""
 
-    requires = LOG_PROB
+    requires = SCORE
     sizes = ("input_shape",)
     per_model_state = ("signal_mean", "signal_variance")
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.capabilities import LOG_PROB
+from vae_zoo.capabilities import SCORE
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
 
@@ -17,7 +17,7 @@ class ReinforceLOO(Estimator):
     the estimate is unbiased; equal to ``1/(k-1) sum_j (c_j - mean c) grad log q(z_j)``. Any family with a
     log-density; the objective averages its cost over the k draws (``draws = k``)."""
 
-    requires = LOG_PROB
+    requires = SCORE
 
     def __init__(self, k: int = 2) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.capabilities import LOG_PROB
+from vae_zoo.capabilities import SCORE
 from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator, joint_log_prob
 from vae_zoo.packed_batch import batch_mean, per_image
@@ -25,7 +25,7 @@ class ScoreFunctionEstimator(Estimator):
     above the pathwise and implicit estimators'.
     """
 
-    requires = LOG_PROB
+    requires = SCORE
     per_model_state = ("baseline_value", "baseline_started")
 
     def __init__(self, baseline: str = "moving_average", decay: float = 0.9) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from vae_zoo.capabilities import LOG_PROB
+from vae_zoo.capabilities import SCORE
 from vae_zoo.estimators.estimator import Cost, Draw, Estimator
 
 
@@ -20,7 +20,7 @@ class VIMCO(Estimator):
     dependence on q (``sum_j w~_j grad log w_j``) is the objective's autograd. Reads the objective's
     per-sample ``log w`` (``Cost.log_weights``)."""
 
-    requires = LOG_PROB
+    requires = SCORE
     min_objective_samples = 2
 
     def sample(self, q: Distribution, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:

@@ -29,6 +29,8 @@ class LatentFamily(ABC, nn.Module):
     #: parameters used only broadcast against per-image values (a learned prior's): a packed model
     #: (``vae_zoo.packing``) gives each image its own model's copy
     per_image_parameters: tuple[str, ...] = ()
+    #: the name its ``own_loss`` is reported under (``train/<name>``), for a family that has one
+    own_loss_name: str | None = None
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
@@ -61,6 +63,12 @@ class LatentFamily(ABC, nn.Module):
         """``KL(q || p)`` per image against the family's own prior, through torch's KL registry (a family
         registers a closed form for its classes with ``register_kl``; ``NotImplementedError`` where none is)."""
         return kl_divergence(q, self.prior())
+
+    def own_loss(self, q: Distribution) -> Tensor | None:
+        """A loss per image that trains the family's own parameters where the bound's gradient does not reach them
+        (VQ-VAE's codebook and commitment terms), which objectives add with a value of 0 (``objective.own_loss_term``);
+        None for a family without one."""
+        return None
 
     def probe_posterior(self) -> Distribution:
         """A posterior for one all-zero feature vector (on the CPU, where models are assembled): what an

@@ -21,7 +21,7 @@ from vae_zoo.objectives.disentangled_covariance import (
 from vae_zoo.objectives.doubly_reparameterized import checked_gradient, parameters_stopped
 from vae_zoo.objectives.factor_discriminator import DiscriminatorTerms, discriminator_terms
 from vae_zoo.objectives.maximum_mean_discrepancy import mmd_squared
-from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
+from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term, own_loss_term
 from vae_zoo.objectives.total_correlation import total_correlation
 from vae_zoo.packed_batch import differs_from, per_image
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 class SampleTerms(NamedTuple):
     """What the ELBO's terms are at the training sample: per image ``recon`` and ``kl`` (per unit, asked for), the
     estimator's ``surrogate``, the total correlation's ``tc``, per model the ``mmd`` and the DIP covariance's
-    distance from the identity, ``dip``, and the discriminator's ``factor`` terms (None where off)."""
+    distance from the identity, ``dip``, the discriminator's ``factor`` terms, and per image the latent family's
+    ``own`` loss (None where off)."""
 
     recon: Tensor
     kl: Tensor
@@ -41,6 +42,7 @@ class SampleTerms(NamedTuple):
     mmd: Tensor | None
     dip: CovarianceDistance | None
     factor: DiscriminatorTerms | None
+    own: Tensor | None
 
 
 KL_MODES = ("auto", "analytic", "mc")
@@ -297,7 +299,9 @@ class ELBO(Objective):
         return differs_from(self.free_bits, 0)
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate, tc, mmd, dip, factor = self.terms_per_image(model, x, per_unit=self.frees_bits)
+        recon, kl, surrogate, tc, mmd, dip, factor, own = self.terms_per_image(
+            model, x, per_unit=self.frees_bits
+        )
         trained_kl = kl
         if self.frees_bits:
             trained_kl, kl = self.free_bits_kl(model, kl), kl.sum(-1)
@@ -307,9 +311,10 @@ class ELBO(Objective):
             loss = model.batch_mean(recon) + self.capacity_term(model.batch_mean(kl))
         else:
             loss = model.batch_mean(recon + self.weighted_kl(trained_kl))
-        loss = loss + estimator_term(surrogate, model.batch_mean)
+        own_term, own_terms = own_loss_term(model, own)
+        loss = loss + estimator_term(surrogate, model.batch_mean) + own_term
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
-        terms = {"elbo": recon + kl, "recon": recon, "kl": kl}
+        terms = {"elbo": recon + kl, "recon": recon, "kl": kl, **own_terms}
         if tc is not None:
             terms["tc"] = model.batch_mean(tc).detach()
         if mmd is not None:
@@ -378,7 +383,7 @@ class ELBO(Objective):
             factor = discriminator_terms(
                 model.discriminator, z if self.weighs_factor else z.detach(), model.models
             )
-        return SampleTerms(recon, kl, surrogate, tc, mmd, dip, factor)
+        return SampleTerms(recon, kl, surrogate, tc, mmd, dip, factor, model.latent_loss(q))
 
     def covariance_distance(self, model: ForwardPath, q: Distribution) -> CovarianceDistance:
         """How far each packed model's covariance of its codes (``dip_covariance``) is from the identity."""

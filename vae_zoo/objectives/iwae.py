@@ -16,7 +16,7 @@ from vae_zoo.objectives.doubly_reparameterized import (
     parameters_stopped,
     reweight_sample_gradient,
 )
-from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term
+from vae_zoo.objectives.objective import Objective, ObjectiveOutput, estimator_term, own_loss_term
 from vae_zoo.objectives.partitioned import partitioned_loss
 from vae_zoo.packed_batch import differs_from, per_image
 
@@ -155,12 +155,13 @@ class IWAE(Objective):
         q = model.posterior(x)
         draw = model.training_sample(q, (self.k,) if self.groups == 1 else (self.groups, self.k))
         z = draw.value
+        own_term, own_terms = own_loss_term(model, model.latent_loss(q))
         if self.partitioned:
             loss, log_w = partitioned_loss(self, model, x, q, z)
             terms = self.terms(model, log_w)
             pooled = negative_log_mean_exp(log_w.detach().flatten(0, 1))
             terms[f"iwae_{self.groups * self.k}"] = model.batch_mean(pooled)
-            return ObjectiveOutput(loss, terms)
+            return ObjectiveOutput(loss + own_term, terms | own_terms)
         if self.gradient == "total":
             log_w = model.log_weights(x, q, z)
         else:
@@ -171,7 +172,7 @@ class IWAE(Objective):
         loss = model.batch_mean(negative_bound) + estimator_term(
             model.surrogate(q, draw, cost), model.batch_mean
         )
-        return ObjectiveOutput(loss, self.terms(model, log_w))
+        return ObjectiveOutput(loss + own_term, self.terms(model, log_w) | own_terms)
 
     def terms(self, model: ForwardPath, log_w: Tensor) -> dict[str, Tensor]:
         """``iwae_<k>``, the groups' mean ``-L_k``, and ``elbo``, the mean ``-log w``."""

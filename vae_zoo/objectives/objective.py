@@ -27,13 +27,27 @@ class ObjectiveOutput(NamedTuple):
 def estimator_term(
     surrogate: Tensor | None, batch_mean: Callable[[Tensor], Tensor] = Tensor.mean
 ) -> Tensor | float:
-    """An estimator's surrogate as a loss term with its gradient and a value of exactly 0, so ``loss``
-    keeps the value of the objective it estimates (``s - stop(s)``, DiCE's "magic box"); averaged over the
-    batch by ``batch_mean`` (the model's: one mean per packed model)."""
+    """An estimator's surrogate (or any term trained for its gradient alone) as a loss term with its gradient and
+    a value of exactly 0, so ``loss`` keeps the value of the objective it estimates (``s - stop(s)``, DiCE's "magic
+    box"); averaged over the batch by ``batch_mean`` (the model's: one mean per packed model)."""
     if surrogate is None:
         return 0.0
     surrogate = batch_mean(surrogate)
     return surrogate - surrogate.detach()
+
+
+def own_loss_term(
+    model: ForwardPath, own: Tensor | None, weights: Tensor | None = None
+) -> tuple[Tensor | float, dict[str, Tensor]]:
+    """The latent family's own loss per image (VQ-VAE's codebook and commitment terms, ``ForwardPath.latent_loss``),
+    each image's weighted by ``weights`` where given, as a loss term with its gradient and a value of 0; and its
+    batch mean, as a term named by the family. ``(0.0, {})`` for a family without one (``own`` None)."""
+    if own is None:
+        return 0.0, {}
+    weighted = own if weights is None else own * weights
+    return estimator_term(weighted, model.batch_mean), {
+        model.latent.own_loss_name: model.batch_mean(weighted).detach()
+    }
 
 
 class Objective(ABC, nn.Module):

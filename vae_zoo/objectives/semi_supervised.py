@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from vae_zoo.conditions.label import UNLABELLED
 from vae_zoo.errors import ConfigError
 from vae_zoo.objectives.elbo import ELBO
-from vae_zoo.objectives.objective import ObjectiveOutput, estimator_term
+from vae_zoo.objectives.objective import ObjectiveOutput, estimator_term, own_loss_term
 from vae_zoo.packed_batch import per_image
 
 if TYPE_CHECKING:
@@ -88,15 +88,19 @@ class SemiSupervisedELBO(ELBO):
         weights = torch.where(known, one_hot, log_q_y.exp())
         log_weights = torch.where(known, 0.0, log_q_y)
         with model.for_every_class(x) as rows:
-            recon, kl, surrogate, *_sample_terms = self.terms_per_image(model, rows)
+            sample_terms = self.terms_per_image(model, rows)
+        recon, kl, surrogate = sample_terms.recon, sample_terms.kl, sample_terms.surrogate
         log_p_y = math.log(classes)
         class_nll = torch.where(known, -log_q_y, 0.0).gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1)
         bounds = summed_out(per_class(recon + self.weighted_kl(kl), classes), weights, log_weights) + log_p_y
         loss = model.batch_mean(bounds + per_image(self.alpha, len(x)) * class_nll)
+        # each row's surrogate (and the latent family's own loss) weighted as its L(x, y): its image's mean over the
+        # classes' rows, times classes
+        row_weights = weights.detach().reshape(-1) * classes
         if surrogate is not None:
-            # each row's surrogate weighted as its L(x, y): its image's mean over the classes' rows, times classes
-            row_weights = weights.detach().reshape(-1) * classes
             loss = loss + estimator_term(surrogate * row_weights, model.batch_mean)
+        own_term, own_terms = own_loss_term(model, sample_terms.own, row_weights)
+        loss = loss + own_term
         labelled = model.batch_mean(known.squeeze(-1).to(x.dtype)).clamp(min=1 / len(x))
         terms = {
             "elbo": model.batch_mean(
@@ -105,6 +109,7 @@ class SemiSupervisedELBO(ELBO):
             "recon": model.batch_mean(summed_out(per_class(recon, classes), weights)),
             "kl": model.batch_mean(summed_out(per_class(kl, classes), weights)),
             "class_nll": model.batch_mean(class_nll) / labelled,  # the labelled images' mean (0 without)
+            **own_terms,
         }
         return ObjectiveOutput(loss, {name: value.detach() for name, value in terms.items()})
 
