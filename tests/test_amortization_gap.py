@@ -107,6 +107,12 @@ def test_a_posterior_without_reparameterized_samples_is_refused_in_one_line():
         model.model.amortization_gap((torch.rand(2, 1, 28, 28) > 0.5).float(), steps=2)
     with pytest.raises(ConfigError, match=r"steps=0 >= 1 and lr=0.05 > 0"):
         build_model().model.amortization_gap(torch.zeros(2, 1, 28, 28), steps=0)
+    with pytest.raises(
+        ConfigError, match=r"^latent=vector_quantized's posterior is a point mass, whose ELBO is "
+    ):
+        build_model("vector_quantized", hidden=[16]).model.amortization_gap(
+            torch.zeros(2, 1, 28, 28), steps=2
+        )
 
 
 def test_on_mnist_a_briefly_trained_encoder_leaves_a_gap_that_refining_closes(data_dir):

@@ -25,15 +25,26 @@ CLOSED_FORM = {
     "truncated_normal",
     "von_mises_fisher",
     "power_spherical",
+    "vector_quantized",
 }
-SETTINGS = {"categorical": {"n": 3, "k": 4}, "dirichlet": {"n": 2, "k": 3}}
+SETTINGS = {
+    "categorical": {"n": 3, "k": 4},
+    "dirichlet": {"n": 2, "k": 3},
+    "vector_quantized": {"positions": 3, "k": 4, "prior": "learned"},
+}
+#: the first estimator of each family that is not the score function (which pairs with all but a point mass)
+ESTIMATORS = {
+    "categorical": "gumbel_softmax",
+    "bernoulli": "disarm",
+    "normal": "pathwise",
+    "vector_quantized": "pathwise",
+}
 
 
 @pytest.mark.parametrize("latent", sorted(options("latent")))
 def test_the_standard_prior_has_a_closed_form_kl_exactly_where_the_registry_has_one(latent):
-    estimator = {"categorical": "gumbel_softmax", "bernoulli": "disarm", "normal": "pathwise"}.get(latent)
     model = build_model(
-        latent, estimator or "score_function", latent_settings=SETTINGS.get(latent, {"dim": 3})
+        latent, ESTIMATORS.get(latent, "score_function"), latent_settings=SETTINGS.get(latent, {"dim": 3})
     )
     assert model.model.closed_form_kl == (latent in CLOSED_FORM)
     assert model.model.kl_origin == ("closed form" if latent in CLOSED_FORM else "one-sample estimate")
@@ -44,8 +55,9 @@ def test_every_registered_kl_is_the_mean_of_its_one_sample_estimate(latent):
     """In float64, 200,000 draws of ``log q(z) - log p(z)`` per posterior: the registered closed form within
     4 standard errors of their mean."""
     torch.manual_seed(0)
-    estimator = {"categorical": "gumbel_softmax", "bernoulli": "disarm", "normal": "pathwise"}.get(latent)
-    vae = build_model(latent, estimator or "score_function", latent_settings=SETTINGS.get(latent, {"dim": 3}))
+    vae = build_model(
+        latent, ESTIMATORS.get(latent, "score_function"), latent_settings=SETTINGS.get(latent, {"dim": 3})
+    )
     model = vae.model.double()
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64).bernoulli()
     with torch.no_grad():

@@ -76,6 +76,8 @@ PACKING = {
     "continuous_bernoulli": (*NETS, *DEQUANTIZED, "likelihood=continuous_bernoulli"),
     "bernoulli_learned_prior": (*NETS, "model=bernoulli_vae", "model.latent.prior=learned"),
     "categorical_learned_prior": (*NETS, "model=gumbel_vae", "model.latent.prior=learned"),
+    "vector_quantized": (*NETS, "model=vq_vae"),
+    "vector_quantized_conv_learned_prior": (*CONV, "model=vq_vae", "model.latent.prior=learned"),
     "prior_mog": (*NETS, "prior=mog"),
     "prior_learned_normal": (*NETS, "prior=learned_normal"),
     "score_function": (*NETS, "estimator=score_function"),

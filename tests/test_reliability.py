@@ -473,6 +473,10 @@ BAD_INPUTS = {
         "error: data.batch_size=0 and data.eval_batch_size must be >= 1",
     ),
     "zero latent size": (["model.latent.dim=0"], "error: model.latent.dim=0 must be >= 1"),
+    "a codebook of one vector": (
+        ["model=vq_vae", "model.latent.k=1"],
+        "error: model.latent.k=1 must be >= 2",
+    ),
     "a sphere of one coordinate": (
         ["latent=von_mises_fisher", "model.latent.dim=1"],
         "error: model.latent.dim=1 must be >= 2 (the sphere in R^dim; 2 is the circle)",

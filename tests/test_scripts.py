@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_script
+from tests.conftest import SMALL_RUN, run_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -132,6 +133,30 @@ def test_amortization_gap_prints_each_runs_bounds_and_the_gaps_between_them(trai
     )
     assert amortization == pytest.approx(encoder - refined, abs=0.015) and amortization > 0
     assert approximation == pytest.approx(refined - bound, abs=0.015)
+
+
+def test_codebook_usage_prints_each_vq_runs_bound_and_how_many_codes_it_uses(tmp_path, data_dir, trained_run):
+    run = tmp_path / "vq"
+    trained = run_script(
+        "train.py",
+        *SMALL_RUN,
+        "model=vq_vae",
+        "model.latent.k=8",
+        "trainer.max_epochs=1",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run}",
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    result = run_script("scripts/codebook_usage.py", str(run), "--images=100")
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {run} |"))
+    elbo, recon, kl, error, used, perplexity = (float(c) for c in row.strip("| ").split(" | ")[1:])
+    assert elbo == pytest.approx(recon + kl, abs=0.015) and kl == pytest.approx(16 * math.log(8), abs=0.005)
+    assert error > 0 and 1 <= used <= 8 and 1 <= perplexity <= used + 1e-6
+    refused = run_script("scripts/codebook_usage.py", str(trained_run), "--images=10")
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
+        f"error: {trained_run} is not a VQ-VAE (latent=vector_quantized): it has no codebook"
+    )
 
 
 def test_refusal_latency_times_both_commands_and_prints_their_ratio():

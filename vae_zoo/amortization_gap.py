@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from vae_zoo.capabilities import RSAMPLE
+from vae_zoo.capabilities import RSAMPLE, is_point_mass
 from vae_zoo.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,6 +69,11 @@ def refined_features(model: ProbabilisticModel, x: Tensor, steps: int, lr: float
         raise ConfigError(
             f"refining the posterior follows the gradient of its samples, and {model.posterior_name}'s posterior "
             f"lacks {RSAMPLE.needs}: the amortization gap is for a reparameterized family (normal, gamma, ...)"
+        )
+    if is_point_mass(q):
+        raise ConfigError(
+            f"{model.posterior_name}'s posterior is a point mass, whose ELBO is piecewise constant in the features: "
+            "the amortization gap is for a family with a density (normal, gamma, ...)"
         )
     features.requires_grad_()
     optimizer = torch.optim.Adam([features], lr=lr)
