@@ -13,7 +13,9 @@ ELBO, on the default model (``experiment=gaussian_mnist``: 784-512-256-32), at e
 (default 128, 512). ``hyperspherical``: ``latent=von_mises_fisher`` (Wood's rejection sampler, the Bessel
 functions of its KL, the quadrature of its implicit gradient) and ``latent=power_spherical`` (a Beta draw, log-gamma
 and digamma) against ``latent=normal`` of as many coordinates, on the default model, at each ``--sizes`` latent
-size (default 3, 32). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
+size (default 3, 32). ``vector_quantized``: ``model=vq_vae`` (16 positions of 16 coordinates, codebooks of 64 and
+1024 vectors: the nearest-code search, the straight-through sample, the codebook and commitment terms) against
+``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128). A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs
 them. Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
 median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
 ``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work
@@ -26,6 +28,7 @@ fused).
     python scripts/setting_speed.py tc --sizes 128 --rounds 9 --out outputs/tc_speed.md
     python scripts/setting_speed.py tc --compile
     python scripts/setting_speed.py hyperspherical
+    python scripts/setting_speed.py vector_quantized
 """
 
 from __future__ import annotations
@@ -108,6 +111,13 @@ COMPARISONS = {
         "dim",
         (3, 32),
     ),
+    "vector_quantized": Comparison(
+        "model",
+        ("gaussian_vae", "vq_vae model.latent.k=64", "vq_vae model.latent.k=1024"),
+        lambda batch: ["experiment=gaussian_mnist", f"data.batch_size={batch}"],
+        "batch",
+        (128,),
+    ),
 }
 
 
@@ -146,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes",
         nargs="*",
         type=int,
-        help="k (dreg), groups (partitioned), batch sizes (tc, dip, factor) or latent sizes (hyperspherical)",
+        help="k (dreg), groups (partitioned), batch sizes (tc, dip, factor, vector_quantized) or latent sizes "
+        "(hyperspherical)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--steps", type=int, default=20, help="steps of each per round")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent, register_kl
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.latents.family import LatentFamily
-
-PRIORS = ("uniform", "learned")
+from vae_zoo.latents.family import LatentFamily, check_logit_prior
 
 
 class LogitBernoulli(Bernoulli):
@@ -42,15 +39,10 @@ class BernoulliLatent(LatentFamily):
         super().__init__(in_features)
         if dim < 1:
             raise ConfigError(f"model.latent.dim={dim} must be >= 1")
-        if prior not in PRIORS:
-            raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(PRIORS)}")
+        check_logit_prior(prior)
         self.sample_features = dim
         self.head = nn.Linear(in_features, dim)
-        logits = torch.zeros(dim)
-        if prior == "learned":
-            self.prior_logits = nn.Parameter(logits)
-        else:
-            self.register_buffer("prior_logits", logits, persistent=False)
+        self.register_prior_logits((dim,), prior)
 
     def posterior(self, features: Tensor) -> Independent:
         return Independent(LogitBernoulli(logits=self.head(features), validate_args=False), 1)

@@ -7,10 +7,8 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, OneHotCategorical, register_kl
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.latents.family import LatentFamily
+from vae_zoo.latents.family import LatentFamily, check_logit_prior
 from vae_zoo.latents.gumbel import gumbel_max
-
-PRIORS = ("uniform", "learned")
 
 
 class GumbelMaxOneHotCategorical(OneHotCategorical):
@@ -61,16 +59,11 @@ class CategoricalLatent(LatentFamily):
         super().__init__(in_features)
         if n < 1 or k < 2:
             raise ConfigError(f"model.latent.n={n} must be >= 1 and model.latent.k={k} >= 2")
-        if prior not in PRIORS:
-            raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(PRIORS)}")
+        check_logit_prior(prior)
         self.n, self.k = n, k
         self.sample_features = n * k
         self.head = nn.Linear(in_features, n * k)
-        logits = torch.zeros(n, k)
-        if prior == "learned":
-            self.prior_logits = nn.Parameter(logits)
-        else:
-            self.register_buffer("prior_logits", logits, persistent=False)
+        self.register_prior_logits((n, k), prior)
 
     def posterior(self, features: Tensor) -> OneHotRows:
         return OneHotRows(self.head(features).unflatten(-1, (self.n, self.k)))

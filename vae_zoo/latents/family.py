@@ -8,6 +8,17 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
+from vae_zoo.errors import ConfigError
+
+#: the settings of ``model.latent.prior`` for a family whose prior is given by logits (categorical, Bernoulli, codes)
+LOGIT_PRIORS = ("uniform", "learned")
+
+
+def check_logit_prior(prior: str) -> None:
+    """One line unless ``prior`` is one of ``LOGIT_PRIORS``."""
+    if prior not in LOGIT_PRIORS:
+        raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(LOGIT_PRIORS)}")
+
 
 class LatentFamily(ABC, nn.Module):
     """Maps encoder features to ``q(z|x)``; owns its own prior ``p(z)`` (the ``prior=standard`` component).
@@ -35,6 +46,15 @@ class LatentFamily(ABC, nn.Module):
     def __init__(self, in_features: int) -> None:
         super().__init__()
         self.in_features = in_features
+
+    def register_prior_logits(self, shape: tuple[int, ...], prior: str) -> None:
+        """``prior_logits`` of ``shape``, zeros (the uniform prior): a buffer, or for ``prior: learned`` a
+        parameter."""
+        logits = torch.zeros(shape)
+        if prior == "learned":
+            self.prior_logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("prior_logits", logits, persistent=False)
 
     @abstractmethod
     def posterior(self, features: Tensor) -> Distribution:
@@ -66,8 +86,8 @@ class LatentFamily(ABC, nn.Module):
 
     def own_loss(self, q: Distribution) -> Tensor | None:
         """A loss per image that trains the family's own parameters where the bound's gradient does not reach them
-        (VQ-VAE's codebook and commitment terms), which objectives add with a value of 0 (``objective.own_loss_term``);
-        None for a family without one."""
+        (VQ-VAE's codebook and commitment terms), which objectives add with a value of 0
+        (``vae_zoo.objectives.objective.own_loss_term``); None for a family without one."""
         return None
 
     def probe_posterior(self) -> Distribution:

@@ -7,10 +7,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
-from vae_zoo.latents.family import LatentFamily
+from vae_zoo.latents.family import LatentFamily, check_logit_prior
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized
-
-PRIORS = ("uniform", "learned")
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -45,17 +43,12 @@ class VectorQuantizedLatent(LatentFamily):
             raise ConfigError(
                 f"model.latent.commitment={commitment} must be >= 0 (the commitment term's weight)"
             )
-        if prior not in PRIORS:
-            raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(PRIORS)}")
+        check_logit_prior(prior)
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.sample_features = positions * dim
         self.head = nn.Linear(in_features, positions * dim)
         self.codebook = nn.Parameter(torch.empty(k, dim).uniform_(-1 / k, 1 / k))
-        logits = torch.zeros(positions, k)
-        if prior == "learned":
-            self.prior_logits = nn.Parameter(logits)
-        else:
-            self.register_buffer("prior_logits", logits, persistent=False)
+        self.register_prior_logits((positions, k), prior)
 
     def posterior(self, features: Tensor) -> VectorQuantized:
         encoded = self.head(features).unflatten(-1, (self.positions, self.dim))

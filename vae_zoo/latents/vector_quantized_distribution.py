@@ -18,17 +18,24 @@ from torch.distributions import Categorical, Distribution, constraints, register
 
 def nearest_codes(vectors: Tensor, codebook: Tensor) -> Tensor:
     """The index of the codebook row nearest each row of ``vectors`` ``(..., positions, dim)`` in Euclidean
-    distance, ``argmin_j ||e_j||^2 - 2 v^T e_j`` (``||v||^2`` is the same for every j): ``(..., positions)``."""
-    scores = vectors @ codebook.transpose(-1, -2)
-    return ((codebook * codebook).sum(-1).unsqueeze(-2) - 2 * scores).argmin(-1)
+    distance, ``argmin_j ||e_j||^2 - 2 v^T e_j`` (``||v||^2`` is the same for every j): ``(..., positions)``. One
+    codebook: one fused matrix product over all rows; one per image: a batched one."""
+    norms = (codebook * codebook).sum(-1)
+    if codebook.dim() == 2:
+        rows = vectors.reshape(-1, vectors.shape[-1])
+        distances = torch.addmm(norms, rows, codebook.T, alpha=-2).view(*vectors.shape[:-1], len(codebook))
+    else:
+        distances = norms.unsqueeze(-2) - 2 * vectors @ codebook.transpose(-1, -2)
+    return distances.argmin(-1)
 
 
 def code_vectors(codes: Tensor, codebook: Tensor) -> Tensor:
-    """The codebook rows of ``codes`` ``(..., positions)``, ``(..., positions, dim)``: a one-hot product, which
-    selects each row exactly and passes a gradient to the codebook."""
-    return (
-        F.one_hot(codes, len(codebook) if codebook.dim() == 2 else codebook.shape[-2]).to(codebook) @ codebook
-    )
+    """The codebook rows of ``codes`` ``(..., positions)``, ``(..., positions, dim)``: a lookup (one codebook), or a
+    gather from each image's own, which selects each row exactly and passes its gradient to the rows selected."""
+    if codebook.dim() == 2:
+        return F.embedding(codes, codebook)
+    index = codes.unsqueeze(-1).expand(*codes.shape, codebook.shape[-1])
+    return codebook.expand(*codes.shape[:-1], *codebook.shape[-2:]).gather(-2, index)
 
 
 class OnTheCodebook(constraints.Constraint):
