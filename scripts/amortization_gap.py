@@ -10,28 +10,21 @@ of ``-log p(x)`` from above); the amortization gap (encoder's ELBO less the refi
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import torch
-from runs_table import print_runs_table
+from runs_table import print_runs_table, run_test_images, runs_parser
 
 import vae_zoo
-from vae_zoo.compose import compose_config
-from vae_zoo.saved_run import read_saved_run
 
 COLUMNS = ("-ELBO, encoder", "-ELBO, refined", "IW bound", "amortization gap", "approximation gap")
 
 
 def gaps(run: Path, images: int, steps: int, lr: float, samples: int, k: int, batch: int) -> list[float]:
     """The columns of ``COLUMNS`` for the run's first ``images`` test images, in batches of ``batch``."""
-    with tempfile.TemporaryDirectory() as tmp:  # as eval.py composes its config (Hydra's runtime registered)
-        cfg = compose_config([f"ckpt_path={run}"], Path(tmp), config_name="eval")
-    saved = read_saved_run(cfg, "amortization_gap.py")
-    x = saved.datamodule().sample_images("test", images)
+    x, seed = run_test_images(run, images, "amortization_gap.py")
     model = vae_zoo.load(run)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     totals = torch.zeros(3, dtype=torch.float64)
     for chunk in x.split(batch):
         result = model.amortization_gap(chunk, steps=steps, lr=lr, samples=samples)
@@ -43,11 +36,7 @@ def gaps(run: Path, images: int, steps: int, lr: float, samples: int, k: int, ba
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoints")
-    parser.add_argument("--images", type=int, default=1000, help="the first this many test images")
+    parser = runs_parser(__doc__, images=1000)
     parser.add_argument("--steps", type=int, default=500, help="Adam steps refining each image's posterior")
     parser.add_argument("--lr", type=float, default=0.05, help="their learning rate, decayed linearly to 0")
     parser.add_argument("--samples", type=int, default=100, help="exact draws per ELBO estimate")

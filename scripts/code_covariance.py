@@ -11,23 +11,19 @@ and sd of each column.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import torch
-from runs_table import print_runs_table
+from runs_table import print_runs_table, run_test_images, runs_parser
 
 import vae_zoo
 from vae_zoo.capabilities import DIAGONAL_NORMAL
-from vae_zoo.compose import compose_config
 from vae_zoo.errors import VaeZooError
 from vae_zoo.objectives.disentangled_covariance import (
     code_covariance,
     distance_from_identity,
     gaussian_total_correlation,
 )
-from vae_zoo.saved_run import read_saved_run
 
 COLUMNS = (
     "means: off-diagonal",
@@ -41,10 +37,7 @@ COLUMNS = (
 @torch.no_grad()
 def distances(run: Path, images: int) -> list[float]:
     """The four sums and the total correlation of ``COLUMNS`` for the run's first ``images`` test images."""
-    with tempfile.TemporaryDirectory() as tmp:  # as eval.py composes its config (Hydra's runtime registered)
-        cfg = compose_config([f"ckpt_path={run}"], Path(tmp), config_name="eval")
-    saved = read_saved_run(cfg, "code_covariance.py")
-    x = saved.datamodule().sample_images("test", images)
+    x, _seed = run_test_images(run, images, "code_covariance.py")
     q = vae_zoo.load(run).encode(x)
     if not DIAGONAL_NORMAL.met_by(q):
         raise VaeZooError(
@@ -57,12 +50,7 @@ def distances(run: Path, images: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoints")
-    parser.add_argument("--images", type=int, default=10000, help="the first this many test images")
-    args = parser.parse_args(argv)
+    args = runs_parser(__doc__, images=10000).parse_args(argv)
     rows = {run: distances(run, args.images) for run in args.runs}
     print_runs_table(rows, COLUMNS, digits=4)
 

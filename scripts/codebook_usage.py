@@ -10,28 +10,21 @@ then the mean and sd of each column.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
-from runs_table import print_runs_table
+from runs_table import print_runs_table, run_test_images, runs_parser
 
 import vae_zoo
-from vae_zoo.compose import compose_config
 from vae_zoo.errors import ConfigError
-from vae_zoo.saved_run import read_saved_run
 
 COLUMNS = ("-ELBO", "-log p(x|z)", "KL", "||z_e - e||^2", "codes used", "perplexity")
 
 
 def usage(run: Path, images: int, batch: int) -> list[float]:
     """The columns of ``COLUMNS`` for the run's first ``images`` test images, in batches of ``batch``."""
-    with tempfile.TemporaryDirectory() as tmp:  # as eval.py composes its config (Hydra's runtime registered)
-        cfg = compose_config([f"ckpt_path={run}"], Path(tmp), config_name="eval")
-    saved = read_saved_run(cfg, "codebook_usage.py")
-    x = saved.datamodule().sample_images("test", images)
+    x, _seed = run_test_images(run, images, "codebook_usage.py")
     model = vae_zoo.load(run)
     if not hasattr(model.latent, "codebook"):
         raise ConfigError(f"{run} is not a VQ-VAE (latent=vector_quantized): it has no codebook")
@@ -50,11 +43,7 @@ def usage(run: Path, images: int, batch: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoints")
-    parser.add_argument("--images", type=int, default=10000, help="the first this many test images")
+    parser = runs_parser(__doc__, images=10000)
     parser.add_argument("--batch", type=int, default=1000, help="images encoded at once")
     args = parser.parse_args(argv)
     try:

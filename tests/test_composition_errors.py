@@ -127,6 +127,6 @@ def test_a_sweep_with_a_misspelled_value_stops_before_its_first_job_trains(tmp_p
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: model=gausian_vae: model has no option 'gausian_vae' -- did you mean model=gaussian_vae? (its options: "
-        "bernoulli_vae, gamma_vae, gaussian_vae, gumbel_vae, two_layer_vae)"
+        "bernoulli_vae, gamma_vae, gaussian_vae, gumbel_vae, two_layer_vae, vq_vae)"
     )
     assert [path.name for path in sweep.iterdir()] == ["multirun.yaml"]  # Hydra's record of the sweep, no job

@@ -250,7 +250,7 @@ BAD_INPUTS = {
         ["model=transformer"],
         (
             "error: model=transformer: model has no option 'transformer' -- choose one of: bernoulli_vae, gamma_vae, "
-            "gaussian_vae, gumbel_vae, two_layer_vae"
+            "gaussian_vae, gumbel_vae, two_layer_vae, vq_vae"
         ),
     ),
     "misspelled estimator": (
