@@ -16,6 +16,7 @@ from tests.conftest import build_model, component, flat_gradient, mnist_like, re
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.vector_quantized import VectorQuantizedLatent
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_codes
+from vae_zoo.sampling import interpolate
 
 POSITIONS, K, DIM = 5, 7, 3
 
@@ -50,6 +51,17 @@ def test_a_packed_codebook_per_image_gives_each_image_its_own_codes():
         alone = VectorQuantized(q.encoded[image : image + 1], per_image[image])
         assert torch.equal(packed.codes[image], alone.codes[0])
         assert torch.equal(packed.quantized[image], alone.quantized[0])
+
+
+def test_an_interpolation_between_two_code_matrices_steps_from_code_to_code():
+    """What ``sample.py`` decodes between two images: each step of the straight line moved to its nearest codes."""
+    latent = VectorQuantizedLatent(8, positions=POSITIONS, k=K, dim=DIM)
+    with torch.no_grad():
+        latent.codebook.normal_()
+        q = latent.posterior(torch.randn(2, 8))
+    path = latent.onto_support(interpolate(latent, latent.prior(), None, q.mean[:1], q.mean[1:], 9))
+    assert q.support.check(path).all()
+    assert torch.equal(path[0], q.mean[:1]) and torch.equal(path[-1], q.mean[1:])
 
 
 def test_the_straight_through_gradient_passes_to_the_encoder_as_at_the_code():

@@ -203,7 +203,8 @@ def write_grids(
             prior = prior_of_class(model, int(y[0]))
             quantiles = PriorQuantiles(prior)
         a, b = locations[:pairs], locations[pairs : 2 * pairs]
-        path = interpolate(latent, prior, quantiles, a, b, steps)  # (steps, pairs, *event)
+        # (steps, pairs, *event), each step moved onto the support where it is discrete (a codebook)
+        path = latent.onto_support(interpolate(latent, prior, quantiles, a, b, steps))
         decoded = decode(path, None if y is None else y[:pairs]).transpose(0, 1)
         grid = torch.cat([x[:pairs, None], decoded, x[pairs : 2 * pairs, None]], dim=1)
         levels = [f"t={t:.2g}" for t in torch.linspace(0, 1, steps).tolist()]

@@ -68,6 +68,11 @@ class LatentFamily(ABC, nn.Module):
         """A sample (any leading sample dims) as the decoder reads it: ``(..., sample_features)``."""
         return z
 
+    def onto_support(self, z: Tensor) -> Tensor:
+        """The point of the latent space's support nearest ``z`` (any leading dims), where a path between two codes
+        leaves it (an interpolation between two VQ-VAE code matrices): ``z`` itself unless overridden."""
+        return z
+
     def location(self, q: Distribution) -> Tensor:
         """Where ``q`` sits in the latent space, for plots: its mean (circular families: the mean angle)."""
         return q.mean

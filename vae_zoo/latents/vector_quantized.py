@@ -8,7 +8,12 @@ from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily, check_logit_prior
-from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized
+from vae_zoo.latents.vector_quantized_distribution import (
+    CodePrior,
+    VectorQuantized,
+    code_vectors,
+    nearest_codes,
+)
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -59,6 +64,10 @@ class VectorQuantizedLatent(LatentFamily):
 
     def decoder_input(self, z: Tensor) -> Tensor:
         return z.flatten(-2)
+
+    def onto_support(self, z: Tensor) -> Tensor:
+        """Each row of ``z`` replaced by its nearest codebook vector."""
+        return code_vectors(nearest_codes(z, self.codebook), self.codebook)
 
     def own_loss(self, q: Distribution) -> Tensor:
         return q.training_loss()
