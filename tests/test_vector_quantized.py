@@ -43,14 +43,26 @@ def test_the_codes_are_the_nearest_codebook_rows_and_the_sample_is_them_exactly(
     assert torch.equal(q.entropy(), torch.zeros(4))
 
 
-def test_a_packed_codebook_per_image_gives_each_image_its_own_codes():
+def test_packed_codebooks_give_each_models_images_their_own_codes_and_gradients():
+    """Two packed models' codebooks ``(2, K, dim)``, the batch their images in turn: each model's two images get the
+    codes, the vectors and (through the codebook term) the codebook gradient of that model alone; its samples are on
+    its own codebook, and its prior's densities at them read its own."""
     q = posterior()
-    per_image = torch.randn(4, K, DIM)
-    packed = VectorQuantized(q.encoded, per_image)
-    for image in range(4):
-        alone = VectorQuantized(q.encoded[image : image + 1], per_image[image])
-        assert torch.equal(packed.codes[image], alone.codes[0])
-        assert torch.equal(packed.quantized[image], alone.quantized[0])
+    codebooks = torch.randn(2, K, DIM, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    packed = VectorQuantized(q.encoded, codebooks)
+    (packed_grad,) = torch.autograd.grad(packed.training_loss().sum(), codebooks)
+    prior = CodePrior(torch.randn(4, POSITIONS, K), codebooks.detach())
+    z = packed.sample((3,))
+    assert packed.support.check(z).all() and torch.isfinite(prior.log_prob(z)).all()
+    for model in range(2):
+        images = slice(2 * model, 2 * model + 2)
+        alone = VectorQuantized(q.encoded[images], codebooks[model])
+        assert torch.equal(packed.codes[images], alone.codes)
+        assert torch.equal(packed.quantized[images], alone.quantized)
+        (alone_grad,) = torch.autograd.grad(alone.training_loss().sum(), codebooks)
+        torch.testing.assert_close(packed_grad[model], alone_grad[model])
+        own_prior = CodePrior(prior.logits[images], codebooks[model].detach())
+        torch.testing.assert_close(prior.log_prob(z)[:, images], own_prior.log_prob(z[:, images]))
 
 
 def test_an_interpolation_between_two_code_matrices_steps_from_code_to_code():

@@ -27,7 +27,9 @@ class VectorQuantizedLatent(LatentFamily):
     reference implementations'. The decoder reads ``z`` flattened to ``positions * dim``.
     """
 
-    per_image_parameters = ("codebook", "prior_logits")
+    per_image_parameters = ("prior_logits",)
+    #: packed, one codebook per model ``(N, k, dim)``, which each image reads its model's rows of
+    per_model_state = ("codebook",)
     own_loss_name = "vq_loss"
 
     def __init__(

@@ -2,7 +2,8 @@
 vectors nearest the encoder's outputs, and the prior, independent categoricals over the codes at each position.
 
 Both are over ``(positions, dim)`` matrices whose rows are codebook vectors. The codebook is ``(K, dim)``, or one
-per image ``(B, K, dim)`` (a packed model's, ``vae_zoo.packing``), and so are the prior's logits ``(positions, K)``.
+per packed model ``(N, K, dim)`` (``vae_zoo.packing``: the batch holds the models' images in turn, and each image
+reads its model's); the prior's logits are ``(positions, K)``, or one per image ``(B, positions, K)``.
 """
 
 from __future__ import annotations
@@ -16,26 +17,46 @@ from torch import Tensor
 from torch.distributions import Categorical, Distribution, constraints, register_kl
 
 
+def by_model(values: Tensor, models: int, trailing: int) -> Tensor:
+    """``values`` ``(..., B, *trail)`` (``trailing`` dims after the images, which are N packed models' in turn) as
+    ``(N, ..., B / N, *trail)``: each model's own together."""
+    return values.unflatten(-1 - trailing, (models, -1)).movedim(-2 - trailing, 0)
+
+
+def from_model(grouped: Tensor, trailing: int) -> Tensor:
+    """The inverse of ``by_model``."""
+    return grouped.movedim(0, -2 - trailing).flatten(-2 - trailing, -1 - trailing)
+
+
 def nearest_codes(vectors: Tensor, codebook: Tensor) -> Tensor:
     """The index of the codebook row nearest each row of ``vectors`` ``(..., positions, dim)`` in Euclidean
     distance, ``argmin_j ||e_j||^2 - 2 v^T e_j`` (``||v||^2`` is the same for every j): ``(..., positions)``. One
-    codebook: one fused matrix product over all rows; one per image: a batched one."""
+    codebook ``(K, dim)``: one fused matrix product over all rows; one per packed model ``(N, K, dim)``: one per
+    model over its images' rows (``vectors`` ``(..., B, positions, dim)``, the models' images in turn)."""
+    if codebook.dim() == 3 and len(codebook) == 1:
+        codebook = codebook[0]
     norms = (codebook * codebook).sum(-1)
     if codebook.dim() == 2:
         rows = vectors.reshape(-1, vectors.shape[-1])
-        distances = torch.addmm(norms, rows, codebook.T, alpha=-2).view(*vectors.shape[:-1], len(codebook))
-    else:
-        distances = norms.unsqueeze(-2) - 2 * vectors @ codebook.transpose(-1, -2)
-    return distances.argmin(-1)
+        distances = torch.addmm(norms, rows, codebook.T, alpha=-2)
+        return distances.argmin(-1).view(vectors.shape[:-1])
+    grouped = by_model(vectors, len(codebook), 2)
+    rows = grouped.reshape(len(codebook), -1, vectors.shape[-1])
+    distances = torch.baddbmm(norms.unsqueeze(1), rows, codebook.transpose(1, 2), alpha=-2)
+    return from_model(distances.argmin(-1).view(grouped.shape[:-1]), 1)
 
 
 def code_vectors(codes: Tensor, codebook: Tensor) -> Tensor:
-    """The codebook rows of ``codes`` ``(..., positions)``, ``(..., positions, dim)``: a lookup (one codebook), or a
-    gather from each image's own, which selects each row exactly and passes its gradient to the rows selected."""
+    """The codebook rows of ``codes`` ``(..., positions)``, ``(..., positions, dim)``: a lookup in one codebook, or
+    in each packed model's own (``codes`` ``(..., B, positions)``), which selects each row exactly and passes its
+    gradient to the rows selected."""
+    if codebook.dim() == 3 and len(codebook) == 1:
+        codebook = codebook[0]
     if codebook.dim() == 2:
         return F.embedding(codes, codebook)
-    index = codes.unsqueeze(-1).expand(*codes.shape, codebook.shape[-1])
-    return codebook.expand(*codes.shape[:-1], *codebook.shape[-2:]).gather(-2, index)
+    grouped = by_model(codes, len(codebook), 1)
+    index = grouped.reshape(len(codebook), -1, 1).expand(-1, -1, codebook.shape[-1])
+    return from_model(codebook.gather(1, index).view(*grouped.shape, codebook.shape[-1]), 2)
 
 
 class OnTheCodebook(constraints.Constraint):
@@ -126,8 +147,9 @@ class CodePrior(Distribution):
 
     def __init__(self, logits: Tensor, codebook: Tensor) -> None:
         self.logits, self.codebook = logits, codebook
-        batch_shape = torch.broadcast_shapes(logits.shape[:-2], codebook.shape[:-2])
-        super().__init__(batch_shape, torch.Size((logits.shape[-2], codebook.shape[-1])), validate_args=False)
+        super().__init__(
+            logits.shape[:-2], torch.Size((logits.shape[-2], codebook.shape[-1])), validate_args=False
+        )
 
     @property
     def support(self) -> OnTheCodebook:
