@@ -15,6 +15,17 @@ def per_model(per_image: Tensor, models: int) -> Tensor:
     return per_image.unflatten(-1, (models, -1)).movedim(-2, 0).flatten(1)
 
 
+def images_by_model(values: Tensor, models: int, trailing: int) -> Tensor:
+    """``values`` ``(..., N * B, *trail)``, ``trailing`` dims after the images, as ``(N, ..., B, *trail)``: each
+    model's images together (what a computation per model reads, e.g. with its own VQ-VAE codebook)."""
+    return values.unflatten(-1 - trailing, (models, -1)).movedim(-2 - trailing, 0)
+
+
+def images_in_turn(grouped: Tensor, trailing: int) -> Tensor:
+    """The inverse of ``images_by_model``: ``(N, ..., B, *trail)`` as ``(..., N * B, *trail)``."""
+    return grouped.movedim(0, -2 - trailing).flatten(-2 - trailing, -1 - trailing)
+
+
 def batch_mean(per_image: Tensor, models: int = 1) -> Tensor:
     """The mean over the images and any sample dims before them: a scalar; packed, one per model, ``(N,)``."""
     return per_image.mean() if models == 1 else per_model(per_image, models).mean(1)

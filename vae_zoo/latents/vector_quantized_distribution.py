@@ -16,16 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, constraints, register_kl
 
-
-def by_model(values: Tensor, models: int, trailing: int) -> Tensor:
-    """``values`` ``(..., B, *trail)`` (``trailing`` dims after the images, which are N packed models' in turn) as
-    ``(N, ..., B / N, *trail)``: each model's own together."""
-    return values.unflatten(-1 - trailing, (models, -1)).movedim(-2 - trailing, 0)
-
-
-def from_model(grouped: Tensor, trailing: int) -> Tensor:
-    """The inverse of ``by_model``."""
-    return grouped.movedim(0, -2 - trailing).flatten(-2 - trailing, -1 - trailing)
+from vae_zoo.packed_batch import images_by_model, images_in_turn
 
 
 def nearest_codes(vectors: Tensor, codebook: Tensor) -> Tensor:
@@ -40,10 +31,10 @@ def nearest_codes(vectors: Tensor, codebook: Tensor) -> Tensor:
         rows = vectors.reshape(-1, vectors.shape[-1])
         distances = torch.addmm(norms, rows, codebook.T, alpha=-2)
         return distances.argmin(-1).view(vectors.shape[:-1])
-    grouped = by_model(vectors, len(codebook), 2)
+    grouped = images_by_model(vectors, len(codebook), 2)
     rows = grouped.reshape(len(codebook), -1, vectors.shape[-1])
     distances = torch.baddbmm(norms.unsqueeze(1), rows, codebook.transpose(1, 2), alpha=-2)
-    return from_model(distances.argmin(-1).view(grouped.shape[:-1]), 1)
+    return images_in_turn(distances.argmin(-1).view(grouped.shape[:-1]), 1)
 
 
 def code_vectors(codes: Tensor, codebook: Tensor) -> Tensor:
@@ -54,9 +45,9 @@ def code_vectors(codes: Tensor, codebook: Tensor) -> Tensor:
         codebook = codebook[0]
     if codebook.dim() == 2:
         return F.embedding(codes, codebook)
-    grouped = by_model(codes, len(codebook), 1)
+    grouped = images_by_model(codes, len(codebook), 1)
     index = grouped.reshape(len(codebook), -1, 1).expand(-1, -1, codebook.shape[-1])
-    return from_model(codebook.gather(1, index).view(*grouped.shape, codebook.shape[-1]), 2)
+    return images_in_turn(codebook.gather(1, index).view(*grouped.shape, codebook.shape[-1]), 2)
 
 
 class OnTheCodebook(constraints.Constraint):

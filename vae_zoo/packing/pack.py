@@ -8,9 +8,9 @@ packed batch unchanged: they act image by image. A component's ``per_image_param
 are stacked too, and each image gets its model's copy while the packed model computes
 (``vae_zoo.packed_batch.per_image_copies``).
 An estimator's, a prior's and a latent family's ``per_model_state`` (running baselines, an estimator's own
-temperature, the VampPrior's pseudo-inputs, a VQ-VAE's codebook) is stacked to one per model, which they read per image or per model and move per
-model (``vae_zoo.packed_batch``); their networks pack as the model's do. What holds other state is refused
-until it has a packed form.
+temperature, the VampPrior's pseudo-inputs, a VQ-VAE's codebook) is stacked to one per model, which they read per
+image or per model and move per model (``vae_zoo.packed_batch``); their networks pack as the model's do. What
+holds other state is refused until it has a packed form.
 """
 
 from __future__ import annotations
