@@ -8,12 +8,7 @@ from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.family import LatentFamily, check_logit_prior
-from vae_zoo.latents.vector_quantized_distribution import (
-    CodePrior,
-    VectorQuantized,
-    code_vectors,
-    nearest_codes,
-)
+from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_vectors
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -69,7 +64,7 @@ class VectorQuantizedLatent(LatentFamily):
 
     def onto_support(self, z: Tensor) -> Tensor:
         """Each row of ``z`` replaced by its nearest codebook vector."""
-        return code_vectors(nearest_codes(z, self.codebook), self.codebook)
+        return nearest_vectors(z, self.codebook)
 
     def own_loss(self, q: Distribution) -> Tensor:
         return q.training_loss()

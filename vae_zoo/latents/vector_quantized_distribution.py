@@ -19,13 +19,18 @@ from torch.distributions import Categorical, Distribution, constraints, register
 from vae_zoo.packed_batch import images_by_model, images_in_turn
 
 
+def unstacked(codebook: Tensor) -> Tensor:
+    """A pack of one model's stacked codebook ``(1, K, dim)`` as the model's own ``(K, dim)``, so that it computes as
+    the unpacked model does; any other codebook as it is."""
+    return codebook[0] if codebook.dim() == 3 and len(codebook) == 1 else codebook
+
+
 def nearest_codes(vectors: Tensor, codebook: Tensor) -> Tensor:
     """The index of the codebook row nearest each row of ``vectors`` ``(..., positions, dim)`` in Euclidean
     distance, ``argmin_j ||e_j||^2 - 2 v^T e_j`` (``||v||^2`` is the same for every j): ``(..., positions)``. One
     codebook ``(K, dim)``: one fused matrix product over all rows; one per packed model ``(N, K, dim)``: one per
     model over its images' rows (``vectors`` ``(..., B, positions, dim)``, the models' images in turn)."""
-    if codebook.dim() == 3 and len(codebook) == 1:
-        codebook = codebook[0]
+    codebook = unstacked(codebook)
     norms = (codebook * codebook).sum(-1)
     if codebook.dim() == 2:
         rows = vectors.reshape(-1, vectors.shape[-1])
@@ -41,13 +46,17 @@ def code_vectors(codes: Tensor, codebook: Tensor) -> Tensor:
     """The codebook rows of ``codes`` ``(..., positions)``, ``(..., positions, dim)``: a lookup in one codebook, or
     in each packed model's own (``codes`` ``(..., B, positions)``), which selects each row exactly and passes its
     gradient to the rows selected."""
-    if codebook.dim() == 3 and len(codebook) == 1:
-        codebook = codebook[0]
+    codebook = unstacked(codebook)
     if codebook.dim() == 2:
         return F.embedding(codes, codebook)
     grouped = images_by_model(codes, len(codebook), 1)
     index = grouped.reshape(len(codebook), -1, 1).expand(-1, -1, codebook.shape[-1])
     return images_in_turn(codebook.gather(1, index).view(*grouped.shape, codebook.shape[-1]), 2)
+
+
+def nearest_vectors(vectors: Tensor, codebook: Tensor) -> Tensor:
+    """Each row of ``vectors`` replaced by its nearest codebook row."""
+    return code_vectors(nearest_codes(vectors, codebook), codebook)
 
 
 class OnTheCodebook(constraints.Constraint):
@@ -61,7 +70,7 @@ class OnTheCodebook(constraints.Constraint):
         super().__init__()
 
     def check(self, value: Tensor) -> Tensor:
-        return (code_vectors(nearest_codes(value, self.codebook), self.codebook) == value).all(-1).all(-1)
+        return (nearest_vectors(value, self.codebook) == value).all(-1).all(-1)
 
 
 class VectorQuantized(Distribution):
