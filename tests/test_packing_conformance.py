@@ -78,6 +78,13 @@ PACKING = {
     "categorical_learned_prior": (*NETS, "model=gumbel_vae", "model.latent.prior=learned"),
     "vector_quantized": (*NETS, "model=vq_vae"),
     "vector_quantized_conv_learned_prior": (*CONV, "model=vq_vae", "model.latent.prior=learned"),
+    "vector_quantized_ema_semi_supervised": (
+        *NETS,
+        *SEMI_SUPERVISED,
+        "model=vq_vae",
+        "model.latent.codebook_update=ema",
+        "model.classifier.hidden=[16]",
+    ),
     "prior_mog": (*NETS, "prior=mog"),
     "prior_learned_normal": (*NETS, "prior=learned_normal"),
     "score_function": (*NETS, "estimator=score_function"),

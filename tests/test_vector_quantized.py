@@ -178,7 +178,18 @@ def test_a_flow_and_a_continuous_prior_are_refused_for_the_codes():
     assert "a continuous density" in refusal(latent="vector_quantized", prior=component("prior", "vamp"))
 
 
-@pytest.mark.parametrize("bad", [{"k": 1}, {"positions": 0}, {"commitment": -1.0}, {"prior": "mog"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"k": 1},
+        {"positions": 0},
+        {"commitment": -1.0},
+        {"prior": "mog"},
+        {"codebook_update": "kmeans"},
+        {"decay": 1.0},
+        {"epsilon": 0.0},
+    ],
+)
 def test_bad_settings_are_refused_in_one_line(bad):
     with pytest.raises(ConfigError) as refused:
         VectorQuantizedLatent(8, **bad)
@@ -187,8 +198,10 @@ def test_bad_settings_are_refused_in_one_line(bad):
     assert "\n" not in str(refused.value)
 
 
-def test_it_learns_mnist_with_most_of_its_codebook(data_dir):
-    """200 steps of the preset on real digits: the bound improves by tens of nats, and the images use most codes."""
+@pytest.mark.parametrize("codebook_update", ["loss", "ema"])
+def test_it_learns_mnist_with_most_of_its_codebook(codebook_update, data_dir):
+    """200 steps of the preset on real digits, its codebook trained by its loss term or moved by moving averages:
+    the bound improves by tens of nats, and the images use most codes."""
     from vae_zoo.data import MNISTDataModule
 
     torch.manual_seed(0)
@@ -196,7 +209,7 @@ def test_it_learns_mnist_with_most_of_its_codebook(data_dir):
     dm.setup()
     train = (dm.splits["train"][:6400].float() / 255).bernoulli(generator=torch.Generator().manual_seed(0))
     test = (dm.splits["test"][:500].float() / 255).bernoulli(generator=torch.Generator().manual_seed(1))
-    vae = build_model("vector_quantized", hidden=(256,))
+    vae = build_model("vector_quantized", hidden=(256,), latent_settings={"codebook_update": codebook_update})
     optimizer = torch.optim.Adam(vae.model.parameters(), lr=1e-3)
     with torch.no_grad():
         before = vae.model(test).mean()

@@ -92,8 +92,9 @@ class ForwardPath(Protocol):
     def surrogate(self, q: Distribution, draw: Draw, cost: Cost) -> Tensor | None:
         """The estimator's surrogate term for ``cost`` at ``draw``; in training its statistics then move."""
 
-    def latent_loss(self, q: Distribution) -> Tensor | None:
-        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), or None."""
+    def latent_loss(self, q: Distribution, weights: Tensor | None = None) -> Tensor | None:
+        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), or None; in training its
+        statistics then move with this batch, weighted by ``weights``."""
 
     def importance_weighted_nll(self, x: Tensor, k: int) -> Tensor:
         """``-log (1/k) sum_i w_i`` per image, with exact samples."""

@@ -338,10 +338,16 @@ class ProbabilisticModel(nn.Module):
         with self.autocast_off():
             return surrogate_and_statistics(self.estimator, q, draw, cost)
 
-    def latent_loss(self, q: Distribution) -> Tensor | None:
-        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), in float32; None for most."""
+    def latent_loss(self, q: Distribution, weights: Tensor | None = None) -> Tensor | None:
+        """The latent family's own loss per image at ``q`` (``LatentFamily.own_loss``), in float32; None for most. In
+        training mode the family's running statistics then move with this batch, each image's weighted by
+        ``weights`` where given (``LatentFamily.update_statistics``)."""
         with self.autocast_off():
-            return self.latent.own_loss(q)
+            loss = self.latent.own_loss(q)
+            if self.latent.training:
+                with torch.no_grad():
+                    self.latent.update_statistics(q, weights)
+            return loss
 
     def negative_elbo_terms(self, x: Tensor, sample: Callable[[Distribution], Tensor]) -> ElboTerms:
         """Per-image ``-log p(x|z)`` and ``KL(q || p)`` with ``z = sample(q(z|x))``: the closed form where

@@ -95,6 +95,11 @@ class LatentFamily(ABC, nn.Module):
         (``vae_zoo.objectives.objective.own_loss_term``); None for a family without one."""
         return None
 
+    def update_statistics(self, q: Distribution, weights: Tensor | None = None) -> None:
+        """Move running statistics (a VQ-VAE's moving-average codebook) with this training batch's posterior, each
+        image's weighted by ``weights`` where given; nothing unless overridden. Called once per training batch, with
+        the own loss, under ``no_grad``."""
+
     def probe_posterior(self) -> Distribution:
         """A posterior for one all-zero feature vector (on the CPU, where models are assembled): what an
         estimator's requirements are checked on."""

@@ -7,8 +7,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
+from vae_zoo.latents.codebook_ema import move_codebook
 from vae_zoo.latents.family import LatentFamily, check_logit_prior
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_vectors
+
+CODEBOOK_UPDATES = ("loss", "ema")
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -20,11 +23,14 @@ class VectorQuantizedLatent(LatentFamily):
     categorical over the codes at each position, uniform (the paper's: the KL is ``positions * log k``) or with
     learned logits (the KL ``-sum_n log p_n(k_n)``). The codebook starts uniform on ``[-1/k, 1/k]``, as the
     reference implementations'. The decoder reads ``z`` flattened to ``positions * dim``.
+
+    ``codebook_update: loss`` trains the codebook with the codebook term by the optimizer (the paper's main text);
+    ``ema`` moves it by exponential moving averages of the encoder outputs each code is chosen for, with ``decay``
+    and the Laplace smoothing's ``epsilon`` (``vae_zoo.latents.codebook_ema``; the paper's appendix, VQ-VAE-2), and
+    trains with the commitment term alone: the codebook and its averages are buffers.
     """
 
     per_image_parameters = ("prior_logits",)
-    #: packed, one codebook per model ``(N, k, dim)``, which each image reads its model's rows of
-    per_model_state = ("codebook",)
     own_loss_name = "vq_loss"
 
     def __init__(
@@ -35,6 +41,9 @@ class VectorQuantizedLatent(LatentFamily):
         dim: int = 16,
         commitment: float = 0.25,
         prior: str = "uniform",
+        codebook_update: str = "loss",
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
     ) -> None:
         super().__init__(in_features)
         if positions < 1 or dim < 1:
@@ -45,11 +54,31 @@ class VectorQuantizedLatent(LatentFamily):
             raise ConfigError(
                 f"model.latent.commitment={commitment} must be >= 0 (the commitment term's weight)"
             )
+        if codebook_update not in CODEBOOK_UPDATES:
+            raise ConfigError(
+                f"model.latent.codebook_update={codebook_update!r} is not one of {', '.join(CODEBOOK_UPDATES)}"
+            )
+        if not 0 < decay < 1 or not epsilon > 0:
+            raise ConfigError(
+                f"model.latent.decay={decay} must be in (0, 1) and model.latent.epsilon={epsilon} > 0 (the "
+                "moving averages' decay and smoothing)"
+            )
         check_logit_prior(prior)
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
+        self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
         self.sample_features = positions * dim
         self.head = nn.Linear(in_features, positions * dim)
-        self.codebook = nn.Parameter(torch.empty(k, dim).uniform_(-1 / k, 1 / k))
+        codebook = torch.empty(k, dim).uniform_(-1 / k, 1 / k)
+        if codebook_update == "ema":
+            self.register_buffer("codebook", codebook)
+            self.register_buffer("code_counts", torch.zeros(k))
+            self.register_buffer("code_sums", torch.zeros(k, dim))
+        else:
+            self.codebook = nn.Parameter(codebook)
+        #: packed, one codebook (and its averages) per model ``(N, k, dim)``, which each image reads its model's of
+        self.per_model_state = (
+            ("codebook", "code_counts", "code_sums") if codebook_update == "ema" else ("codebook",)
+        )
         self.register_prior_logits((positions, k), prior)
 
     def posterior(self, features: Tensor) -> VectorQuantized:
@@ -67,4 +96,18 @@ class VectorQuantizedLatent(LatentFamily):
         return nearest_vectors(z, self.codebook)
 
     def own_loss(self, q: Distribution) -> Tensor:
-        return q.training_loss()
+        return q.training_loss(codebook_term=self.codebook_update == "loss")
+
+    def update_statistics(self, q: Distribution, weights: Tensor | None = None) -> None:
+        """With ``codebook_update: ema``, the codebook's moving-average step from this batch's encoder outputs."""
+        if self.codebook_update == "ema":
+            move_codebook(
+                self.codebook,
+                self.code_counts,
+                self.code_sums,
+                q.encoded.detach(),
+                q.codes,
+                weights,
+                self.decay,
+                self.epsilon,
+            )

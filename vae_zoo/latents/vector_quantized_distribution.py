@@ -131,12 +131,14 @@ class VectorQuantized(Distribution):
         """``||z_e - e_k||^2`` per image, summed over positions and coordinates."""
         return (self.encoded - self.quantized).square().sum((-2, -1))
 
-    def training_loss(self) -> Tensor:
+    def training_loss(self, codebook_term: bool = True) -> Tensor:
         """``||stop(z_e) - e_k||^2 + commitment ||z_e - stop(e_k)||^2`` per image (its value
-        ``(1 + commitment) ||z_e - e_k||^2``)."""
-        codebook = (self.encoded.detach() - self.quantized).square().sum((-2, -1))
-        commitment = (self.encoded - self.quantized.detach()).square().sum((-2, -1))
-        return codebook + self.commitment * commitment
+        ``(1 + commitment) ||z_e - e_k||^2``); without ``codebook_term`` (a codebook moved by moving averages
+        instead) the commitment term alone."""
+        commitment = self.commitment * (self.encoded - self.quantized.detach()).square().sum((-2, -1))
+        if not codebook_term:
+            return commitment
+        return (self.encoded.detach() - self.quantized).square().sum((-2, -1)) + commitment
 
 
 class CodePrior(Distribution):

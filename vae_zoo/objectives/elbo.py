@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 class SampleTerms(NamedTuple):
     """What the ELBO's terms are at the training sample: per image ``recon`` and ``kl`` (per unit, asked for), the
     estimator's ``surrogate``, the total correlation's ``tc``, per model the ``mmd`` and the DIP covariance's
-    distance from the identity, ``dip``, the discriminator's ``factor`` terms, and per image the latent family's
-    ``own`` loss (None where off)."""
+    distance from the identity, ``dip``, the discriminator's ``factor`` terms, and the ``posterior`` (for the latent
+    family's own loss, ``own_loss_term``)."""
 
     recon: Tensor
     kl: Tensor
@@ -42,7 +42,7 @@ class SampleTerms(NamedTuple):
     mmd: Tensor | None
     dip: CovarianceDistance | None
     factor: DiscriminatorTerms | None
-    own: Tensor | None
+    posterior: Distribution
 
 
 KL_MODES = ("auto", "analytic", "mc")
@@ -299,7 +299,7 @@ class ELBO(Objective):
         return differs_from(self.free_bits, 0)
 
     def forward(self, model: ForwardPath, x: Tensor) -> ObjectiveOutput:
-        recon, kl, surrogate, tc, mmd, dip, factor, own = self.terms_per_image(
+        recon, kl, surrogate, tc, mmd, dip, factor, q = self.terms_per_image(
             model, x, per_unit=self.frees_bits
         )
         trained_kl = kl
@@ -311,7 +311,7 @@ class ELBO(Objective):
             loss = model.batch_mean(recon) + self.capacity_term(model.batch_mean(kl))
         else:
             loss = model.batch_mean(recon + self.weighted_kl(trained_kl))
-        own_term, own_terms = own_loss_term(model, own)
+        own_term, own_terms = own_loss_term(model, q)
         loss = loss + estimator_term(surrogate, model.batch_mean) + own_term
         recon, kl = model.batch_mean(recon).detach(), model.batch_mean(kl).detach()
         terms = {"elbo": recon + kl, "recon": recon, "kl": kl, **own_terms}
@@ -383,7 +383,7 @@ class ELBO(Objective):
             factor = discriminator_terms(
                 model.discriminator, z if self.weighs_factor else z.detach(), model.models
             )
-        return SampleTerms(recon, kl, surrogate, tc, mmd, dip, factor, model.latent_loss(q))
+        return SampleTerms(recon, kl, surrogate, tc, mmd, dip, factor, q)
 
     def covariance_distance(self, model: ForwardPath, q: Distribution) -> CovarianceDistance:
         """How far each packed model's covariance of its codes (``dip_covariance``) is from the identity."""

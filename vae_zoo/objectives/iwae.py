@@ -155,7 +155,7 @@ class IWAE(Objective):
         q = model.posterior(x)
         draw = model.training_sample(q, (self.k,) if self.groups == 1 else (self.groups, self.k))
         z = draw.value
-        own_term, own_terms = own_loss_term(model, model.latent_loss(q))
+        own_term, own_terms = own_loss_term(model, q)
         if self.partitioned:
             loss, log_w = partitioned_loss(self, model, x, q, z)
             terms = self.terms(model, log_w)

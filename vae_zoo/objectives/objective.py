@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from vae_zoo.capabilities import ANY, FIXED_PARAMETERS, Requirement
 
@@ -37,11 +38,13 @@ def estimator_term(
 
 
 def own_loss_term(
-    model: ForwardPath, own: Tensor | None, weights: Tensor | None = None
+    model: ForwardPath, q: Distribution, weights: Tensor | None = None
 ) -> tuple[Tensor | float, dict[str, Tensor]]:
-    """The latent family's own loss per image (VQ-VAE's codebook and commitment terms, ``ForwardPath.latent_loss``),
-    each image's weighted by ``weights`` where given, as a loss term with its gradient and a value of 0; and its
-    batch mean, as a term named by the family. ``(0.0, {})`` for a family without one (``own`` None)."""
+    """The latent family's own loss per image at the posterior ``q`` (VQ-VAE's codebook and commitment terms,
+    ``ForwardPath.latent_loss``, which in training moves the family's statistics too), each image's weighted by
+    ``weights`` where given, as a loss term with its gradient and a value of 0; and its batch mean, as a term named
+    by the family. ``(0.0, {})`` for a family without one."""
+    own = model.latent_loss(q, weights)
     if own is None:
         return 0.0, {}
     weighted = own if weights is None else own * weights

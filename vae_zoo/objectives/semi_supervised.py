@@ -99,7 +99,7 @@ class SemiSupervisedELBO(ELBO):
         row_weights = weights.detach().reshape(-1) * classes
         if surrogate is not None:
             loss = loss + estimator_term(surrogate * row_weights, model.batch_mean)
-        own_term, own_terms = own_loss_term(model, sample_terms.own, row_weights)
+        own_term, own_terms = own_loss_term(model, sample_terms.posterior, row_weights)
         loss = loss + own_term
         labelled = model.batch_mean(known.squeeze(-1).to(x.dtype)).clamp(min=1 / len(x))
         terms = {
