@@ -7,11 +7,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
+from vae_zoo.latents.autoregressive_code_prior import AutoregressiveCodePrior, CodeMADE
 from vae_zoo.latents.codebook_ema import move_codebook
-from vae_zoo.latents.family import LatentFamily, check_logit_prior
+from vae_zoo.latents.family import LOGIT_PRIORS, LatentFamily
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_vectors
 
 CODEBOOK_UPDATES = ("loss", "ema")
+CODE_PRIORS = (*LOGIT_PRIORS, "autoregressive")
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -21,8 +23,12 @@ class VectorQuantizedLatent(LatentFamily):
     ``q(z|x)`` is the point mass there (``VectorQuantized``), trained with the straight-through gradient (its
     ``rsample``, through ``estimator=pathwise``) and the codebook and commitment terms (``own_loss``); ``p(z)`` is a
     categorical over the codes at each position, uniform (the paper's: the KL is ``positions * log k``) or with
-    learned logits (the KL ``-sum_n log p_n(k_n)``). The codebook starts uniform on ``[-1/k, 1/k]``, as the
-    reference implementations'. The decoder reads ``z`` flattened to ``positions * dim``.
+    learned logits (the KL ``-sum_n log p_n(k_n)``), or ``autoregressive``, ``prod_n p(k_n | k_<n)`` from a MADE of
+    ``prior_hidden`` units (``vae_zoo.latents.autoregressive_code_prior``; the KL ``-sum_n log p(k_n | k_<n)``),
+    drawn without advancing the global random stream, so that the rest of the model starts as with the other
+    priors. A code is an argmin, so the KL's gradient reaches the prior's parameters alone. The codebook starts
+    uniform on ``[-1/k, 1/k]``, as the reference implementations'. The decoder reads ``z`` flattened to
+    ``positions * dim``.
 
     ``codebook_update: loss`` trains the codebook with the codebook term by the optimizer (the paper's main text);
     ``ema`` moves it by exponential moving averages of the encoder outputs each code is chosen for, with ``decay``
@@ -30,7 +36,6 @@ class VectorQuantizedLatent(LatentFamily):
     trains with the commitment term alone: the codebook and its averages are buffers.
     """
 
-    per_image_parameters = ("prior_logits",)
     own_loss_name = "vq_loss"
 
     def __init__(
@@ -41,6 +46,7 @@ class VectorQuantizedLatent(LatentFamily):
         dim: int = 16,
         commitment: float = 0.25,
         prior: str = "uniform",
+        prior_hidden: int = 512,
         codebook_update: str = "loss",
         decay: float = 0.99,
         epsilon: float = 1e-5,
@@ -63,9 +69,15 @@ class VectorQuantizedLatent(LatentFamily):
                 f"model.latent.decay={decay} must be in (0, 1) and model.latent.epsilon={epsilon} > 0 (the "
                 "moving averages' decay and smoothing)"
             )
-        check_logit_prior(prior)
+        if prior not in CODE_PRIORS:
+            raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(CODE_PRIORS)}")
+        if prior_hidden < 1:
+            raise ConfigError(
+                f"model.latent.prior_hidden={prior_hidden} must be >= 1 (the prior network's units)"
+            )
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
+        self.autoregressive = prior == "autoregressive"
         self.sample_features = positions * dim
         self.head = nn.Linear(in_features, positions * dim)
         codebook = torch.empty(k, dim).uniform_(-1 / k, 1 / k)
@@ -79,13 +91,22 @@ class VectorQuantizedLatent(LatentFamily):
         self.per_model_state = (
             ("codebook", "code_counts", "code_sums") if codebook_update == "ema" else ("codebook",)
         )
-        self.register_prior_logits((positions, k), prior)
+        #: a learned prior's logits, each image reading its model's copy when packed
+        self.per_image_parameters: tuple[str, ...] = ()
+        if self.autoregressive:
+            with torch.random.fork_rng(devices=[]):
+                self.code_prior = CodeMADE(positions, k, prior_hidden)
+        else:
+            self.register_prior_logits((positions, k), prior)
+            self.per_image_parameters = ("prior_logits",)
 
     def posterior(self, features: Tensor) -> VectorQuantized:
         encoded = self.head(features).unflatten(-1, (self.positions, self.dim))
         return VectorQuantized(encoded, self.codebook, self.commitment)
 
-    def prior(self) -> CodePrior:
+    def prior(self) -> CodePrior | AutoregressiveCodePrior:
+        if self.autoregressive:
+            return AutoregressiveCodePrior(self.code_prior, self.codebook)
         return CodePrior(self.prior_logits, self.codebook)
 
     def decoder_input(self, z: Tensor) -> Tensor:

@@ -1,0 +1,111 @@
+"""An autoregressive prior over a VQ-VAE's codes: ``p(k) = prod_n p(k_n | k_<n)``, the logits of every position at
+once from one masked network (MADE, Germain et al. 2015), in the positions' order.
+
+The network reads the codes as one-hot vectors, ``positions * K`` inputs, through one hidden layer of ReLU units,
+each unit of degree ``d`` in ``1 .. positions - 1`` seeing the codes at positions ``< d`` and the logits of position
+``n`` seeing the units of degree ``<= n``: position 0's logits are the output bias alone, and every position's
+depend on the earlier ones only. The one-hot product is a gather of the hidden weight's columns, one per position.
+Its weights are one per packed model (``per_model_state``, ``(N, ...)``), each model's images reading their own, as
+a VQ-VAE's codebook.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, register_kl
+
+from vae_zoo.latents.vector_quantized_distribution import (
+    OnTheCodebook,
+    VectorQuantized,
+    code_vectors,
+    nearest_codes,
+)
+from vae_zoo.packed_batch import images_by_model, images_in_turn
+
+
+class CodeMADE(nn.Module):
+    """The logits of ``p(k_n | k_<n)`` for every position ``n`` from the codes ``k`` ``(..., B, positions)``:
+    ``(..., B, positions, K)``. It starts as the uniform prior (its output weight and bias zero)."""
+
+    per_model_state = ("hidden_weight", "hidden_bias", "out_weight", "out_bias")
+
+    def __init__(self, positions: int, k: int, hidden: int) -> None:
+        super().__init__()
+        self.positions, self.k = positions, k
+        degree_in = torch.arange(positions) + 1  # a position's K inputs share its degree, 1 .. positions
+        degree_hidden = torch.arange(hidden) % max(positions - 1, 1) + 1
+        sees = (degree_hidden[:, None] >= degree_in[None, :]).float()  # (hidden, positions)
+        self.register_buffer("hidden_mask", sees.repeat_interleave(k, 1), persistent=False)
+        self.register_buffer(
+            "out_mask",
+            (degree_in[:, None] > degree_hidden[None, :]).float().repeat_interleave(k, 0),
+            persistent=False,
+        )
+        bound = 1 / math.sqrt(positions)  # the fan-in of a one-hot input: one active unit per position
+        self.hidden_weight = nn.Parameter(torch.empty(hidden, positions * k).uniform_(-bound, bound))
+        self.hidden_bias = nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
+        self.out_weight = nn.Parameter(torch.zeros(positions * k, hidden))
+        self.out_bias = nn.Parameter(torch.zeros(positions * k))
+
+    def forward(self, codes: Tensor) -> Tensor:
+        weight = self.hidden_weight * self.hidden_mask
+        models = len(weight) if weight.dim() == 3 else 1
+        grouped = images_by_model(codes, models, 1) if models > 1 else codes  # (N, ..., b, positions)
+        rows = grouped.reshape(models, -1, self.positions)
+        columns = rows + torch.arange(self.positions, device=codes.device) * self.k  # one-hot inputs' indices
+        by_column = weight.view(models, -1, self.positions * self.k).transpose(
+            1, 2
+        )  # (N, positions * K, hidden)
+        index = columns.reshape(models, -1, 1).expand(-1, -1, by_column.shape[-1])
+        hidden = by_column.gather(1, index).view(*rows.shape, -1).sum(2)  # (N, rows, hidden)
+        hidden = torch.relu(hidden + self.hidden_bias.view(models, 1, -1))
+        out = (self.out_weight * self.out_mask).view(models, self.positions * self.k, -1)
+        logits = torch.baddbmm(self.out_bias.view(models, 1, -1), hidden, out.transpose(1, 2))
+        logits = logits.view(*grouped.shape, self.k)
+        return images_in_turn(logits, 2) if models > 1 else logits
+
+
+class AutoregressiveCodePrior(Distribution):
+    """``p(z) = prod_n p(k_n | k_<n)`` over the codebook vectors ``z_n = e_(k_n)``, the conditionals from ``made``
+    (a ``CodeMADE``). ``log_prob`` finds a matrix's codes (``-inf`` off the codebook); ``sample`` draws the
+    positions in order, one network pass each."""
+
+    arg_constraints: ClassVar[dict] = {}  # validation is off: the codes are computed, not given
+
+    def __init__(self, made: CodeMADE, codebook: Tensor) -> None:
+        self.made, self.codebook = made, codebook
+        super().__init__(torch.Size(), torch.Size((made.positions, codebook.shape[-1])), validate_args=False)
+
+    @property
+    def support(self) -> OnTheCodebook:
+        return OnTheCodebook(self.codebook.detach())
+
+    def log_prob_of_codes(self, codes: Tensor) -> Tensor:
+        """``sum_n log p(k_n | k_<n)`` of codes ``(..., B, positions)``."""
+        log_probs = self.made(codes).log_softmax(-1)
+        return log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        """Packed, the draws are the models' rows in turn (``sample_shape`` ``(N * B,)``)."""
+        with torch.no_grad():
+            rows = math.prod(sample_shape)
+            codes = torch.zeros(rows, self.made.positions, dtype=torch.long, device=self.codebook.device)
+            for n in range(self.made.positions):
+                logits = self.made(codes)[:, n]
+                codes[:, n] = Categorical(logits=logits, validate_args=False).sample()
+            return code_vectors(codes, self.codebook).view(*sample_shape, *self.event_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        codes = nearest_codes(value, self.codebook.detach())
+        on_the_codebook = (code_vectors(codes, self.codebook.detach()) == value).all(-1).all(-1)
+        return torch.where(on_the_codebook, self.log_prob_of_codes(codes), -math.inf)
+
+
+@register_kl(VectorQuantized, AutoregressiveCodePrior)
+def kl_vector_quantized_autoregressive(q: VectorQuantized, p: AutoregressiveCodePrior) -> Tensor:
+    """``KL(delta_k || p) = -sum_n log p(k_n | k_<n)`` per image."""
+    return -p.log_prob_of_codes(q.codes)
