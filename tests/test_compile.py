@@ -14,6 +14,17 @@ CASES = {
     "gamma": {"latent": "gamma", "estimator": "implicit"},
     "sticking_the_landing": {"objective_settings": {"gradient": "dreg"}},
     "total_correlation": {"objective_settings": {"tc_weight": 4.0}},
+    # the codebook moved in place by its moving averages, the codes' autoregressive prior
+    "vector_quantized": {
+        "latent": "vector_quantized",
+        "latent_settings": {
+            "positions": 4,
+            "k": 8,
+            "dim": 2,
+            "codebook_update": "ema",
+            "prior": "autoregressive",
+        },
+    },
 }
 
 

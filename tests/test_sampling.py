@@ -127,7 +127,13 @@ def test_sample_without_a_checkpoint_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "components",
-    [("prior=vamp", "model.prior.components=5"), ("flow=iaf",), ("model=two_layer_vae",), ("model=vq_vae",)],
+    [
+        ("prior=vamp", "model.prior.components=5"),
+        ("flow=iaf",),
+        ("model=two_layer_vae",),
+        ("model=vq_vae",),
+        ("model=vq_vae", "model.latent.prior=autoregressive", "model.latent.codebook_update=ema"),
+    ],
 )
 def test_sample_draws_from_learned_priors_flows_two_layers_and_codebooks(components, tmp_path, make_cfg):
     run_dir = tmp_path / "run"

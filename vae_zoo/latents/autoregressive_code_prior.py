@@ -4,7 +4,7 @@ once from one masked network (MADE, Germain et al. 2015), in the positions' orde
 The network reads the codes as one-hot vectors, ``positions * K`` inputs, through one hidden layer of ReLU units,
 each unit of degree ``d`` in ``1 .. positions - 1`` seeing the codes at positions ``< d`` and the logits of position
 ``n`` seeing the units of degree ``<= n``: position 0's logits are the output bias alone, and every position's
-depend on the earlier ones only. The one-hot product is a gather of the hidden weight's columns, one per position.
+depend on the earlier ones only.
 Its weights are one per packed model (``per_model_state``, ``(N, ...)``), each model's images reading their own, as
 a VQ-VAE's codebook.
 """
@@ -15,6 +15,7 @@ import math
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, register_kl
 
@@ -29,40 +30,46 @@ from vae_zoo.packed_batch import images_by_model, images_in_turn
 
 class CodeMADE(nn.Module):
     """The logits of ``p(k_n | k_<n)`` for every position ``n`` from the codes ``k`` ``(..., B, positions)``:
-    ``(..., B, positions, K)``. It starts as the uniform prior (its output weight and bias zero)."""
+    ``(..., B, positions, K)``. The one-hot input layer is a sum of ``code_embeddings`` rows, one per position
+    (``embedding_bag``), its weight stored one row per one-hot input ``(positions * K, hidden)``. It starts as the
+    uniform prior (its output weight and bias zero)."""
 
-    per_model_state = ("hidden_weight", "hidden_bias", "out_weight", "out_bias")
+    per_model_state = ("code_embeddings", "hidden_bias", "out_weight", "out_bias")
 
     def __init__(self, positions: int, k: int, hidden: int) -> None:
         super().__init__()
         self.positions, self.k = positions, k
-        degree_in = torch.arange(positions) + 1  # a position's K inputs share its degree, 1 .. positions
+        degree_in = (torch.arange(positions) + 1).repeat_interleave(
+            k
+        )  # a position's K inputs share its degree
         degree_hidden = torch.arange(hidden) % max(positions - 1, 1) + 1
-        sees = (degree_hidden[:, None] >= degree_in[None, :]).float()  # (hidden, positions)
-        self.register_buffer("hidden_mask", sees.repeat_interleave(k, 1), persistent=False)
         self.register_buffer(
-            "out_mask",
-            (degree_in[:, None] > degree_hidden[None, :]).float().repeat_interleave(k, 0),
-            persistent=False,
+            "in_mask", (degree_hidden[None, :] >= degree_in[:, None]).float(), persistent=False
+        )
+        self.register_buffer(
+            "out_mask", (degree_in[:, None] > degree_hidden[None, :]).float(), persistent=False
         )
         bound = 1 / math.sqrt(positions)  # the fan-in of a one-hot input: one active unit per position
-        self.hidden_weight = nn.Parameter(torch.empty(hidden, positions * k).uniform_(-bound, bound))
+        self.code_embeddings = nn.Parameter(torch.empty(positions * k, hidden).uniform_(-bound, bound))
         self.hidden_bias = nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
         self.out_weight = nn.Parameter(torch.zeros(positions * k, hidden))
         self.out_bias = nn.Parameter(torch.zeros(positions * k))
 
     def forward(self, codes: Tensor) -> Tensor:
-        weight = self.hidden_weight * self.hidden_mask
-        models = len(weight) if weight.dim() == 3 else 1
+        table = self.code_embeddings * self.in_mask  # (N, positions * K, hidden) packed
+        models = len(table) if table.dim() == 3 else 1
         grouped = images_by_model(codes, models, 1) if models > 1 else codes  # (N, ..., b, positions)
         rows = grouped.reshape(models, -1, self.positions)
-        columns = rows + torch.arange(self.positions, device=codes.device) * self.k  # one-hot inputs' indices
-        by_column = weight.view(models, -1, self.positions * self.k).transpose(
-            1, 2
-        )  # (N, positions * K, hidden)
-        index = columns.reshape(models, -1, 1).expand(-1, -1, by_column.shape[-1])
-        hidden = by_column.gather(1, index).view(*rows.shape, -1).sum(2)  # (N, rows, hidden)
-        hidden = torch.relu(hidden + self.hidden_bias.view(models, 1, -1))
+        inputs = torch.arange(self.positions, device=codes.device) * self.k  # each position's first input
+        index = (
+            rows
+            + inputs
+            + (torch.arange(models, device=codes.device) * self.positions * self.k)[:, None, None]
+        )
+        hidden = F.embedding_bag(
+            index.reshape(-1, self.positions), table.reshape(-1, table.shape[-1]), mode="sum"
+        )
+        hidden = torch.relu(hidden.view(models, -1, table.shape[-1]) + self.hidden_bias.view(models, 1, -1))
         out = (self.out_weight * self.out_mask).view(models, self.positions * self.k, -1)
         logits = torch.baddbmm(self.out_bias.view(models, 1, -1), hidden, out.transpose(1, 2))
         logits = logits.view(*grouped.shape, self.k)
