@@ -15,10 +15,10 @@ functions of its KL, the quadrature of its implicit gradient) and ``latent=power
 and digamma) against ``latent=normal`` of as many coordinates, on the default model, at each ``--sizes`` latent
 size (default 3, 32). ``vector_quantized``: ``model=vq_vae`` (16 positions of 16 coordinates, codebooks of 64 and
 1024 vectors: the nearest-code search, the straight-through sample, the codebook and commitment terms; and each with
-the moving-average codebook, ``model.latent.codebook_update=ema``; and at 64 with the autoregressive prior) against
-``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128). A step is the objective's
-loss, its backward pass and the optimizer step, as Lightning runs them. Rounds of ``--steps`` steps of each in
-turn, so that the machine's drifts hit all alike; a ratio is the
+the moving-average codebook, ``model.latent.codebook_update=ema``; and at 64 with the autoregressive prior of 512 and
+256 units) against ``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128). A step
+is the objective's loss, its backward pass and the optimizer step, as Lightning runs them. Rounds of ``--steps``
+steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
 median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
 ``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work
 fused).
@@ -120,6 +120,7 @@ COMPARISONS = {
             "vq_vae model.latent.k=64",
             "vq_vae model.latent.k=64 model.latent.codebook_update=ema",
             "vq_vae model.latent.k=64 model.latent.prior=autoregressive",
+            "vq_vae model.latent.k=64 model.latent.prior=autoregressive model.latent.prior_hidden=256",
             "vq_vae model.latent.k=1024",
             "vq_vae model.latent.k=1024 model.latent.codebook_update=ema",
         ),

@@ -107,6 +107,28 @@ def mnist_like(images: int, seed: int) -> torch.Tensor:
     return (torch.rand(images, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.5).float()
 
 
+def binarized_digits(data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 6400 MNIST training digits and the first 500 test digits, each binarized once by its own seed."""
+    from vae_zoo.data import MNISTDataModule
+
+    dm = MNISTDataModule(data_dir, binarize="none")
+    dm.setup()
+    train = (dm.splits["train"][:6400].float() / 255).bernoulli(generator=torch.Generator().manual_seed(0))
+    test = (dm.splits["test"][:500].float() / 255).bernoulli(generator=torch.Generator().manual_seed(1))
+    return train, test
+
+
+def train_steps(vae: VAE, images: torch.Tensor, steps: int = 200, batch: int = 128) -> None:
+    """``steps`` Adam steps (rate 1e-3) of ``vae``'s objective on ``images`` in turn, ``batch`` at a time."""
+    optimizer = torch.optim.Adam(vae.model.parameters(), lr=1e-3)
+    batches = len(images) // batch
+    for step in range(steps):
+        loss, _ = vae.objective(vae.model, images[(step % batches) * batch : (step % batches + 1) * batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def refusal(**settings: Any) -> str:
     """The one-line ``ConfigError`` that ``build_model(**settings)`` stops with (the test fails where it builds)."""
     with pytest.raises(ConfigError) as refused:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from tests.conftest import build_model
+from tests.conftest import binarized_digits, build_model, train_steps
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.autoregressive_code_prior import AutoregressiveCodePrior, CodeMADE
 from vae_zoo.latents.vector_quantized import VectorQuantizedLatent
@@ -127,21 +127,11 @@ def test_training_is_unchanged_and_the_autoregressive_prior_fits_the_codes_bette
     """The same 200 steps on real digits with each prior: the encoder, codebook and decoder move bit for bit alike
     (the KL's gradient reaches the prior alone), and the autoregressive prior's KL on held-out digits is below the
     independent prior's."""
-    from vae_zoo.data import MNISTDataModule
-
-    dm = MNISTDataModule(data_dir, binarize="none")
-    dm.setup()
-    train = (dm.splits["train"][:6400].float() / 255).bernoulli(generator=torch.Generator().manual_seed(0))
-    test = (dm.splits["test"][:500].float() / 255).bernoulli(generator=torch.Generator().manual_seed(1))
+    train, test = binarized_digits(data_dir)
     kls, states = {}, {}
     for prior in ("learned", "autoregressive"):
         vae = vq(prior)
-        optimizer = torch.optim.Adam(vae.model.parameters(), lr=1e-3)
-        for step in range(200):
-            loss, _ = vae.objective(vae.model, train[(step % 50) * 128 : (step % 50 + 1) * 128])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_steps(vae, train)
         with torch.no_grad():
             kls[prior] = vae.model.kl(vae.model.posterior(test)).mean()
         states[prior] = {k: v for k, v in vae.model.state_dict().items() if "prior" not in k}

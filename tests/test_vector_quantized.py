@@ -12,7 +12,15 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from tests.conftest import build_model, component, flat_gradient, mnist_like, refusal
+from tests.conftest import (
+    binarized_digits,
+    build_model,
+    component,
+    flat_gradient,
+    mnist_like,
+    refusal,
+    train_steps,
+)
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.vector_quantized import VectorQuantizedLatent
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_codes
@@ -202,22 +210,12 @@ def test_bad_settings_are_refused_in_one_line(bad):
 def test_it_learns_mnist_with_most_of_its_codebook(codebook_update, data_dir):
     """200 steps of the preset on real digits, its codebook trained by its loss term or moved by moving averages:
     the bound improves by tens of nats, and the images use most codes."""
-    from vae_zoo.data import MNISTDataModule
-
+    train, test = binarized_digits(data_dir)
     torch.manual_seed(0)
-    dm = MNISTDataModule(data_dir, binarize="none")
-    dm.setup()
-    train = (dm.splits["train"][:6400].float() / 255).bernoulli(generator=torch.Generator().manual_seed(0))
-    test = (dm.splits["test"][:500].float() / 255).bernoulli(generator=torch.Generator().manual_seed(1))
     vae = build_model("vector_quantized", hidden=(256,), latent_settings={"codebook_update": codebook_update})
-    optimizer = torch.optim.Adam(vae.model.parameters(), lr=1e-3)
     with torch.no_grad():
         before = vae.model(test).mean()
-    for step in range(200):
-        loss, _ = vae.objective(vae.model, train[(step % 50) * 128 : (step % 50 + 1) * 128])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_steps(vae, train)
     with torch.no_grad():
         after = vae.model(test).mean()
         used = vae.model.posterior(test).codes.unique().numel()

@@ -4,9 +4,8 @@ once from one masked network (MADE, Germain et al. 2015), in the positions' orde
 The network reads the codes as one-hot vectors, ``positions * K`` inputs, through one hidden layer of ReLU units,
 each unit of degree ``d`` in ``1 .. positions - 1`` seeing the codes at positions ``< d`` and the logits of position
 ``n`` seeing the units of degree ``<= n``: position 0's logits are the output bias alone, and every position's
-depend on the earlier ones only.
-Its weights are one per packed model (``per_model_state``, ``(N, ...)``), each model's images reading their own, as
-a VQ-VAE's codebook.
+depend on the earlier ones only. Its weights are one per packed model (``per_model_state``, ``(N, ...)``), each
+model's images reading their own, as a VQ-VAE's codebook.
 """
 
 from __future__ import annotations
@@ -39,9 +38,8 @@ class CodeMADE(nn.Module):
     def __init__(self, positions: int, k: int, hidden: int) -> None:
         super().__init__()
         self.positions, self.k = positions, k
-        degree_in = (torch.arange(positions) + 1).repeat_interleave(
-            k
-        )  # a position's K inputs share its degree
+        # a position's K inputs share its degree, 1 .. positions
+        degree_in = (torch.arange(positions) + 1).repeat_interleave(k)
         degree_hidden = torch.arange(hidden) % max(positions - 1, 1) + 1
         self.register_buffer(
             "in_mask", (degree_hidden[None, :] >= degree_in[:, None]).float(), persistent=False
@@ -60,14 +58,10 @@ class CodeMADE(nn.Module):
         models = len(table) if table.dim() == 3 else 1
         grouped = images_by_model(codes, models, 1) if models > 1 else codes  # (N, ..., b, positions)
         rows = grouped.reshape(models, -1, self.positions)
-        inputs = torch.arange(self.positions, device=codes.device) * self.k  # each position's first input
-        index = (
-            rows
-            + inputs
-            + (torch.arange(models, device=codes.device) * self.positions * self.k)[:, None, None]
-        )
+        # the table's row of each code: its model's block, its position's K rows, the code
+        first = torch.arange(models * self.positions, device=codes.device).view(models, 1, -1) * self.k
         hidden = F.embedding_bag(
-            index.reshape(-1, self.positions), table.reshape(-1, table.shape[-1]), mode="sum"
+            (rows + first).reshape(-1, self.positions), table.reshape(-1, table.shape[-1]), mode="sum"
         )
         hidden = torch.relu(hidden.view(models, -1, table.shape[-1]) + self.hidden_bias.view(models, 1, -1))
         out = (self.out_weight * self.out_mask).view(models, self.positions * self.k, -1)

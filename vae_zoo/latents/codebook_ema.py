@@ -53,7 +53,7 @@ def move_codebook(
     batch's encoder outputs and their nearest codes."""
     k = codebook.shape[-2]
     models = len(codebook) if codebook.dim() == 3 else 1
-    statistics = batch_statistics(encoded.float(), codes, weights, models, k)
+    statistics = batch_statistics(encoded.to(codebook.dtype), codes, weights, models, k)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(statistics)
     codebook_, counts_, sums_ = codebook.view(models, k, -1), counts.view(models, k), sums.view(models, k, -1)

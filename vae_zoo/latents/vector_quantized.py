@@ -91,14 +91,13 @@ class VectorQuantizedLatent(LatentFamily):
         self.per_model_state = (
             ("codebook", "code_counts", "code_sums") if codebook_update == "ema" else ("codebook",)
         )
-        #: a learned prior's logits, each image reading its model's copy when packed
-        self.per_image_parameters: tuple[str, ...] = ()
         if self.autoregressive:
             with torch.random.fork_rng(devices=[]):
                 self.code_prior = CodeMADE(positions, k, prior_hidden)
         else:
             self.register_prior_logits((positions, k), prior)
-            self.per_image_parameters = ("prior_logits",)
+        #: a learned prior's logits, each image reading its model's copy when packed
+        self.per_image_parameters = () if self.autoregressive else ("prior_logits",)
 
     def posterior(self, features: Tensor) -> VectorQuantized:
         encoded = self.head(features).unflatten(-1, (self.positions, self.dim))
