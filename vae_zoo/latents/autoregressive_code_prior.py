@@ -22,7 +22,7 @@ from vae_zoo.latents.vector_quantized_distribution import (
     OnTheCodebook,
     VectorQuantized,
     code_vectors,
-    nearest_codes,
+    codes_on_the_codebook,
 )
 from vae_zoo.packed_batch import images_by_model, images_in_turn
 
@@ -101,8 +101,7 @@ class AutoregressiveCodePrior(Distribution):
             return code_vectors(codes, self.codebook).view(*sample_shape, *self.event_shape)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        codes = nearest_codes(value, self.codebook.detach())
-        on_the_codebook = (code_vectors(codes, self.codebook.detach()) == value).all(-1).all(-1)
+        codes, on_the_codebook = codes_on_the_codebook(value, self.codebook.detach())
         return torch.where(on_the_codebook, self.log_prob_of_codes(codes), -math.inf)
 
 

@@ -59,6 +59,13 @@ def nearest_vectors(vectors: Tensor, codebook: Tensor) -> Tensor:
     return code_vectors(nearest_codes(vectors, codebook), codebook)
 
 
+def codes_on_the_codebook(value: Tensor, codebook: Tensor) -> tuple[Tensor, Tensor]:
+    """The codes of the matrices ``value`` ``(..., positions, dim)``, their nearest rows', and whether each matrix is
+    those rows (lies on the codebook): ``(..., positions)`` and ``(...)``."""
+    codes = nearest_codes(value, codebook)
+    return codes, (code_vectors(codes, codebook) == value).all(-1).all(-1)
+
+
 class OnTheCodebook(constraints.Constraint):
     """Matrices whose every row is a row of the codebook: a discrete support of ``K^positions`` points."""
 
@@ -70,7 +77,7 @@ class OnTheCodebook(constraints.Constraint):
         super().__init__()
 
     def check(self, value: Tensor) -> Tensor:
-        return (nearest_vectors(value, self.codebook) == value).all(-1).all(-1)
+        return codes_on_the_codebook(value, self.codebook)[1]
 
 
 class VectorQuantized(Distribution):
@@ -157,9 +164,10 @@ class CodePrior(Distribution):
     def support(self) -> OnTheCodebook:
         return OnTheCodebook(self.codebook.detach())
 
-    def log_code_probs(self) -> Tensor:
-        """``log p_n(j)``, ``(..., positions, K)``."""
-        return self.logits.log_softmax(-1)
+    def log_prob_of_codes(self, codes: Tensor) -> Tensor:
+        """``sum_n log p_n(k_n)`` of codes ``(..., positions)``."""
+        log_probs = self.logits.log_softmax(-1).expand(*codes.shape, self.logits.shape[-1])
+        return log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         with torch.no_grad():
@@ -168,15 +176,11 @@ class CodePrior(Distribution):
             return code_vectors(codes, self.codebook)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        codes = nearest_codes(value, self.codebook.detach())
-        log_probs = self.log_code_probs().expand(*codes.shape, self.logits.shape[-1])
-        on_the_codebook = (code_vectors(codes, self.codebook.detach()) == value).all(-1).all(-1)
-        log_p = log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
-        return torch.where(on_the_codebook, log_p, -math.inf)
+        codes, on_the_codebook = codes_on_the_codebook(value, self.codebook.detach())
+        return torch.where(on_the_codebook, self.log_prob_of_codes(codes), -math.inf)
 
 
 @register_kl(VectorQuantized, CodePrior)
 def kl_vector_quantized_code_prior(q: VectorQuantized, p: CodePrior) -> Tensor:
     """``KL(delta_k || p) = -sum_n log p_n(k_n)`` per image (``positions * log K`` under the uniform prior)."""
-    log_probs = p.log_code_probs().expand(*q.codes.shape, p.logits.shape[-1])
-    return -log_probs.gather(-1, q.codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+    return -p.log_prob_of_codes(q.codes)
