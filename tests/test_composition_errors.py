@@ -46,6 +46,14 @@ REFUSED = {
         ["-m", "seed=0,1", "model.latent.dimm=3"],
         "model.latent.dimm: no such key in model.latent -- did you mean model.latent.dim?",
     ),
+    "a misspelled key to show": (
+        ["--cfg", "job", "model.latent.dimm=3"],
+        "model.latent.dimm: no such key in model.latent -- did you mean model.latent.dim?",
+    ),
+    "a misspelled option to describe": (
+        ["--info", "config", "model=gausian_vae"],
+        "model=gausian_vae: model has no option 'gausian_vae' -- did you mean model=gaussian_vae?",
+    ),
 }
 
 
@@ -80,6 +88,44 @@ def test_each_command_refuses_a_misspelled_key_before_importing_torch(command):
     assert result.stdout == "[]\n"
 
 
+def command_output(program: str, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", program, *argv],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [("train", ["--help"]), ("train", ["--cfg", "job", "model=vq_vae"]), ("eval", ["--cfg", "hydra"])],
+)
+def test_hydra_answers_without_importing_torch_what_it_answered_after_the_imports(command, argv):
+    """``--help``, ``--cfg`` and ``--info`` print what Hydra printed from ``vae_zoo.cli``'s task, in a fresh
+    interpreter that never imports torch, Lightning or ``vae_zoo.cli``."""
+    imported = "print(sorted(m for m in ('torch', 'pytorch_lightning', 'vae_zoo.cli') if m in sys.modules))"
+    ours = command_output(
+        f"import sys\nfrom vae_zoo.commands import {command}_main\nsys.argv[0] = '{command}.py'\n"
+        f"try:\n    {command}_main()\nfinally:\n    {imported}\n",
+        argv,
+    )
+    before = command_output(
+        f"import sys\nfrom vae_zoo.cli import {command}_task\nsys.argv[0] = '{command}.py'\n{command}_task()",
+        argv,
+    )
+    assert ours.returncode == before.returncode == 0, ours.stderr[-2000:]
+    assert ours.stdout == before.stdout + "[]\n" and len(before.stdout.splitlines()) > 50
+
+
+def test_a_resolved_config_is_shown_after_the_imports_its_resolvers_need():
+    shown = run_script("train.py", "--cfg", "job", "--resolve", "-p", "trainer.precision")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout == "32-true\n"
+
+
 def test_eval_and_sample_refuse_their_own_keys(capsys):
     for config_name in ("eval", "sample"):
         with pytest.raises(SystemExit):
@@ -94,7 +140,8 @@ def test_eval_and_sample_refuse_their_own_keys(capsys):
         ["-m", "seed=0,1,2", "model=gamma_vae,gaussian_vae"],
         ["hparams_search=optuna"],  # hydra.mode=MULTIRUN in the config: sweeps without -m
         ["--help"],
-        ["--cfg", "job", "model.latent.dimm=3"],  # Hydra's own commands answer for themselves
+        ["--cfg", "job", "model=gumbel_vae"],
+        ["--shell-completion", "query=model.lat"],  # completion's words are not overrides: Hydra's to answer
     ],
 )
 def test_a_command_line_that_composes_passes(argv, capsys):

@@ -159,13 +159,14 @@ def test_codebook_usage_prints_each_vq_runs_bound_and_how_many_codes_it_uses(tmp
     )
 
 
-def test_refusal_latency_times_both_commands_and_prints_their_ratio():
-    result = run_script("scripts/refusal_latency.py", "--rounds=1")
+def test_command_latency_times_each_command_line_both_ways_and_prints_their_ratios():
+    result = run_script("scripts/command_latency.py", "--rounds=1")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "before importing torch and Lightning" in result.stdout and "ratio: " in result.stdout
+    rows = [line.split()[0] for line in result.stdout.splitlines() if ", ratio " in line]
+    assert rows == ["model=transformer", "--cfg", "--help"]
 
 
-def test_refusal_latency_stops_on_an_override_that_composes():
-    result = run_script("scripts/refusal_latency.py", "--rounds=1", "--override=model=gumbel_vae")
+def test_command_latency_stops_on_an_override_that_composes():
+    result = run_script("scripts/command_latency.py", "--rounds=1", "--override=model=gumbel_vae")
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("'model=gumbel_vae' was not refused (exit status")
+    assert result.stderr.strip().startswith("'model=gumbel_vae' exited with status 0, not 2")

@@ -12,6 +12,7 @@ runs; ``vae_zoo.train()`` raises the same line as a ``ConfigError``.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import sys
@@ -84,15 +85,26 @@ def _grammar(error: OverrideParseException) -> str:
     return links[0] if links else "Hydra's override grammar"
 
 
+def command_line(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv[1:]``) as ``hydra.main`` reads it."""
+    return get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+
+
+def answered_by_hydra(args: argparse.Namespace) -> bool:
+    """``--help``, ``--hydra-help``, ``--cfg``, ``--info`` or shell completion: Hydra prints its answer and runs no
+    task."""
+    return any((args.help, args.hydra_help, args.cfg, args.info, args.shell_completion))
+
+
 def refuse_uncomposable(config_name: str, argv: Sequence[str] | None = None) -> None:
     """Composes the config of this command line (``sys.argv[1:]``) as Hydra is about to -- in a multirun,
     the sweep's primary config; its jobs are the sweeper's -- and where Hydra would refuse it, prints
-    ``error: <one line>`` and exits with status 2. Left to Hydra: ``--help``, ``--cfg``, ``--info``, shell
-    completion, another config directory or name, and ``HYDRA_FULL_ERROR=1`` (its whole stack trace)."""
-    args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    hydra_answers = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    ``error: <one line>`` and exits with status 2; ``--help``, ``--cfg`` and ``--info`` compose it too. Left to
+    Hydra: shell completion, another config directory or name, and ``HYDRA_FULL_ERROR=1`` (its whole stack
+    trace)."""
+    args = command_line(argv)
     elsewhere = (args.experimental_rerun, args.config_path, args.config_dir, args.config_name)
-    if any(hydra_answers) or any(elsewhere) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if args.shell_completion or any(elsewhere) or os.environ.get("HYDRA_FULL_ERROR") == "1":
         return
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
