@@ -79,10 +79,11 @@ def build_model(
     objective_settings: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> VAE:
-    """A small MLP VAE for 28x28 images from the named options of each component group."""
+    """A small VAE for 28x28 images from the named options of each component group, MLP networks of ``hidden``
+    units unless ``encoder`` and ``decoder`` configs are given."""
+    kwargs.setdefault("encoder", {"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": list(hidden)})
+    kwargs.setdefault("decoder", {"_target_": "vae_zoo.nets.mlp.MLPDecoder", "hidden": list(hidden)})
     return VAE(
-        encoder={"_target_": "vae_zoo.nets.mlp.MLPEncoder", "hidden": list(hidden)},
-        decoder={"_target_": "vae_zoo.nets.mlp.MLPDecoder", "hidden": list(hidden)},
         latent=component("latent", latent, **(latent_settings or {})),
         estimator=component("estimator", estimator, **(estimator_settings or {})),
         objective=component("objective", objective, **(objective_settings or {})),

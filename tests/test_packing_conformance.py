@@ -78,6 +78,16 @@ PACKING = {
     "categorical_learned_prior": (*NETS, "model=gumbel_vae", "model.latent.prior=learned"),
     "vector_quantized": (*NETS, "model=vq_vae"),
     "vector_quantized_conv_learned_prior": (*CONV, "model=vq_vae", "model.latent.prior=learned"),
+    "vector_quantized_grid_autoregressive_prior": (
+        *CONV,
+        "model=vq_vae",
+        "model.encoder.grid=true",
+        "model.decoder.grid=true",
+        "model.latent.grid=true",
+        "model.latent.positions=49",
+        "model.latent.prior=autoregressive",
+        "model.latent.prior_hidden=16",
+    ),
     "vector_quantized_autoregressive_prior": (
         *NETS,
         "model=vq_vae",

@@ -30,6 +30,11 @@ class VectorQuantizedLatent(LatentFamily):
     uniform on ``[-1/k, 1/k]``, as the reference implementations'. The decoder reads ``z`` flattened to
     ``positions * dim``.
 
+    ``grid: true`` is the paper's spatial code grid: the encoder's features are ``positions`` locations of
+    ``in_features / positions`` channels, channel by channel (``encoder=conv`` with ``model.encoder.grid=true``),
+    each taken to ``dim`` coordinates by one linear map shared by every location (a 1x1 convolution), and the
+    decoder reads the codes channel by channel too (``decoder=conv`` with ``model.decoder.grid=true``).
+
     ``codebook_update: loss`` trains the codebook with the codebook term by the optimizer (the paper's main text);
     ``ema`` moves it by exponential moving averages of the encoder outputs each code is chosen for, with ``decay``
     and the Laplace smoothing's ``epsilon`` (``vae_zoo.latents.codebook_ema``; the paper's appendix, VQ-VAE-2), and
@@ -50,6 +55,7 @@ class VectorQuantizedLatent(LatentFamily):
         codebook_update: str = "loss",
         decay: float = 0.99,
         epsilon: float = 1e-5,
+        grid: bool = False,
     ) -> None:
         super().__init__(in_features)
         if positions < 1 or dim < 1:
@@ -78,8 +84,17 @@ class VectorQuantizedLatent(LatentFamily):
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
         self.autoregressive = prior == "autoregressive"
+        if grid and in_features % positions:
+            raise ConfigError(
+                f"model.latent.grid=true: the encoder's {in_features} features are not a grid of "
+                f"model.latent.positions={positions} -- set it to the encoder's grid (encoder=conv with "
+                "model.encoder.grid=true: ceil(H / 2^L) x ceil(W / 2^L) after L layers, 49 for 28 x 28 and two)"
+            )
+        self.grid = grid
         self.sample_features = positions * dim
-        self.head = nn.Linear(in_features, positions * dim)
+        self.head = nn.Linear(
+            in_features // positions if grid else in_features, dim if grid else positions * dim
+        )
         codebook = torch.empty(k, dim).uniform_(-1 / k, 1 / k)
         if codebook_update == "ema":
             self.register_buffer("codebook", codebook)
@@ -100,7 +115,10 @@ class VectorQuantizedLatent(LatentFamily):
         self.per_image_parameters = () if self.autoregressive else ("prior_logits",)
 
     def posterior(self, features: Tensor) -> VectorQuantized:
-        encoded = self.head(features).unflatten(-1, (self.positions, self.dim))
+        if self.grid:  # (..., C * P) -> (P, ..., C): the positions ahead of the batch, as sample dims
+            encoded = self.head(features.unflatten(-1, (-1, self.positions)).movedim(-1, 0)).movedim(0, -2)
+        else:
+            encoded = self.head(features).unflatten(-1, (self.positions, self.dim))
         return VectorQuantized(encoded, self.codebook, self.commitment)
 
     def prior(self) -> CodePrior | AutoregressiveCodePrior:
@@ -109,7 +127,8 @@ class VectorQuantizedLatent(LatentFamily):
         return CodePrior(self.prior_logits, self.codebook)
 
     def decoder_input(self, z: Tensor) -> Tensor:
-        return z.flatten(-2)
+        """``z`` ``(..., positions, dim)`` flattened: position by position, or channel by channel on a grid."""
+        return z.transpose(-1, -2).flatten(-2) if self.grid else z.flatten(-2)
 
     def onto_support(self, z: Tensor) -> Tensor:
         """Each row of ``z`` replaced by its nearest codebook vector."""
