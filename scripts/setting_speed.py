@@ -16,7 +16,9 @@ and digamma) against ``latent=normal`` of as many coordinates, on the default mo
 size (default 3, 32). ``vector_quantized``: ``model=vq_vae`` (16 positions of 16 coordinates, codebooks of 64 and
 1024 vectors: the nearest-code search, the straight-through sample, the codebook and commitment terms; and each with
 the moving-average codebook, ``model.latent.codebook_update=ema``; and at 64 with the autoregressive prior of 512 and
-256 units) against ``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128). A step
+256 units) against ``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128).
+``vector_quantized_grid``: the code grid of ``experiment=vq_grid_mnist`` (7 x 7 codes of conv nets, moving averages;
+with dead-code restarts; with the autoregressive prior) against the Gaussian VAE with the same conv nets. A step
 is the objective's loss, its backward pass and the optimizer step, as Lightning runs them. Rounds of ``--steps``
 steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
 median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
@@ -31,6 +33,7 @@ fused).
     python scripts/setting_speed.py tc --compile
     python scripts/setting_speed.py hyperspherical
     python scripts/setting_speed.py vector_quantized
+    python scripts/setting_speed.py vector_quantized_grid
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ from grad_variance import print_and_write
 
 from vae_zoo.cli import build_datamodule_and_model
 from vae_zoo.compose import compose_config
+
+#: experiment=vq_grid_mnist's code grid, with the moving-average codebook
+VQ_GRID = (
+    "model.encoder.grid=true model.decoder.grid=true model.latent.grid=true model.latent.positions=49 "
+    "model.latent.codebook_update=ema"
+)
 
 
 class Comparison(NamedTuple):
@@ -125,6 +134,23 @@ COMPARISONS = {
             "vq_vae model.latent.k=1024 model.latent.codebook_update=ema",
         ),
         lambda batch: ["experiment=gaussian_mnist", f"data.batch_size={batch}"],
+        "batch",
+        (128,),
+    ),
+    "vector_quantized_grid": Comparison(
+        "model",
+        (
+            "gaussian_vae",
+            f"vq_vae {VQ_GRID}",
+            f"vq_vae {VQ_GRID} model.latent.restart_below=1",
+            f"vq_vae {VQ_GRID} model.latent.prior=autoregressive",
+        ),
+        lambda batch: [
+            "experiment=gaussian_mnist",
+            "encoder=conv",
+            "decoder=conv",
+            f"data.batch_size={batch}",
+        ],
         "batch",
         (128,),
     ),

@@ -4,6 +4,7 @@ them, models built from the config groups' own files, and the CLI run as a user 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -128,6 +129,13 @@ def train_steps(vae: VAE, images: torch.Tensor, steps: int = 200, batch: int = 1
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+def free_port() -> int:
+    """A TCP port of this machine that nothing listens on (for a process group's rendezvous)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
 
 
 def refusal(**settings: Any) -> str:

@@ -6,14 +6,13 @@ training gradient against the commitment term written out by hand, and learning 
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.conftest import build_model, flat_gradient, mnist_like
+from tests.conftest import build_model, flat_gradient, free_port, mnist_like
 from vae_zoo.latents.codebook_ema import move_codebook
 from vae_zoo.packing.pack import pack
 
@@ -98,10 +97,7 @@ def _ddp_step(rank: int, port: int, folder: str) -> None:
 
 
 def test_under_ddp_every_process_moves_its_codebook_by_the_whole_batch(tmp_path):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    mp.spawn(_ddp_step, args=(port, str(tmp_path)), nprocs=2)
+    mp.spawn(_ddp_step, args=(free_port(), str(tmp_path)), nprocs=2)
     codebook, counts, sums = state(4)
     encoded, codes, weights = batch(5)
     move_codebook(codebook, counts, sums, encoded, codes, weights, DECAY, EPSILON)

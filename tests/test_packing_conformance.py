@@ -94,6 +94,12 @@ PACKING = {
         "model.latent.prior=autoregressive",
         "model.latent.prior_hidden=16",
     ),
+    "vector_quantized_ema_restarts": (
+        *NETS,
+        "model=vq_vae",
+        "model.latent.codebook_update=ema",
+        "model.latent.restart_below=1",
+    ),
     "vector_quantized_ema_semi_supervised": (
         *NETS,
         *SEMI_SUPERVISED,

@@ -47,10 +47,11 @@ def move_codebook(
     weights: Tensor | None,
     decay: float,
     epsilon: float,
-) -> None:
+) -> Tensor:
     """One moving-average step, in place, of ``codebook`` ``(K, dim)`` with its averages ``counts`` ``(K,)`` and
     ``sums`` ``(K, dim)`` (or one of each per packed model, ``(N, K, dim)``, ``(N, K)``, ``(N, K, dim)``), from this
-    batch's encoder outputs and their nearest codes."""
+    batch's encoder outputs and their nearest codes. Returns whether each model's codebook moved, ``(N,)``: its
+    batch statistics were finite."""
     k = codebook.shape[-2]
     models = len(codebook) if codebook.dim() == 3 else 1
     statistics = batch_statistics(encoded.to(codebook.dtype), codes, weights, models, k)
@@ -65,3 +66,4 @@ def move_codebook(
     codebook_.copy_(torch.where(finite[:, None, None], new_sums / smoothed[..., None], codebook_))
     counts_.copy_(torch.where(finite[:, None], new_counts, counts_))
     sums_.copy_(torch.where(finite[:, None, None], new_sums, sums_))
+    return finite

@@ -9,6 +9,7 @@ from torch.distributions import Distribution
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.autoregressive_code_prior import AutoregressiveCodePrior, CodeMADE
 from vae_zoo.latents.codebook_ema import move_codebook
+from vae_zoo.latents.codebook_restarts import restart_dead_codes
 from vae_zoo.latents.family import LOGIT_PRIORS, LatentFamily
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_vectors
 
@@ -38,7 +39,9 @@ class VectorQuantizedLatent(LatentFamily):
     ``codebook_update: loss`` trains the codebook with the codebook term by the optimizer (the paper's main text);
     ``ema`` moves it by exponential moving averages of the encoder outputs each code is chosen for, with ``decay``
     and the Laplace smoothing's ``epsilon`` (``vae_zoo.latents.codebook_ema``; the paper's appendix, VQ-VAE-2), and
-    trains with the commitment term alone: the codebook and its averages are buffers.
+    trains with the commitment term alone: the codebook and its averages are buffers. With ``restart_below`` > 0
+    a code chosen less than that often per batch on average is restarted at one of the batch's encoder outputs
+    (``vae_zoo.latents.codebook_restarts``; Jukebox's dead-code restarts).
     """
 
     own_loss_name = "vq_loss"
@@ -55,6 +58,7 @@ class VectorQuantizedLatent(LatentFamily):
         codebook_update: str = "loss",
         decay: float = 0.99,
         epsilon: float = 1e-5,
+        restart_below: float = 0.0,
         grid: bool = False,
     ) -> None:
         super().__init__(in_features)
@@ -75,6 +79,11 @@ class VectorQuantizedLatent(LatentFamily):
                 f"model.latent.decay={decay} must be in (0, 1) and model.latent.epsilon={epsilon} > 0 (the "
                 "moving averages' decay and smoothing)"
             )
+        if not restart_below >= 0 or (restart_below > 0 and codebook_update != "ema"):
+            raise ConfigError(
+                f"model.latent.restart_below={restart_below} must be >= 0, and 0 unless "
+                "model.latent.codebook_update=ema (a dead code is found by its moving-average count)"
+            )
         if prior not in CODE_PRIORS:
             raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(CODE_PRIORS)}")
         if prior_hidden < 1:
@@ -83,6 +92,7 @@ class VectorQuantizedLatent(LatentFamily):
             )
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
+        self.restart_below = float(restart_below)
         self.autoregressive = prior == "autoregressive"
         if grid and in_features % positions:
             raise ConfigError(
@@ -138,15 +148,11 @@ class VectorQuantizedLatent(LatentFamily):
         return q.training_loss(codebook_term=self.codebook_update == "loss")
 
     def update_statistics(self, q: Distribution, weights: Tensor | None = None) -> None:
-        """With ``codebook_update: ema``, the codebook's moving-average step from this batch's encoder outputs."""
+        """With ``codebook_update: ema``, the codebook's moving-average step from this batch's encoder outputs, then
+        its dead codes' restarts there."""
         if self.codebook_update == "ema":
-            move_codebook(
-                self.codebook,
-                self.code_counts,
-                self.code_sums,
-                q.encoded.detach(),
-                q.codes,
-                weights,
-                self.decay,
-                self.epsilon,
-            )
+            state = (self.codebook, self.code_counts, self.code_sums)
+            encoded = q.encoded.detach()
+            moved = move_codebook(*state, encoded, q.codes, weights, self.decay, self.epsilon)
+            if self.restart_below > 0:
+                restart_dead_codes(*state, encoded, weights, self.restart_below, moved)
