@@ -19,6 +19,7 @@ from vae_zoo import mutual_information
 from vae_zoo.cli import train
 from vae_zoo.config_groups import options
 from vae_zoo.errors import ConfigError
+from vae_zoo.latents.vector_quantized_distribution import VectorQuantized
 from vae_zoo.mutual_information import AggregatePosterior, linear_form, pairwise_log_probs, surgery_metrics
 from vae_zoo.packing.pack import pack
 
@@ -118,6 +119,28 @@ def test_the_estimates_mean_is_the_mixtures_information_by_quadrature():
         exact = mixture_information(densities)
         assert abs(terms.mean() - exact) < 4 * terms.std() / math.sqrt(len(terms)), (terms.mean(), exact)
         assert 0 < exact < math.log(4)
+
+
+def test_point_masses_pairs_are_their_log_probs_and_the_information_counts_the_shared_codes():
+    """VQ-VAE's point masses, 40 images of which several share their codes: the pairs found by comparing points
+    equal ``log_prob`` at every pair (0 or ``-inf``), in a pack of two each model's own, and ``I^`` is
+    ``mean_i -log(n_i / N)`` with ``n_i`` the images sharing image ``i``'s codes."""
+    generator = torch.Generator().manual_seed(0)
+    codebook = torch.randn(3, 2, generator=generator)
+    codes = torch.randint(0, 3, (40, 2), generator=generator)  # 9 code matrices for 40 images
+    q = VectorQuantized(codebook[codes] + 0.01 * torch.randn(40, 2, 2, generator=generator), codebook)
+    z = q.sample()
+    for models in (1, 2):
+        pairs = pairwise_log_probs(q, z.unflatten(0, (models, -1)), models)
+        rows = 40 // models
+        for m in range(models):
+            own = slice(m * rows, (m + 1) * rows)
+            expected = torch.stack([q.log_prob(point.expand(40, 2, 2))[own] for point in z[own]]).double()
+            assert torch.equal(pairs[m], expected)
+    shared = (q.codes[:, None] == q.codes[None]).all(-1).sum(1).double()
+    (information,), _ = estimate(q, z)
+    assert information == pytest.approx((-(shared / 40).log()).mean().item(), abs=1e-12)
+    assert 0 < information < math.log(40)
 
 
 def test_identical_posteriors_carry_no_information_and_separate_ones_log_n():

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
+from vae_zoo.capabilities import is_point_mass
+
 #: the most elements one evaluation of pairwise densities holds (samples x posteriors x event): 2^22 floats
 PAIR_ELEMENTS = 2**22
 
@@ -69,12 +71,25 @@ def linear_form(q: Distribution) -> LinearForm | None:
     return None
 
 
+def point_mass_pairs(points: Tensor, z: Tensor, models: int) -> Tensor:
+    """``log q(z_mi | x_mj)`` of point masses at ``points`` ``(models * rows, *event)``: 0 where ``z_mi`` is image
+    ``j``'s point, ``-inf`` elsewhere, ``(models, n, rows)`` in float64, found exactly by numbering the distinct
+    rows of both (``torch.unique``) rather than by ``log_prob`` at every pair."""
+    n = z.shape[1]
+    rows = torch.cat([z.flatten(2), points.to(z.dtype).flatten(1).unflatten(0, (models, -1))], 1)
+    ids = torch.unique(rows.flatten(0, 1), dim=0, return_inverse=True)[1].view(models, -1)
+    same = ids[:, :n, None] == ids[:, None, n:]
+    return torch.zeros(same.shape, dtype=torch.float64, device=z.device).masked_fill_(~same, -math.inf)
+
+
 def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
     """``log q(z_mi | x_mj)`` in float64, ``(models, n, rows)``: samples ``z`` ``(models, n, *event)`` against the
     posteriors of a batch of ``models * rows`` images (each model's in turn), each model's samples against its own
-    model's images. By one matrix product where ``q`` has a ``linear_form``; for any other family by its
-    ``log_prob`` broadcast over the pairs."""
+    model's images. By one matrix product where ``q`` has a ``linear_form``, by comparing points for point masses
+    (``point_mass_pairs``), for any other family by its ``log_prob`` broadcast over the pairs."""
     rows = q.batch_shape[0] // models
+    if is_point_mass(q):
+        return point_mass_pairs(q.mean, z, models)
     form = linear_form(q)
     if form is not None:
         eta, c = form.eta.unflatten(0, (models, rows)), form.c.unflatten(0, (models, rows))
