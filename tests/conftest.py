@@ -131,6 +131,29 @@ def train_steps(vae: VAE, images: torch.Tensor, steps: int = 200, batch: int = 1
         optimizer.step()
 
 
+def codebook_and_averages(seed: int, k: int, dim: int, models: int | None = None) -> list[torch.Tensor]:
+    """A VQ-VAE codebook ``(k, dim)`` with its moving averages, counts ``(k,)`` in ``[0, 3)`` and sums ``(k, dim)``
+    (one of each per packed model with ``models``)."""
+    generator = torch.Generator().manual_seed(seed)
+    lead = () if models is None else (models,)
+    return [
+        torch.randn(*lead, k, dim, generator=generator),
+        torch.rand(*lead, k, generator=generator) * 3,
+        torch.randn(*lead, k, dim, generator=generator),
+    ]
+
+
+def encoder_outputs(
+    seed: int, images: int, positions: int, dim: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VQ-VAE encoder outputs ``(images, positions, dim)``, codes for them (any codes: the codebook's updates read
+    them as given) and image weights."""
+    generator = torch.Generator().manual_seed(seed)
+    encoded = torch.randn(images, positions, dim, generator=generator)
+    codes = torch.randint(0, k, (images, positions), generator=generator)
+    return encoded, codes, torch.rand(images, generator=generator)
+
+
 def free_port() -> int:
     """A TCP port of this machine that nothing listens on (for a process group's rendezvous)."""
     with socket.socket() as free:

@@ -12,30 +12,26 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.conftest import build_model, flat_gradient, free_port, mnist_like
+from tests.conftest import (
+    build_model,
+    codebook_and_averages,
+    encoder_outputs,
+    flat_gradient,
+    free_port,
+    mnist_like,
+)
 from vae_zoo.latents.codebook_ema import move_codebook
 from vae_zoo.packing.pack import pack
 
 K, DIM, POSITIONS, DECAY, EPSILON = 7, 3, 5, 0.9, 1e-5
 
 
-def state(seed: int, models: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A codebook with its averages (one per packed model with ``models``), positive counts."""
-    generator = torch.Generator().manual_seed(seed)
-    lead = () if models is None else (models,)
-    return (
-        torch.randn(*lead, K, DIM, generator=generator),
-        torch.rand(*lead, K, generator=generator) * 3,
-        torch.randn(*lead, K, DIM, generator=generator),
-    )
+def state(seed: int, models: int | None = None) -> list[torch.Tensor]:
+    return codebook_and_averages(seed, K, DIM, models)
 
 
 def batch(seed: int, images: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Encoder outputs, their codes (any codes: the update reads them as given) and image weights."""
-    generator = torch.Generator().manual_seed(seed)
-    encoded = torch.randn(images, POSITIONS, DIM, generator=generator)
-    codes = torch.randint(0, K, (images, POSITIONS), generator=generator)
-    return encoded, codes, torch.rand(images, generator=generator)
+    return encoder_outputs(seed, images, POSITIONS, DIM, K)
 
 
 def test_one_step_is_the_appendixs_moving_average_of_each_codes_outputs():

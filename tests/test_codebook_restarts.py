@@ -13,7 +13,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.conftest import binarized_digits, build_model, free_port, train_steps
+from tests.conftest import (
+    binarized_digits,
+    build_model,
+    codebook_and_averages,
+    encoder_outputs,
+    free_port,
+    train_steps,
+)
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.codebook_ema import move_codebook
 from vae_zoo.latents.codebook_restarts import restart_dead_codes
@@ -23,21 +30,11 @@ K, DIM, POSITIONS, DECAY, EPSILON, THRESHOLD = 7, 3, 5, 0.9, 1e-5, 1.0
 
 
 def state(seed: int, models: int | None = None) -> list[torch.Tensor]:
-    """A codebook with its averages (one per packed model with ``models``), counts on both sides of the threshold."""
-    generator = torch.Generator().manual_seed(seed)
-    lead = () if models is None else (models,)
-    return [
-        torch.randn(*lead, K, DIM, generator=generator),
-        torch.rand(*lead, K, generator=generator) * 2 * THRESHOLD,
-        torch.randn(*lead, K, DIM, generator=generator),
-    ]
+    return codebook_and_averages(seed, K, DIM, models)
 
 
 def batch(seed: int, images: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    encoded = torch.randn(images, POSITIONS, DIM, generator=generator)
-    codes = torch.randint(0, K, (images, POSITIONS), generator=generator)
-    return encoded, codes, torch.rand(images, generator=generator)
+    return encoder_outputs(seed, images, POSITIONS, DIM, K)
 
 
 def step(codebook_state, encoded, codes, weights, restart: bool) -> None:

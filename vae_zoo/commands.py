@@ -10,7 +10,7 @@ Lightning imports:
   and run no task -- are Hydra's as before, composed from the same config directory without those imports
   (``--resolve`` excepted: the configs' resolvers ask torch what the device supports).
 
-Both in 0.3 to 1 s rather than 5 to 6 (``scripts/refusal_latency.py``).
+Both in 0.3 to 1.3 s rather than 5 to 6 (``scripts/command_latency.py``).
 """
 
 from __future__ import annotations
