@@ -38,6 +38,14 @@ def batch_statistics(encoded: Tensor, codes: Tensor, weights: Tensor | None, mod
     return encoded.new_zeros(models * k, dim + 1).index_add_(0, index, weighted).view(models, k, dim + 1)
 
 
+def per_model_views(codebook: Tensor, counts: Tensor, sums: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A codebook ``(K, dim)`` with its ``counts`` ``(K,)`` and ``sums`` ``(K, dim)``, or one of each per packed
+    model, viewed with a leading model dim: ``(N, K, dim)``, ``(N, K)``, ``(N, K, dim)``."""
+    models = len(codebook) if codebook.dim() == 3 else 1
+    k, dim = codebook.shape[-2:]
+    return codebook.view(models, k, dim), counts.view(models, k), sums.view(models, k, dim)
+
+
 def move_codebook(
     codebook: Tensor,
     counts: Tensor,
@@ -52,12 +60,11 @@ def move_codebook(
     ``sums`` ``(K, dim)`` (or one of each per packed model, ``(N, K, dim)``, ``(N, K)``, ``(N, K, dim)``), from this
     batch's encoder outputs and their nearest codes. Returns whether each model's codebook moved, ``(N,)``: its
     batch statistics were finite."""
-    k = codebook.shape[-2]
-    models = len(codebook) if codebook.dim() == 3 else 1
+    codebook_, counts_, sums_ = per_model_views(codebook, counts, sums)
+    models, k = counts_.shape
     statistics = batch_statistics(encoded.to(codebook.dtype), codes, weights, models, k)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(statistics)
-    codebook_, counts_, sums_ = codebook.view(models, k, -1), counts.view(models, k), sums.view(models, k, -1)
     new_sums = decay * sums_ + (1 - decay) * statistics[..., :-1]
     new_counts = decay * counts_ + (1 - decay) * statistics[..., -1]
     total = new_counts.sum(-1, keepdim=True)

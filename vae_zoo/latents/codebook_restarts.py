@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from vae_zoo.latents.codebook_ema import per_model_views
 from vae_zoo.packed_batch import images_by_model
 
 
@@ -33,13 +34,8 @@ def restart_dead_codes(
     """In place: each code of ``codebook`` ``(K, dim)`` (or ``(N, K, dim)`` packed) whose ``counts`` are below
     ``threshold`` restarted at a row of ``encoded`` ``(B, positions, dim)`` (each image's ``weights`` ``(B,)``,
     else 1), in the models whose codebook ``moved`` ``(N,)`` this step."""
-    k, dim = codebook.shape[-2:]
-    models = len(codebook) if codebook.dim() == 3 else 1
-    codebook_, counts_, sums_ = (
-        codebook.view(models, k, dim),
-        counts.view(models, k),
-        sums.view(models, k, dim),
-    )
+    codebook_, counts_, sums_ = per_model_views(codebook, counts, sums)
+    models, k, dim = codebook_.shape
     rows = images_by_model(encoded.to(codebook.dtype), models, 2).reshape(models, -1, dim)
     image_weights = torch.ones(len(encoded), device=encoded.device) if weights is None else weights.float()
     row_weights = images_by_model(image_weights[:, None].expand(encoded.shape[:2]), models, 1).reshape(

@@ -146,10 +146,9 @@ class ConvDecoder(nn.Module):
         z = with_condition(z, condition)
         *samples, batch, _ = z.shape
         c, h, w = self.output_shape
-        if self.grid:
-            logits = self.net(z.movedim(-2, 0).reshape(-1, *self.start))[:, :, :h, :w]
-        else:
-            # the two linear layers and their activations (net[4] unflattens a flat batch)
-            images = self.net[:4](z).movedim(-2, 0).reshape(-1, *self.start)
-            logits = self.net[5:](images)[:, :, :h, :w]
+        # a grid is read as it comes; else the two linear layers and their activations (net[4] unflattens a flat
+        # batch, which these images are not)
+        dense = z if self.grid else self.net[:4](z)
+        images = dense.movedim(-2, 0).reshape(-1, *self.start)
+        logits = self.net[0 if self.grid else 5 :](images)[:, :, :h, :w]
         return logits.reshape(batch, *samples, c, h, w).movedim(0, -4)
