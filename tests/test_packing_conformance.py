@@ -88,6 +88,17 @@ PACKING = {
         "model.latent.prior=autoregressive",
         "model.latent.prior_hidden=16",
     ),
+    "vector_quantized_grid_pixelcnn_prior": (
+        *CONV,
+        "model=vq_vae",
+        "model.encoder.grid=true",
+        "model.decoder.grid=true",
+        "model.latent.grid=true",
+        "model.latent.positions=49",
+        "model.latent.prior=pixelcnn",
+        "model.latent.prior_channels=8",
+        "model.latent.prior_layers=2",
+    ),
     "vector_quantized_autoregressive_prior": (
         *NETS,
         "model=vq_vae",

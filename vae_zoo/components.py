@@ -69,8 +69,11 @@ def refused_settings(cls: type, where: str, refusal: BaseException) -> ConfigErr
     return ConfigError(f"{where}: {cls.__name__} refused its settings: {reason} -- check {where}.*")
 
 
-def build_with_sizes(config: Mapping[str, Any], base: type, where: str, sizes: Mapping[str, Any]) -> Any:
-    """``build`` with the entries of ``sizes`` that the class names in its ``sizes`` attribute (the shapes an
-    estimator's or a prior's own networks need: ``input_shape``, ``latent_features``)."""
+def build_with_sizes(
+    config: Mapping[str, Any], base: type, where: str, sizes: Mapping[str, Any], **kwargs: Any
+) -> Any:
+    """``build`` (with ``kwargs``) with the entries of ``sizes`` that the class names in its ``sizes`` attribute
+    (the shapes an estimator's or a prior's own networks need: ``input_shape``, ``latent_features``; a latent
+    family's, the encoder's ``grid_shape``)."""
     needs = getattr(component_class(config, base, where), "sizes", ())
-    return build(config, base, where, **{name: sizes[name] for name in needs})
+    return build(config, base, where, **kwargs, **{name: sizes[name] for name in needs})

@@ -123,7 +123,13 @@ class ProbabilisticModel(nn.Module):
             else None
         )
         self.encoder = build(encoder, nn.Module, "model.encoder", input_shape=self.input_shape, **conditioned)
-        self.latent = build(latent, LatentFamily, "model.latent", in_features=self.encoder.out_features)
+        self.latent = build_with_sizes(
+            latent,
+            LatentFamily,
+            "model.latent",
+            {"grid_shape": getattr(self.encoder, "grid_shape", None)},
+            in_features=self.encoder.out_features,
+        )
         self.likelihood = build_with_sizes(
             likelihood, Likelihood, "model.likelihood", {"input_shape": self.input_shape}
         )

@@ -5,7 +5,8 @@ The network reads the codes as one-hot vectors, ``positions * K`` inputs, throug
 each unit of degree ``d`` in ``1 .. positions - 1`` seeing the codes at positions ``< d`` and the logits of position
 ``n`` seeing the units of degree ``<= n``: position 0's logits are the output bias alone, and every position's
 depend on the earlier ones only. Its weights are one per packed model (``per_model_state``, ``(N, ...)``), each
-model's images reading their own, as a VQ-VAE's codebook.
+model's images reading their own, as a VQ-VAE's codebook. The distribution, ``AutoregressiveCodePrior``, takes
+this network or a PixelCNN over a code grid (``vae_zoo.latents.code_pixelcnn``).
 """
 
 from __future__ import annotations
@@ -71,15 +72,18 @@ class CodeMADE(nn.Module):
 
 
 class AutoregressiveCodePrior(Distribution):
-    """``p(z) = prod_n p(k_n | k_<n)`` over the codebook vectors ``z_n = e_(k_n)``, the conditionals from ``made``
-    (a ``CodeMADE``). ``log_prob`` finds a matrix's codes (``-inf`` off the codebook); ``sample`` draws the
-    positions in order, one network pass each."""
+    """``p(z) = prod_n p(k_n | k_<n)`` over the codebook vectors ``z_n = e_(k_n)``, the conditionals from
+    ``network`` (a ``CodeMADE``, or a ``code_pixelcnn.CodePixelCNN`` over a code grid: codes ``(..., B,
+    positions)`` to logits ``(..., B, positions, K)``). ``log_prob`` finds a matrix's codes (``-inf`` off the
+    codebook); ``sample`` draws the positions in order, one network pass each."""
 
     arg_constraints: ClassVar[dict] = {}  # validation is off: the codes are computed, not given
 
-    def __init__(self, made: CodeMADE, codebook: Tensor) -> None:
-        self.made, self.codebook = made, codebook
-        super().__init__(torch.Size(), torch.Size((made.positions, codebook.shape[-1])), validate_args=False)
+    def __init__(self, network: nn.Module, codebook: Tensor) -> None:
+        self.network, self.codebook = network, codebook
+        super().__init__(
+            torch.Size(), torch.Size((network.positions, codebook.shape[-1])), validate_args=False
+        )
 
     @property
     def support(self) -> OnTheCodebook:
@@ -87,16 +91,16 @@ class AutoregressiveCodePrior(Distribution):
 
     def log_prob_of_codes(self, codes: Tensor) -> Tensor:
         """``sum_n log p(k_n | k_<n)`` of codes ``(..., B, positions)``."""
-        log_probs = self.made(codes).log_softmax(-1)
+        log_probs = self.network(codes).log_softmax(-1)
         return log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         """Packed, the draws are the models' rows in turn (``sample_shape`` ``(N * B,)``)."""
         with torch.no_grad():
             rows = math.prod(sample_shape)
-            codes = torch.zeros(rows, self.made.positions, dtype=torch.long, device=self.codebook.device)
-            for n in range(self.made.positions):
-                logits = self.made(codes)[:, n]
+            codes = torch.zeros(rows, self.network.positions, dtype=torch.long, device=self.codebook.device)
+            for n in range(self.network.positions):
+                logits = self.network(codes)[:, n]
                 codes[:, n] = Categorical(logits=logits, validate_args=False).sample()
             return code_vectors(codes, self.codebook).view(*sample_shape, *self.event_shape)
 

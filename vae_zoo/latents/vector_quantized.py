@@ -8,13 +8,15 @@ from torch.distributions import Distribution
 
 from vae_zoo.errors import ConfigError
 from vae_zoo.latents.autoregressive_code_prior import AutoregressiveCodePrior, CodeMADE
+from vae_zoo.latents.code_pixelcnn import CodePixelCNN
 from vae_zoo.latents.codebook_ema import move_codebook
 from vae_zoo.latents.codebook_restarts import restart_dead_codes
 from vae_zoo.latents.family import LOGIT_PRIORS, LatentFamily
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_vectors
 
 CODEBOOK_UPDATES = ("loss", "ema")
-CODE_PRIORS = (*LOGIT_PRIORS, "autoregressive")
+CODE_PRIORS = (*LOGIT_PRIORS, "autoregressive", "pixelcnn")
+AUTOREGRESSIVE_PRIORS = ("autoregressive", "pixelcnn")
 
 
 class VectorQuantizedLatent(LatentFamily):
@@ -26,6 +28,8 @@ class VectorQuantizedLatent(LatentFamily):
     categorical over the codes at each position, uniform (the paper's: the KL is ``positions * log k``) or with
     learned logits (the KL ``-sum_n log p_n(k_n)``), or ``autoregressive``, ``prod_n p(k_n | k_<n)`` from a MADE of
     ``prior_hidden`` units (``vae_zoo.latents.autoregressive_code_prior``; the KL ``-sum_n log p(k_n | k_<n)``),
+    or ``pixelcnn``, the same over a code grid in raster order from a gated PixelCNN of ``prior_layers`` layers
+    of ``prior_channels`` maps (``vae_zoo.latents.code_pixelcnn``; the paper's prior), both networks' weights
     drawn without advancing the global random stream, so that the rest of the model starts as with the other
     priors. A code is an argmin, so the KL's gradient reaches the prior's parameters alone. The codebook starts
     uniform on ``[-1/k, 1/k]``, as the reference implementations'. The decoder reads ``z`` flattened to
@@ -34,7 +38,8 @@ class VectorQuantizedLatent(LatentFamily):
     ``grid: true`` is the paper's spatial code grid: the encoder's features are ``positions`` locations of
     ``in_features / positions`` channels, channel by channel (``encoder=conv`` with ``model.encoder.grid=true``),
     each taken to ``dim`` coordinates by one linear map shared by every location (a 1x1 convolution), and the
-    decoder reads the codes channel by channel too (``decoder=conv`` with ``model.decoder.grid=true``).
+    decoder reads the codes channel by channel too (``decoder=conv`` with ``model.decoder.grid=true``). The
+    encoder's ``grid_shape`` ``(h, w)``, where it has one, must hold ``positions`` locations.
 
     ``codebook_update: loss`` trains the codebook with the codebook term by the optimizer (the paper's main text);
     ``ema`` moves it by exponential moving averages of the encoder outputs each code is chosen for, with ``decay``
@@ -45,6 +50,8 @@ class VectorQuantizedLatent(LatentFamily):
     """
 
     own_loss_name = "vq_loss"
+    #: the encoder's ``grid_shape`` (None where it has none), which a grid's positions must fill
+    sizes = ("grid_shape",)
 
     def __init__(
         self,
@@ -55,11 +62,14 @@ class VectorQuantizedLatent(LatentFamily):
         commitment: float = 0.25,
         prior: str = "uniform",
         prior_hidden: int = 512,
+        prior_channels: int = 32,
+        prior_layers: int = 6,
         codebook_update: str = "loss",
         decay: float = 0.99,
         epsilon: float = 1e-5,
         restart_below: float = 0.0,
         grid: bool = False,
+        grid_shape: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(in_features)
         if positions < 1 or dim < 1:
@@ -86,14 +96,26 @@ class VectorQuantizedLatent(LatentFamily):
             )
         if prior not in CODE_PRIORS:
             raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(CODE_PRIORS)}")
-        if prior_hidden < 1:
+        if prior_hidden < 1 or prior_channels < 1 or prior_layers < 1:
             raise ConfigError(
-                f"model.latent.prior_hidden={prior_hidden} must be >= 1 (the prior network's units)"
+                f"model.latent.prior_hidden={prior_hidden}, model.latent.prior_channels={prior_channels} and "
+                f"model.latent.prior_layers={prior_layers} must be >= 1 (the prior network's sizes)"
             )
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
         self.restart_below = float(restart_below)
-        self.autoregressive = prior == "autoregressive"
+        self.autoregressive = prior in AUTOREGRESSIVE_PRIORS
+        if grid and grid_shape is not None and positions != grid_shape[0] * grid_shape[1]:
+            raise ConfigError(
+                f"model.latent.grid=true: model.latent.positions={positions} is not the encoder's "
+                f"{grid_shape[0]} x {grid_shape[1]} grid -- set model.latent.positions={grid_shape[0] * grid_shape[1]}"
+            )
+        if prior == "pixelcnn" and not (grid and grid_shape):
+            raise ConfigError(
+                "model.latent.prior=pixelcnn reads the codes as a grid, and these are not one -- set "
+                "model.latent.grid=true with encoder=conv and model.encoder.grid=true, or use "
+                "model.latent.prior=autoregressive"
+            )
         if grid and in_features % positions:
             raise ConfigError(
                 f"model.latent.grid=true: the encoder's {in_features} features are not a grid of "
@@ -118,7 +140,11 @@ class VectorQuantizedLatent(LatentFamily):
         )
         if self.autoregressive:
             with torch.random.fork_rng(devices=[]):
-                self.code_prior = CodeMADE(positions, k, prior_hidden)
+                self.code_prior = (
+                    CodePixelCNN(*grid_shape, k, prior_channels, prior_layers)
+                    if prior == "pixelcnn"
+                    else CodeMADE(positions, k, prior_hidden)
+                )
         else:
             self.register_prior_logits((positions, k), prior)
         #: a learned prior's logits, each image reading its model's copy when packed

@@ -70,6 +70,8 @@ class ConvEncoder(nn.Module):
                 f"nothing -- use fewer model.{self.config_group}.channels, or {self.config_group}=mlp (a table's rows: "
                 "always)"
             )
+        #: the last map's ``(h, w)`` positions that the features are a grid of; None with a dense layer
+        self.grid_shape = (h, w) if grid else None
         if grid:
             layers.append(nn.Flatten())
             self.out_features = channels[-1] * h * w
