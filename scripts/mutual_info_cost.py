@@ -8,12 +8,14 @@ takes ``--images`` test images, and times in one process, alternating, ``--round
     bound        the IW bound over the images with k = --k samples (eval.iw_chunk at a time), as the test does
     information  gathering the images' posteriors and samples and the estimate over them
 
-and prints the median times' ratio. For a diagonal Normal the pairs are two matrix products; ``--broadcast``
-also times the same Normal through ``log_prob`` broadcast over the pairs (every other family's path).
+and prints the median times' ratio. For a family with a linear form (the Normal, Gamma, von Mises, ...) the pairs
+are one matrix product per batch of posteriors; ``--broadcast`` also times the same posteriors through ``log_prob``
+broadcast over the pairs (``broadcast_log_probs``, the path of a family without one).
 
     python scripts/mutual_info_cost.py                                   # default model, 10,000 images, k = 100
     python scripts/mutual_info_cost.py --k 1000 --broadcast
     python scripts/mutual_info_cost.py --overrides latent=von_mises_fisher model.latent.dim=11
+    python scripts/mutual_info_cost.py --broadcast --overrides model=gamma_vae
 """
 
 from __future__ import annotations
@@ -25,23 +27,18 @@ import time
 
 import torch
 from iw_eval_flops import built_on_the_cpu
-from torch.distributions import Independent, Normal
 
-from vae_zoo.mutual_information import AggregatePosterior
+from vae_zoo.mutual_information import AggregatePosterior, broadcast_log_probs
 
 
 def information_seconds(model, batches: list[torch.Tensor], broadcast: bool) -> float:
-    """Gather each batch's posterior and exact sample, then estimate (the Normal as a ``(D, 1)`` event where
-    ``broadcast``, so that its pairs take ``log_prob``'s path)."""
+    """Gather each batch's posterior and exact sample, then estimate (each pair's density by ``log_prob``
+    broadcast where ``broadcast``)."""
     start = time.perf_counter()
-    aggregate = AggregatePosterior()
+    aggregate = AggregatePosterior(broadcast_log_probs) if broadcast else AggregatePosterior()
     for x in batches:
         q = model.posterior(x)
-        z = q.sample()
-        if broadcast:
-            q = Independent(Normal(q.base_dist.loc.unsqueeze(-1), q.base_dist.scale.unsqueeze(-1)), 2)
-            z = z.unsqueeze(-1)
-        aggregate.add(q, z, torch.zeros(len(x)), 1)
+        aggregate.add(q, q.sample(), torch.zeros(len(x)), 1)
     aggregate.estimates()
     return time.perf_counter() - start
 
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--broadcast", action="store_true", help="also the Normal's pairs through log_prob")
+    parser.add_argument("--broadcast", action="store_true", help="also the pairs through log_prob broadcast")
     args = parser.parse_args(argv)
     datamodule, trained = built_on_the_cpu([f"eval.iw_samples={args.k}", *args.overrides])
     model = trained.model.eval()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, stats
-from torch.distributions import Gamma, Independent, Normal
+from torch.distributions import Gamma, Independent, LogNormal, Normal
 
 from tests.conftest import TINY, component, mnist_like, model_of
 from vae_zoo import mutual_information
@@ -43,7 +43,9 @@ def test_every_familys_pairwise_densities_are_each_images_own_log_prob(latent):
     pairs = pairwise_log_probs(q, z.unsqueeze(0), models=1)[0]
     expected = torch.stack([q.log_prob(z[i].expand_as(z)) for i in range(12)]).double()
     torch.testing.assert_close(pairs, expected, rtol=1e-5, atol=1e-4)
-    assert (linear_form(q) is not None) == (latent in ("normal", "bernoulli", "categorical"))
+    assert (linear_form(q) is not None) == (
+        latent not in ("power_spherical", "truncated_normal", "two_layer", "vector_quantized")
+    )
 
 
 def test_a_packed_posterior_pairs_each_models_samples_with_its_own_images():
@@ -90,13 +92,15 @@ def mixture_information(densities) -> float:
 
 
 def test_the_estimates_mean_is_the_mixtures_information_by_quadrature():
-    """Normal posteriors (the linear form) and Gamma ones (``log_prob`` broadcast): the estimate is the mean of
-    ``log q_i(z_i) - log q(z_i)`` (scipy's densities), whose mean is within 4 standard errors of quadrature's."""
+    """Normal and Gamma posteriors (linear forms) and log-normal ones (``log_prob`` broadcast): the estimate is the
+    mean of ``log q_i(z_i) - log q(z_i)`` (scipy's densities), whose mean is within 4 standard errors of
+    quadrature's."""
     torch.manual_seed(0)
     locs, scales, copies = [-1.0, 0.0, 0.5, 2.0], [0.5, 1.0, 0.3, 0.8], 1500
     shapes, rates = [0.5, 2.0, 5.0, 1.0], [1.0, 3.0, 1.0, 0.2]
+    one = one_dimensional(locs, scales, copies)
     cases = [
-        (one_dimensional(locs, scales, copies), [stats.norm(m, s).pdf for m, s in zip(locs, scales)]),
+        (one, [stats.norm(m, s).pdf for m, s in zip(locs, scales)]),
         (
             Independent(
                 Gamma(
@@ -107,7 +111,12 @@ def test_the_estimates_mean_is_the_mixtures_information_by_quadrature():
             ),
             [stats.gamma(a, scale=1 / b).pdf for a, b in zip(shapes, rates)],
         ),
+        (
+            Independent(LogNormal(one.base_dist.loc, one.base_dist.scale), 1),
+            [stats.lognorm(s, scale=math.exp(m)).pdf for m, s in zip(locs, scales)],
+        ),
     ]
+    assert [linear_form(q) is not None for q, _ in cases] == [True, True, False]
     for q, densities in cases:
         z = q.sample()
         (information,), _ = estimate(q, z)

@@ -29,9 +29,20 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
+from torch.distributions import (
+    Bernoulli,
+    Beta,
+    Dirichlet,
+    Distribution,
+    Gamma,
+    Independent,
+    Normal,
+    OneHotCategorical,
+    VonMises,
+)
 
 from vae_zoo.capabilities import is_point_mass
+from vae_zoo.latents.von_mises_fisher_distribution import VonMisesFisher, log_normalizer
 
 #: the most elements one evaluation of pairwise densities holds (samples x posteriors x event): 2^22 floats
 PAIR_ELEMENTS = 2**22
@@ -47,11 +58,23 @@ class LinearForm(NamedTuple):
 
 
 def linear_form(q: Distribution) -> LinearForm | None:
-    """``q``'s ``LinearForm`` where it has one of one vector (or one-hot matrix) per image; else None. A diagonal
-    Normal: ``T = (z^2, z)``, ``eta = (-1/(2 sigma^2), mu/sigma^2)``, ``c = -sum_d [mu_d^2/(2 sigma_d^2) + log
-    sigma_d] - D/2 log 2 pi``. Independent Bernoulli units with logits ``l``: ``T = z``, ``eta = l``,
-    ``c = -sum_d softplus(l_d)``. One-hot categorical units: ``T = z`` flattened, ``eta = log pi`` flattened,
-    ``c = 0``."""
+    """``q``'s ``LinearForm`` where it has one of one vector (or matrix of simplex rows) per image; else None.
+    Sums over the units ``d``:
+
+    - diagonal Normal: ``T = (z^2, z)``, ``eta = (-1/(2 sigma^2), mu/sigma^2)``,
+      ``c = -sum_d [mu_d^2/(2 sigma_d^2) + log sigma_d] - D/2 log 2 pi``;
+    - Bernoulli units with logits ``l``: ``T = z``, ``eta = l``, ``c = -sum_d softplus(l_d)``;
+    - one-hot categorical units: ``T = z`` flattened, ``eta = log pi`` flattened, ``c = 0``;
+    - Gamma(alpha, beta): ``T = (log z, z)``, ``eta = (alpha - 1, -beta)``, ``c = sum_d [alpha log beta - ln Gamma(alpha)]``;
+    - Beta(a, b): ``T = (log z, log(1 - z))``, ``eta = (a - 1, b - 1)``, ``c = -sum_d ln B(a, b)``;
+    - von Mises(mu, kappa): ``T = (cos z, sin z)``, ``eta = kappa (cos mu, sin mu)``,
+      ``c = -sum_d [log 2 pi + log I_0(kappa)]``;
+    - Dirichlet rows: ``T = log z`` flattened, ``eta = alpha - 1`` flattened,
+      ``c = sum_n [ln Gamma(sum_k alpha_nk) - sum_k ln Gamma(alpha_nk)]``;
+    - von Mises-Fisher (not over units): ``T = z``, ``eta = kappa mu``, ``c = log C_m(kappa)``."""
+    if isinstance(q, VonMisesFisher) and q.loc.dim() == 2:
+        kappa = q.concentration.double()
+        return LinearForm(lambda z: z, kappa.unsqueeze(-1) * q.loc.double(), log_normalizer(q.m, kappa))
     if not isinstance(q, Independent) or q.reinterpreted_batch_ndims != 1:
         return None
     base = q.base_dist
@@ -68,6 +91,35 @@ def linear_form(q: Distribution) -> LinearForm | None:
     if isinstance(base, OneHotCategorical) and base.logits.dim() == 3:
         log_probs = base.logits.double().flatten(1)
         return LinearForm(lambda z: z.flatten(-2), log_probs, log_probs.new_zeros(len(log_probs)))
+    if isinstance(base, Gamma) and base.concentration.dim() == 2:
+        shape, rate = base.concentration.double(), base.rate.double()
+        return LinearForm(
+            lambda z: torch.cat([z.log(), z], -1),
+            torch.cat([shape - 1, -rate], -1),
+            (shape * rate.log() - shape.lgamma()).sum(-1),
+        )
+    if isinstance(base, Beta) and base.concentration1.dim() == 2:
+        a, b = base.concentration1.double(), base.concentration0.double()
+        return LinearForm(
+            lambda z: torch.cat([z.log(), (-z).log1p()], -1),
+            torch.cat([a - 1, b - 1], -1),
+            ((a + b).lgamma() - a.lgamma() - b.lgamma()).sum(-1),
+        )
+    if isinstance(base, VonMises) and base.loc.dim() == 2:
+        loc, kappa = base.loc.double(), base.concentration.double()
+        log_bessel = kappa + torch.special.i0e(kappa).log()  # log I_0(kappa), without overflow
+        return LinearForm(
+            lambda z: torch.cat([z.cos(), z.sin()], -1),
+            torch.cat([kappa * loc.cos(), kappa * loc.sin()], -1),
+            -(log_bessel + math.log(2 * math.pi)).sum(-1),
+        )
+    if isinstance(base, Dirichlet) and base.concentration.dim() == 3:
+        alpha = base.concentration.double()
+        return LinearForm(
+            lambda z: z.log().flatten(-2),
+            (alpha - 1).flatten(1),
+            (alpha.sum(-1).lgamma() - alpha.lgamma().sum(-1)).sum(-1),
+        )
     return None
 
 
@@ -86,7 +138,7 @@ def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
     """``log q(z_mi | x_mj)`` in float64, ``(models, n, rows)``: samples ``z`` ``(models, n, *event)`` against the
     posteriors of a batch of ``models * rows`` images (each model's in turn), each model's samples against its own
     model's images. By one matrix product where ``q`` has a ``linear_form``, by comparing points for point masses
-    (``point_mass_pairs``), for any other family by its ``log_prob`` broadcast over the pairs."""
+    (``point_mass_pairs``), for any other family by ``broadcast_log_probs``."""
     rows = q.batch_shape[0] // models
     if is_point_mass(q):
         return point_mass_pairs(q.mean, z, models)
@@ -94,6 +146,12 @@ def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
     if form is not None:
         eta, c = form.eta.unflatten(0, (models, rows)), form.c.unflatten(0, (models, rows))
         return form.statistic(z.double()) @ eta.mT + c.unsqueeze(1)
+    return broadcast_log_probs(q, z, models)
+
+
+def broadcast_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
+    """``pairwise_log_probs`` by ``q``'s ``log_prob`` broadcast over the pairs: any family's."""
+    rows = q.batch_shape[0] // models
     event = z.shape[2:]
     values = (
         z.transpose(0, 1).unsqueeze(2).expand(-1, -1, rows, *event).flatten(1, 2)
@@ -103,9 +161,11 @@ def pairwise_log_probs(q: Distribution, z: Tensor, models: int) -> Tensor:
 
 class AggregatePosterior:
     """The test images' posteriors, one exact sample of each and each image's KL, per model, gathered over a test
-    epoch; ``estimates`` gives ``I^`` and the marginal KL."""
+    epoch; ``estimates`` gives ``I^`` and the marginal KL, the densities of pairs by ``pairs`` (``pairwise_log_probs``;
+    ``broadcast_log_probs``, any family's path, to compare against)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pairs: Callable[[Distribution, Tensor, int], Tensor] = pairwise_log_probs) -> None:
+        self.pairs = pairs
         self.posteriors: list[Distribution] = []
         self.samples: list[Tensor] = []
         self.kls: list[Tensor] = []
@@ -138,7 +198,7 @@ class AggregatePosterior:
         size, sums = self._chunk(samples), []
         for start in range(0, images, size):
             chunk = samples[:, start : start + size]
-            per_batch = [torch.logsumexp(pairwise_log_probs(q, chunk, models), 2) for q in self.posteriors]
+            per_batch = [torch.logsumexp(self.pairs(q, chunk, models), 2) for q in self.posteriors]
             sums.append(torch.logsumexp(torch.stack(per_batch), 0))
         return torch.cat(sums, 1)
 
@@ -154,7 +214,7 @@ class AggregatePosterior:
         for q, z in zip(self.posteriors, self.samples):
             size = self._chunk(z)
             for start in range(0, z.shape[1], size):
-                pairs = pairwise_log_probs(q, z[:, start : start + size], models)
+                pairs = self.pairs(q, z[:, start : start + size], models)
                 own.append(pairs.diagonal(offset=start, dim1=1, dim2=2))
         return gather(torch.cat(own, 1)).transpose(0, 1).flatten(1, 2)
 

@@ -97,29 +97,35 @@ class _ImplicitCosine(torch.autograd.Function):
         return grad * cosine_sensitivity(w, kappa, ctx.m), None
 
 
+def normalizer_and_mean_cosine(m: int, kappa: Tensor) -> tuple[Tensor, Tensor]:
+    """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``, and ``A(kappa)``."""
+    v = m / 2 - 1
+    log_i, mean_cosine = bessel_terms(v, kappa)
+    return v * torch.log(kappa) - (v + 1) * math.log(2 * math.pi) - log_i, mean_cosine
+
+
+def log_normalizer(m: int, kappa: Tensor) -> Tensor:
+    """``log C_m(kappa)``, the log-density's constant on the sphere in R^m: ``log q(z) = log C_m(kappa) + kappa
+    mu^T z``."""
+    return normalizer_and_mean_cosine(m, kappa)[0]
+
+
 class VonMisesFisher(RotationallySymmetric):
     """``vMF(loc, concentration)`` on the unit sphere in R^m: ``loc`` ``(..., m)`` of length 1, ``concentration``
     ``(...)``; batch shape ``loc.shape[:-1]``, event ``(m,)`` (see the module's formulas)."""
 
     arg_constraints: ClassVar[dict] = {"loc": constraints.real_vector, "concentration": constraints.positive}
 
-    def _normalizer_and_mean_cosine(self) -> tuple[Tensor, Tensor]:
-        """``log C_m(kappa) = v log kappa - (v+1) log(2 pi) - log I_v(kappa)``, ``v = m/2 - 1``, and ``A(kappa)``."""
-        v = self.m / 2 - 1
-        kappa = self.concentration
-        log_i, mean_cosine = bessel_terms(v, kappa)
-        return v * torch.log(kappa) - (v + 1) * math.log(2 * math.pi) - log_i, mean_cosine
-
     @property
     def mean(self) -> Tensor:
-        return self._normalizer_and_mean_cosine()[1].unsqueeze(-1) * self.loc
+        return normalizer_and_mean_cosine(self.m, self.concentration)[1].unsqueeze(-1) * self.loc
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self._normalizer_and_mean_cosine()[0] + self.concentration * (self.loc * value).sum(-1)
+        return log_normalizer(self.m, self.concentration) + self.concentration * (self.loc * value).sum(-1)
 
     def entropy(self) -> Tensor:
-        log_normalizer, mean_cosine = self._normalizer_and_mean_cosine()
-        return -log_normalizer - self.concentration * mean_cosine
+        log_c, mean_cosine = normalizer_and_mean_cosine(self.m, self.concentration)
+        return -log_c - self.concentration * mean_cosine
 
     def cosines(self, shape: torch.Size) -> tuple[Tensor, Tensor]:
         """Wood's draws of ``w``, differentiated by the implicit rule (``_ImplicitCosine``)."""
