@@ -18,12 +18,11 @@ size (default 3, 32). ``vector_quantized``: ``model=vq_vae`` (16 positions of 16
 the moving-average codebook, ``model.latent.codebook_update=ema``; and at 64 with the autoregressive prior of 512 and
 256 units) against ``model=gaussian_vae`` on the default model, at each ``--sizes`` batch size (default 128).
 ``vector_quantized_grid``: the code grid of ``experiment=vq_grid_mnist`` (7 x 7 codes of conv nets, moving averages;
-with dead-code restarts; with the autoregressive prior) against the Gaussian VAE with the same conv nets. A step
-is the objective's loss, its backward pass and the optimizer step, as Lightning runs them. Rounds of ``--steps``
-steps of each in turn, so that the machine's drifts hit all alike; a ratio is the
-median over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
-``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work
-fused).
+with dead-code restarts; with the autoregressive prior; with the PixelCNN prior) against the Gaussian VAE with the
+same conv nets. A step is the objective's loss, its backward pass and the optimizer step, as Lightning runs them.
+Rounds of ``--steps`` steps of each in turn, so that the machine's drifts hit all alike; a ratio is the median
+over rounds of the setting's time per step over the baseline's (the first value). ``--compile``: all with
+``model.compile=true model.compile_scope=loss`` (the loss and its backward pass compiled, elementwise work fused).
 
     python scripts/setting_speed.py dreg                # k = 5 and 50, 5 rounds of 20 steps
     python scripts/setting_speed.py partitioned         # 4 and 16 groups of 4 samples
@@ -144,6 +143,7 @@ COMPARISONS = {
             f"vq_vae {VQ_GRID}",
             f"vq_vae {VQ_GRID} model.latent.restart_below=1",
             f"vq_vae {VQ_GRID} model.latent.prior=autoregressive",
+            f"vq_vae {VQ_GRID} model.latent.prior=pixelcnn",
         ),
         lambda batch: [
             "experiment=gaussian_mnist",
