@@ -20,6 +20,9 @@ from torch import Tensor, nn
 
 from vae_zoo.packed_batch import images_by_model, images_in_turn
 
+#: the convolutions' width: each layer reaches one more row up and one more column to each side
+KERNEL = 3
+
 
 def gated(maps: Tensor) -> Tensor:
     """``tanh(a) * sigmoid(b)`` of the two halves of the channels."""
@@ -54,16 +57,16 @@ class GatedLayer(nn.Module):
 class CodePixelCNN(nn.Module):
     """The logits of ``p(k_n | k_<n)`` for every position ``n = i * width + j`` of codes ``(..., B, positions)``:
     ``(..., B, positions, K)``. The codes enter as ``K`` one-hot maps; ``layers`` gated layers of ``channels``
-    maps with ``kernel``-wide convolutions (every earlier code is within reach of the last position once
+    maps with ``KERNEL``-wide convolutions (every earlier code is within reach of the last position once
     ``layers >= max(height, width) - 1``). Packed (its convolutions ``PackedConv``), each model's images read its
     own weights."""
 
-    def __init__(self, height: int, width: int, k: int, channels: int, layers: int, kernel: int = 3) -> None:
+    def __init__(self, height: int, width: int, k: int, channels: int, layers: int) -> None:
         super().__init__()
         self.height, self.width, self.k = height, width, k
         self.positions = height * width
         self.layers = nn.ModuleList(
-            GatedLayer(k if n == 0 else channels, channels, kernel, first=n == 0) for n in range(layers)
+            GatedLayer(k if n == 0 else channels, channels, KERNEL, first=n == 0) for n in range(layers)
         )
         self.to_logits = nn.Sequential(
             nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, k, 1)
@@ -74,9 +77,8 @@ class CodePixelCNN(nn.Module):
     def forward(self, codes: Tensor) -> Tensor:
         models = getattr(self.layers[0].vertical, "models", 1)  # a PackedConv's count; a plain layer's is one
         grouped = images_by_model(codes, models, 1) if models > 1 else codes  # (N, ..., b, positions)
-        grids = grouped.reshape(
-            -1, self.height, self.width
-        )  # each model's rows together, as a packed layer reads
+        # each model's rows together, as a packed layer reads them
+        grids = grouped.reshape(-1, self.height, self.width)
         vertical = horizontal = F.one_hot(grids, self.k).permute(0, 3, 1, 2).float()
         for layer in self.layers:
             vertical, horizontal = layer(vertical, horizontal)
