@@ -96,11 +96,14 @@ class VectorQuantizedLatent(LatentFamily):
             )
         if prior not in CODE_PRIORS:
             raise ConfigError(f"model.latent.prior={prior!r} is not one of {', '.join(CODE_PRIORS)}")
-        if prior_hidden < 1 or prior_channels < 1 or prior_layers < 1:
-            raise ConfigError(
-                f"model.latent.prior_hidden={prior_hidden}, model.latent.prior_channels={prior_channels} and "
-                f"model.latent.prior_layers={prior_layers} must be >= 1 (the prior network's sizes)"
-            )
+        prior_sizes = {
+            "prior_hidden": prior_hidden,
+            "prior_channels": prior_channels,
+            "prior_layers": prior_layers,
+        }
+        for name, size in prior_sizes.items():
+            if size < 1:
+                raise ConfigError(f"model.latent.{name}={size} must be >= 1 (a size of the prior's network)")
         self.positions, self.k, self.dim, self.commitment = positions, k, dim, float(commitment)
         self.codebook_update, self.decay, self.epsilon = codebook_update, float(decay), float(epsilon)
         self.restart_below = float(restart_below)
