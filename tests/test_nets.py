@@ -50,7 +50,8 @@ def test_a_grid_encoder_keeps_its_last_map_and_a_grid_decoder_reads_one_in_place
     the top-left pixels, and the decoder's pixels far from it do not see the codes there."""
     encoder = ConvEncoder(shape, channels=(8, 16), grid=True)
     height, width = shape[1] // 4, shape[2] // 4
-    assert encoder.out_features == 16 * height * width
+    assert encoder.out_features == 16 * height * width and encoder.grid_shape == (height, width)
+    assert ConvEncoder(shape, channels=(8, 16)).grid_shape is None  # a dense layer: no grid
     images = torch.rand(2, *shape)
     changed = images.clone()
     changed[:, :, -8:, -8:] = torch.rand(2, shape[0], 8, 8)  # the bottom-right corner

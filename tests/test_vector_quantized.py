@@ -21,7 +21,7 @@ from tests.conftest import (
     refusal,
     train_steps,
 )
-from vae_zoo.errors import ConfigError
+from vae_zoo.errors import ConfigError, cause_of_type
 from vae_zoo.latents.vector_quantized import VectorQuantizedLatent
 from vae_zoo.latents.vector_quantized_distribution import CodePrior, VectorQuantized, nearest_codes
 from vae_zoo.sampling import interpolate
@@ -226,6 +226,23 @@ def test_on_a_grid_each_position_is_coded_by_one_shared_map_and_decoded_channel_
         ConfigError, match=r"^model\.latent\.grid=true: the encoder's 50 features are not a grid of"
     ):
         VectorQuantizedLatent(50, positions=12, grid=True)
+
+
+def test_the_model_hands_the_encoders_grid_to_the_latent():
+    """Built as a model, the latent knows the conv encoder's 7 x 7 grid: 16 positions, though they divide its
+    64 x 49 = 3136 features, are refused naming the grid's 49 (the one line the commands print)."""
+    with pytest.raises(Exception) as refused:  # Hydra's instantiate wraps it
+        build_model(
+            "vector_quantized",
+            latent_settings={"grid": True, "positions": 16},
+            encoder={"_target_": "vae_zoo.nets.conv.ConvEncoder", "grid": True},
+            decoder={"_target_": "vae_zoo.nets.conv.ConvDecoder", "grid": True},
+        )
+    said = str(cause_of_type(refused.value, ConfigError))
+    assert said == (
+        "model.latent.grid=true: model.latent.positions=16 is not the encoder's 7 x 7 grid -- set "
+        "model.latent.positions=49"
+    )
 
 
 @pytest.mark.parametrize("codebook_update", ["loss", "ema"])
