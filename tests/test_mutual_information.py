@@ -213,9 +213,11 @@ def test_two_processes_gather_each_others_images():
         )
 
 
-def test_the_chunks_do_not_change_the_estimate(monkeypatch):
+@pytest.mark.parametrize("latent", ["categorical", "vector_quantized"])
+def test_the_chunks_do_not_change_the_estimate(monkeypatch, latent):
+    """The pairs by linear forms, and by comparing points (whose chunks hold a number per pair, not an event)."""
     torch.manual_seed(0)
-    model = model_of("categorical")
+    model = model_of(latent)
     aggregate = AggregatePosterior()
     for seed in (3, 4):  # two batches of posteriors
         q = model.posterior(mnist_like(15, seed=seed))

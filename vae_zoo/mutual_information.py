@@ -203,9 +203,12 @@ class AggregatePosterior:
         return torch.cat(sums, 1)
 
     def _chunk(self, samples: Tensor) -> int:
-        """Samples per evaluation, so that one against a batch of posteriors holds at most ``PAIR_ELEMENTS``."""
-        rows = max(z.shape[1] for z in self.samples)
-        return max(1, PAIR_ELEMENTS // (samples.shape[0] * rows * math.prod(samples.shape[2:])))
+        """Samples per evaluation, so that one against a batch of posteriors holds at most ``PAIR_ELEMENTS``: a
+        sample's pairs with every image's event, or, for point masses, one number per pair and the sample's
+        event once (``point_mass_pairs``)."""
+        rows, event = max(z.shape[1] for z in self.samples), math.prod(samples.shape[2:])
+        per_sample = rows + event if is_point_mass(self.posteriors[0]) else rows * event
+        return max(1, PAIR_ELEMENTS // (samples.shape[0] * per_sample))
 
     def _own_log_densities(self, gather: Callable[[Tensor], Tensor], models: int) -> Tensor:
         """``log q(z_mi | x_mi)``, ``(models, N)``: the pairs' diagonal, in chunks (the same arithmetic as the
