@@ -17,6 +17,10 @@ the gradient-variance probe) are left out of every way alike. Cases:
     disarm    experiment=disarm_mnist (200 Bernoulli latents with a learned prior, DisARM, batch 50), 2000 steps
     m2        experiment=m2_mnist (semi-supervised M2, 100 labels: every image computed for each of 10 classes),
               300 steps, validation and test on 2 batches of 500, the IW bounds with k = 10
+    conv      the default model with conv nets (encoder=conv decoder=conv: grouped convolutions when packed),
+              3 epochs
+    vq_grid_pixelcnn  experiment=vq_grid_mnist with the moving-average codebook and the PixelCNN prior (conv
+              nets and a PixelCNN, all grouped convolutions when packed), 300 steps
 
 Then, in this process, one training step of the packed module (eight models) against eight steps of one model
 unpacked (as a job of the sequential sweep trains it), the two alternated three times; where the packed step's
@@ -28,6 +32,7 @@ peak (a 2048^3 product) measured in the same run; and the peak resident memory o
         --json docs/measurements/packed_speed.json
     python scripts/packed_speed.py --cases --out docs/measurements/packed_memory.md \\
         --json docs/measurements/packed_memory.json
+    python scripts/packed_speed.py --cases conv vq_grid_pixelcnn --no-sweeps --no-memory    # the steps alone
 """
 
 from __future__ import annotations
@@ -56,11 +61,20 @@ from vae_zoo.packing.train_pack import PackJob, build_pack
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 8
 LEFT_OUT = ("~callbacks.image_grids", "~callbacks.latent_maps")
+#: each case's model, and how long its sweeps run
 CASES = {
-    "default": ("model=gaussian_vae", "trainer.max_epochs=3"),
-    "disarm": ("experiment=disarm_mnist", "+trainer.max_steps=2000", "~callbacks.gradient_variance"),
-    "m2": ("experiment=m2_mnist", "+trainer.max_steps=300", "trainer.limit_val_batches=2")
-    + ("trainer.limit_test_batches=2", "eval.iw_samples=10"),
+    "default": (("model=gaussian_vae",), ("trainer.max_epochs=3",)),
+    "disarm": (("experiment=disarm_mnist",), ("+trainer.max_steps=2000", "~callbacks.gradient_variance")),
+    "m2": (
+        ("experiment=m2_mnist",),
+        ("+trainer.max_steps=300", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2")
+        + ("eval.iw_samples=10",),
+    ),
+    "conv": (("model=gaussian_vae", "encoder=conv", "decoder=conv"), ("trainer.max_epochs=3",)),
+    "vq_grid_pixelcnn": (
+        ("experiment=vq_grid_mnist", "model.latent.codebook_update=ema", "model.latent.prior=pixelcnn"),
+        ("+trainer.max_steps=300", "eval.iw_samples=1"),
+    ),
 }
 WAYS = ("sequential", "packed", "joblib")
 
@@ -81,7 +95,8 @@ def run_sweep(case: str, way: str, jobs: int) -> float:
             str(ROOT / "train.py"),
             "-m",
             *launcher,
-            *CASES[case],
+            *CASES[case][0],
+            *CASES[case][1],
             *LEFT_OUT,
             f"seed={','.join(map(str, range(SEEDS)))}",
             f"hydra.sweep.dir={sweep}",
@@ -114,7 +129,7 @@ def _timed(fn) -> float:
 def step_configs(case: str, models: int, overrides: tuple[str, ...], out: str) -> list:
     """The configs of seeds ``0 .. models-1`` of ``case`` for timing steps: no callbacks, loggers or validation."""
     data_dir = os.environ.get("VAE_ZOO_DATA_DIR", str(ROOT / "data"))
-    fixed = [f"paths.data_dir={data_dir}", *CASES[case][:1], "callbacks=none", "logger=[]", *overrides]
+    fixed = [f"paths.data_dir={data_dir}", *CASES[case][0], "callbacks=none", "logger=[]", *overrides]
     fixed += ["+trainer.max_steps=1000000", "trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0"]
     return [compose_config([*fixed, f"seed={seed}"], Path(out)) for seed in range(models)]
 
@@ -241,7 +256,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--cases", nargs="*", default=list(CASES), choices=list(CASES), help="none: memory only"
+        "--cases",
+        nargs="*",
+        default=["default", "disarm", "m2"],
+        choices=list(CASES),
+        help="none: memory only",
+    )
+    parser.add_argument(
+        "--sweeps", action=argparse.BooleanOptionalAction, default=True, help="no: the in-process steps alone"
     )
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--rounds", type=int, default=2)
@@ -265,13 +287,16 @@ def main() -> None:
             f"{results['machine']['matmul_peak_gflops']:.0f} GFLOP/s (2048^3, this run)."
         ),
     ]
-    if args.cases:
+    if args.cases and args.sweeps:
         lines += [
             "",
             "| case | sequential s | packed s | joblib s | packed / sequential | joblib / sequential |",
             "|---|---|---|---|---|---|",
         ]
     for case in args.cases:
+        if not args.sweeps:
+            results[case] = step_profile(case)
+            continue
         times: dict[str, list[float]] = {way: [] for way in WAYS}
         for round_ in range(args.rounds):
             order = WAYS if round_ % 2 == 0 else tuple(reversed(WAYS))
