@@ -8,7 +8,6 @@ the codes better than the independent prior."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 
@@ -23,7 +22,7 @@ from vae_zoo.latents.autoregressive_code_prior import AutoregressiveCodePrior, C
 from vae_zoo.latents.code_pixelcnn import CodePixelCNN
 from vae_zoo.latents.vector_quantized import VectorQuantizedLatent
 from vae_zoo.latents.vector_quantized_distribution import VectorQuantized, code_vectors, nearest_codes
-from vae_zoo.packing.pack import PACKED_FORMS
+from vae_zoo.packing.pack import stacked
 
 NETWORKS = ("made", "pixelcnn")
 
@@ -104,30 +103,10 @@ def test_it_starts_as_the_uniform_prior_and_its_kl_is_the_codes_negative_log_pro
     assert all(g.abs().sum() > 0 for g in torch.autograd.grad(kl.sum(), list(prior.network.parameters())))
 
 
-def packed_made(networks: list[CodeMADE]) -> CodeMADE:
-    """The MADEs' weights stacked, one per model (its ``per_model_state``), as ``vae_zoo.packing.pack`` does."""
-    packed = copy.deepcopy(networks[0])
-    with torch.no_grad():
-        for name, _ in packed.named_parameters():
-            setattr(packed, name, nn.Parameter(torch.stack([getattr(m, name) for m in networks])))
-    return packed
-
-
-def packed_layers(networks: list[CodePixelCNN]) -> CodePixelCNN:
-    """The PixelCNNs' convolutions as packed ones (``PACKED_FORMS``), as ``vae_zoo.packing.pack`` does."""
-    packed = copy.deepcopy(networks[0])
-    for name, module in networks[0].named_modules():
-        if type(module) in PACKED_FORMS:
-            parent, _, attribute = name.rpartition(".")
-            layers = [m.get_submodule(name) for m in networks]
-            setattr(packed.get_submodule(parent), attribute, PACKED_FORMS[type(module)](layers))
-    return packed
-
-
 @pytest.mark.parametrize("kind", NETWORKS)
 def test_a_pack_gives_each_models_images_their_own_conditionals(kind):
     networks = [network(kind, 2, 3, 4, seed) for seed in (0, 1)]
-    packed = packed_made(networks) if kind == "made" else packed_layers(networks)
+    packed, _ = stacked(networks)  # the MADE's weights stacked, the PixelCNN's convolutions grouped
     # three images each, in turn, under two sample rows
     codes = torch.randint(0, 4, (2, 6, 6), generator=torch.Generator().manual_seed(4))
     logits = packed(codes)

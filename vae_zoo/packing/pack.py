@@ -47,29 +47,15 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
     for model in models[1:]:
         if {k: v.shape for k, v in model.state_dict().items()} != shapes:
             raise ValueError("only models of one architecture pack")
-    packed = copy.deepcopy(first)
-    for name, module in list(first.named_modules()):
-        form = PACKED_FORMS.get(type(module))
-        if form is not None:
-            parent, _, attribute = name.rpartition(".")
-            setattr(packed.get_submodule(parent), attribute, form([m.get_submodule(name) for m in models]))
+    packed, per_model = stacked(models)
     per_image = []
     for name, module in first.named_modules():
         for attribute in getattr(module, "per_image_parameters", ()):
             if isinstance(getattr(module, attribute), nn.Parameter):
                 with torch.no_grad():
-                    stacked = torch.stack([m.get_submodule(name).get_parameter(attribute) for m in models])
-                setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked))
+                    copies = torch.stack([m.get_submodule(name).get_parameter(attribute) for m in models])
+                setattr(packed.get_submodule(name), attribute, nn.Parameter(copies))
                 per_image.append(f"{name}.{attribute}")
-    per_model = []
-    for name, module in first.named_modules():
-        for attribute in getattr(module, "per_model_state", ()):
-            with torch.no_grad():
-                stacked = torch.stack([getattr(m.get_submodule(name), attribute) for m in models])
-            is_parameter = isinstance(getattr(module, attribute), nn.Parameter)
-            # a buffer stays a buffer
-            setattr(packed.get_submodule(name), attribute, nn.Parameter(stacked) if is_parameter else stacked)
-            per_model.append(f"{name}.{attribute}")
     packed_layers = {name for name, m in packed.named_modules() if isinstance(m, PackedLinear | PackedConv)}
     for key in packed.state_dict():
         if key.rpartition(".")[0] not in packed_layers and key not in per_image + per_model:
@@ -82,6 +68,29 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
     packed.models = packed.estimator.models = len(models)
     packed.per_image_parameters = tuple(per_image)
     return packed
+
+
+def stacked(modules: Sequence[nn.Module]) -> tuple[nn.Module, list[str]]:
+    """A copy of ``modules[0]`` that computes all N of them (of one architecture) side by side: each layer of
+    ``PACKED_FORMS`` replaced by the N layers' packed form, and each submodule's ``per_model_state`` stacked,
+    ``(N, ...)``; with the names of that state."""
+    first = modules[0]
+    packed = copy.deepcopy(first)
+    for name, module in list(first.named_modules()):
+        form = PACKED_FORMS.get(type(module))
+        if form is not None:
+            parent, _, attribute = name.rpartition(".")
+            setattr(packed.get_submodule(parent), attribute, form([m.get_submodule(name) for m in modules]))
+    per_model = []
+    for name, module in first.named_modules():
+        for attribute in getattr(module, "per_model_state", ()):
+            with torch.no_grad():
+                state = torch.stack([getattr(m.get_submodule(name), attribute) for m in modules])
+            is_parameter = isinstance(getattr(module, attribute), nn.Parameter)
+            # a buffer stays a buffer
+            setattr(packed.get_submodule(name), attribute, nn.Parameter(state) if is_parameter else state)
+            per_model.append(f"{name}.{attribute}".lstrip("."))
+    return packed, per_model
 
 
 def unpacked_state_dict(packed: ProbabilisticModel, n: int) -> dict[str, Tensor]:
