@@ -5,8 +5,8 @@ the same-optimizer loop) for the three models in 32-true, bf16-mixed and 16-mixe
 CUDA graphs (`model.compile=reduce-overhead`); the cost of the per-step host read of the non-finite guard
 (`model.nonfinite_check_every=1` against the deferred default); before them the GPU tests (mixed
 precision, CUDA streaming, CUDA graphs, packs on CUDA), the packed training step of 16 and 64 seeds of
-the default model against one model's, in 32-true and bf16-mixed, and the pack's optimizer step by one call
-against one call per model. One markdown file, written after every row so that a cut-off run keeps what it
+the default model against one model's, in 32-true and bf16-mixed, the pack's optimizer step by one call
+against one call per model, and a pack's convolutions grouped against one call per model. One markdown file, written after every row so that a cut-off run keeps what it
 measured.
 
     python scripts/gpu_report.py [--epochs 2] [--models gaussian_vae] [--out outputs/gpu_report.md]
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from benchmark import MODELS, measure, table
 from joint_step_speed import measure as measure_joint_step
+from packed_conv_forms import main as packed_conv_forms
 from packed_speed import step_seconds, unpacked_step_seconds
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -92,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("\n".join([*sections, *joint_rows]))
     finished(
         "A pack's optimizer step, default model (`scripts/joint_step_speed.py --device cuda`):", joint_rows
+    )
+
+    conv_rows = packed_conv_forms(["--device", "cuda"])  # the grouped form a pack takes on CUDA, per model
+    finished(
+        f"A pack's convolutions (`scripts/packed_conv_forms.py --device cuda`), {conv_rows[0]}", conv_rows[2:]
     )
 
     runs = [(m, p, False) for p in PRECISIONS for m in args.models]  # compiled last: they take longest

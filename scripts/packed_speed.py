@@ -17,10 +17,10 @@ the gradient-variance probe) are left out of every way alike. Cases:
     disarm    experiment=disarm_mnist (200 Bernoulli latents with a learned prior, DisARM, batch 50), 2000 steps
     m2        experiment=m2_mnist (semi-supervised M2, 100 labels: every image computed for each of 10 classes),
               300 steps, validation and test on 2 batches of 500, the IW bounds with k = 10
-    conv      the default model with conv nets (encoder=conv decoder=conv: grouped convolutions when packed),
-              3 epochs
+    conv      the default model with conv nets (encoder=conv decoder=conv: packed convolutions, one call per
+              model on the CPU and one grouped convolution on CUDA), 3 epochs
     vq_grid_pixelcnn  experiment=vq_grid_mnist with the moving-average codebook and the PixelCNN prior (conv
-              nets and a PixelCNN, all grouped convolutions when packed), 300 steps
+              nets and a PixelCNN, all packed convolutions), 300 steps
 
 Then, in this process, one training step of the packed module (eight models) against eight steps of one model
 unpacked (as a job of the sequential sweep trains it), the two alternated three times; where the packed step's

@@ -19,6 +19,7 @@ from vae_zoo.errors import ConfigError
 from vae_zoo.estimators.estimator import Cost
 from vae_zoo.flows.iaf import MaskedLinear
 from vae_zoo.packing.pack import pack, unpacked_state_dict
+from vae_zoo.packing.packed_conv import PackedConv
 from vae_zoo.packing.packed_linear import PackedLinear
 from vae_zoo.packing.packed_vae import PackedVAE
 from vae_zoo.packing.per_model_settings import PerModelSettings
@@ -68,6 +69,34 @@ def test_a_packed_linear_layer_computes_each_models_layer():
         torch.testing.assert_close(
             y[7 * n : 7 * (n + 1)], layer(x[0, 7 * n : 7 * (n + 1)]), rtol=1e-6, atol=1e-6
         )
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        lambda: nn.Conv2d(4, 6, kernel_size=4, stride=2, padding=1),
+        lambda: nn.Conv2d(4, 6, kernel_size=(2, 3), groups=2, bias=False),
+        lambda: nn.ConvTranspose2d(4, 6, kernel_size=4, stride=2, padding=1, output_padding=1),
+    ],
+)
+def test_a_packed_convolution_computes_each_models_layer_in_both_forms(conv):
+    """The per-model form (the CPU's) is each model's own layer bit for bit, outputs and weight gradients;
+    the grouped form (CUDA's) computes the same numbers as one convolution."""
+    torch.manual_seed(0)
+    convs = [conv() for _ in range(3)]
+    packed = PackedConv.stack(convs)
+    x = torch.randn(3 * 5, 4, 9, 8)  # 3 models of 5 images each
+    own = [layer(part) for layer, part in zip(convs, x.chunk(3))]
+    torch.autograd.backward(own, [torch.ones_like(y) for y in own])
+    per_model = packed.per_model(x)
+    per_model.sum().backward()
+    assert torch.equal(per_model, torch.cat(own)) and torch.equal(packed(x), per_model)
+    assert torch.equal(packed.weight.grad, torch.stack([layer.weight.grad for layer in convs]))
+    weight_grad, packed.weight.grad = packed.weight.grad, None
+    grouped = packed.grouped(x)
+    grouped.sum().backward()
+    torch.testing.assert_close(grouped, per_model, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(packed.weight.grad, weight_grad, rtol=1e-5, atol=1e-5)
 
 
 #: the default model (also in bf16 mixed precision), and the components with state each model holds its own

@@ -170,3 +170,14 @@ def test_command_latency_stops_on_an_override_that_composes():
     result = run_script("scripts/command_latency.py", "--rounds=1", "--override=model=gumbel_vae")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("'model=gumbel_vae' exited with status 0, not 2")
+
+
+def test_packed_conv_forms_times_both_forms_of_each_convolution_of_the_model(data_dir, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    monkeypatch.setenv("VAE_ZOO_DATA_DIR", str(data_dir))
+    from packed_conv_forms import main
+
+    rows = main(["--cases", "conv", "--rounds", "1", "--repeats", "1"])[4:]
+    layers = [row.split("`")[1] for row in rows]
+    assert layers == ["encoder.net.0", "encoder.net.2", "decoder.net.5", "decoder.net.7"]
+    assert all(float(row.split("**")[1]) > 0 for row in rows) and "(128, 32, 14, 14)" in rows[1]

@@ -10,7 +10,7 @@ its own code nor a later one; afterwards the stacks hold only earlier codes and 
 Each stack is gated, ``tanh(a) * sigmoid(b)`` of its two halves of ``2C`` maps, and the horizontal one is
 residual after the first layer. The logits are two 1x1 convolutions of the last horizontal maps, the last
 starting at zero (the uniform prior). Every layer is a plain convolution with its padding made explicit, so a
-pack of models runs them as grouped convolutions (``vae_zoo.packing.packed_conv``).
+pack of models stacks them as any convolution (``vae_zoo.packing.packed_conv``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,13 @@
-"""N convolutions as one grouped convolution (HFTA's fused convolutions): the models' images side by side in
-the channels, ``groups = N``, so model ``n``'s output channels see only its input channels and its weights."""
+"""N convolutions with stacked weights, in one of two forms that compute the same numbers.
+
+- Grouped (HFTA's fused convolutions): the models' images side by side in the channels, ``groups = N``, so
+  model ``n``'s output channels see only its input channels and its weights; one kernel for the N models.
+- Per model: each model's images through its own weights, one call each (the unpacked layer's own call, so
+  its outputs and gradients are the unpacked model's bit for bit).
+
+A pack takes the grouped form on CUDA and the per-model one elsewhere: on the CPU oneDNN ran the grouped
+form of a pack of 8 conv VAEs' layers 1.1-1.5 times slower than eight calls (``scripts/packed_conv_forms.py``).
+"""
 
 from __future__ import annotations
 
@@ -66,8 +74,19 @@ class PackedConv(nn.Module):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.models == 1:  # one weight set: the plain layer's own call
-            return self._convolve(x, self.weight[0], None if self.bias is None else self.bias[0], self.groups)
+        return self.grouped(x) if x.is_cuda and self.models > 1 else self.per_model(x)
+
+    def per_model(self, x: Tensor) -> Tensor:
+        """Model ``n``'s rows of ``x`` through its own weights, one call per model."""
+        biases = [None] * self.models if self.bias is None else self.bias
+        outputs = [
+            self._convolve(images, weight, bias, self.groups)
+            for images, weight, bias in zip(x.chunk(self.models), self.weight, biases)
+        ]
+        return outputs[0] if self.models == 1 else torch.cat(outputs)
+
+    def grouped(self, x: Tensor) -> Tensor:
+        """The N models' convolutions as one with ``groups = N`` times the layer's own."""
         bias = None if self.bias is None else self.bias.flatten()
         y = self._convolve(
             _side_by_side(x, self.models), self.weight.flatten(0, 1), bias, self.groups * self.models
