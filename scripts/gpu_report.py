@@ -6,8 +6,8 @@ CUDA graphs (`model.compile=reduce-overhead`); the cost of the per-step host rea
 (`model.nonfinite_check_every=1` against the deferred default); before them the GPU tests (mixed
 precision, CUDA streaming, CUDA graphs, packs on CUDA), the packed training step of 16 and 64 seeds of
 the default model against one model's, in 32-true and bf16-mixed, the pack's optimizer step by one call
-against one call per model, and a pack's convolutions grouped against one call per model. One markdown file, written after every row so that a cut-off run keeps what it
-measured.
+against one call per model, and a pack's convolutions grouped against one call per model. One markdown file,
+written after every row so that a cut-off run keeps what it measured.
 
     python scripts/gpu_report.py [--epochs 2] [--models gaussian_vae] [--out outputs/gpu_report.md]
 """
