@@ -82,6 +82,12 @@ def changed(checkpoint: dict, tmp_path, change) -> str:
             lambda c: c["hyper_parameters"].update(latent={**c["hyper_parameters"]["latent"], "dim": "x"}),
             "model.latent.dim='x' must be an integer",
         ),
+        (  # a carriage return named as the class: it was printed as is, a line break in the one line
+            lambda c: c["hyper_parameters"].update(
+                encoder={**c["hyper_parameters"]["encoder"], "_target_": "\r"}
+            ),
+            "model.encoder._target_='\\r' is not an importable class",
+        ),
     ],
 )
 def test_a_changed_checkpoint_is_one_line_from_eval(trained_checkpoint, make_cfg, tmp_path, change, expected):

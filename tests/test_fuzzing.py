@@ -258,7 +258,7 @@ def test_checkpoints(tmp_path_factory, make_cfg, trained_checkpoint, marker, dat
     )
 
 
-PRESETS = ("gaussian_vae", "gumbel_vae", "gamma_vae", "bernoulli_vae")
+PRESETS = ("gaussian_vae", "gumbel_vae", "gamma_vae", "bernoulli_vae", "two_layer_vae", "vq_vae")
 #: other options whose settings the drawn key may come from (a pairing a preset refuses is its one line)
 OPTIONS = (
     (),

@@ -186,7 +186,7 @@ def test_component_configs_in_a_checkpoint_can_only_name_classes_of_their_role(
     hostile = tmp_path / "alone" / "hostile.ckpt"
     hostile.parent.mkdir()
     torch.save(checkpoint, hostile)  # still weights-only loadable: the call is named by a string
-    with pytest.raises(ConfigError, match="model.encoder._target_=os.system is not an importable class"):
+    with pytest.raises(ConfigError, match="model.encoder._target_='os.system' is not an importable class"):
         VAE.load_from_checkpoint(hostile, map_location="cpu")
     checkpoint["hyper_parameters"]["encoder"]["_target_"] = "pathlib.Path"
     torch.save(checkpoint, hostile)
@@ -197,5 +197,5 @@ def test_component_configs_in_a_checkpoint_can_only_name_classes_of_their_role(
     result = run_script(
         "eval.py", f"ckpt_path={hostile}", f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'e'}"
     )
-    assert result.returncode == 2 and "model.encoder._target_=os.system" in one_line(result.stderr)
+    assert result.returncode == 2 and "model.encoder._target_='os.system'" in one_line(result.stderr)
     assert not marker.exists()

@@ -34,12 +34,12 @@ def component_class(config: Mapping[str, Any], base: type | tuple[type, ...], wh
         cls = get_class(target)
     except (ImportError, ValueError, AttributeError):
         raise ConfigError(
-            f"{where}._target_={target} is not an importable class (a {role} is needed): nothing was called "
+            f"{where}._target_={target!r} is not an importable class (a {role} is needed): nothing was called "
             "-- check the name, or the config or checkpoint it came from"
         ) from None
     if not issubclass(cls, bases):
         raise ConfigError(
-            f"{where}._target_={target} is not a {role}: refused before it was called -- check the config or "
+            f"{where}._target_={target!r} is not a {role}: refused before it was called -- check the config or "
             "checkpoint it came from"
         )
     return cls
