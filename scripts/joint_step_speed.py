@@ -15,10 +15,9 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 
 import torch
-from packed_speed import CASES, step_configs
+from packed_speed import CASES, median_seconds, step_configs
 
 from vae_zoo.data.tensor_batches import images_and_labels
 from vae_zoo.packed_batch import per_image_copies
@@ -29,16 +28,7 @@ from vae_zoo.packing.train_pack import build_pack
 def step_milliseconds(optimizer, joint, repeats: int, device: torch.device) -> float:
     """Median milliseconds of ``optimizer.step()``, by one call (``joint``) or one call per model (None)."""
     optimizer.joint = joint
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(optimizer.step, repeats, device) * 1e3
 
 
 def measure(case: str, models: int, device: torch.device, rounds: int, repeats: int) -> dict[str, float]:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
-from packed_speed import SEEDS, step_configs
+from packed_speed import SEEDS, median_seconds, step_configs
 from torch import nn
 
 from vae_zoo.cli import build_datamodule_and_model, reseed
@@ -55,17 +54,10 @@ def convolutions(case: str) -> list[tuple[str, nn.Module, torch.Size]]:
 
 
 def seconds(form, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of ``form(x)``'s forward and backward pass."""
-    times = []
-    for _ in range(repeats + 2):  # two warm-up passes
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        form(x).sum().backward()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
+    """Median seconds of ``form(x)``'s forward and backward pass, after two warm-up passes."""
+    passes = lambda: form(x).sum().backward()
+    median_seconds(passes, 2, x.device)
+    return median_seconds(passes, repeats, x.device)
 
 
 def compare(layer: nn.Module, shape: torch.Size, device: str, rounds: int, repeats: int) -> tuple[float, ...]:

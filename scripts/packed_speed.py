@@ -126,6 +126,20 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
+    """Median seconds of ``repeats`` calls of ``fn``, each waited for on a CUDA device."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def step_configs(case: str, models: int, overrides: tuple[str, ...], out: str) -> list:
     """The configs of seeds ``0 .. models-1`` of ``case`` for timing steps: no callbacks, loggers or validation."""
     data_dir = os.environ.get("VAE_ZOO_DATA_DIR", str(ROOT / "data"))
