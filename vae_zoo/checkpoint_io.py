@@ -55,7 +55,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ck
             ) from None
         raise CheckpointReadError(
             f"{what}={path} cannot be read as a Lightning checkpoint ({type(error).__name__}): the file is "
-            "corrupt or not a checkpoint -- pass another ckpt_path"
+            f"corrupt or not a checkpoint -- pass another {what}"
         ) from None
 
 
@@ -69,12 +69,13 @@ def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``read_checkpoint`` of a file that must be a Lightning checkpoint (a dict with a ``state_dict``)."""
-    checkpoint = read_checkpoint(path)
+def read_lightning_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]:
+    """``read_checkpoint`` of a file that must be a Lightning checkpoint (a dict with a ``state_dict``); ``what``
+    names the setting that gave it."""
+    checkpoint = read_checkpoint(path, what=what)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointReadError(
-            f"ckpt_path={path} is not a Lightning checkpoint (no state_dict) -- pass a .ckpt file from a run's "
+            f"{what}={path} is not a Lightning checkpoint (no state_dict) -- pass a .ckpt file from a run's "
             "checkpoints/ folder"
         )
     return checkpoint

@@ -35,6 +35,7 @@ from vae_zoo.console import route_lightning_logs_through_hydra, start_line
 from vae_zoo.data.datamodule import serve_labels
 from vae_zoo.data.files import DataFileError
 from vae_zoo.errors import ConfigError, DataNotFoundError, VaeZooError, cause_of_type
+from vae_zoo.initial_weights import start_from_checkpoint
 from vae_zoo.resolvers import register_resolvers
 from vae_zoo.run_identity import hydra_choices, run_identity
 from vae_zoo.run_lock import run_directory_lock
@@ -258,6 +259,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Everything that can be wrong with the input fails here, before the config tree is printed:
     datamodule, model = build_datamodule_and_model(cfg)  # pairings, sizes, the likelihood's pixels
     check_optimized_metric(cfg, model)
+    started = start_from_checkpoint(OmegaConf.to_container(cfg.get("init") or {}, resolve=True), model)
+    if started:
+        rank_zero_only(print)(started)
     if rank_zero_only.rank == 0:
         datamodule.prepare_data()  # the data files (downloaded where allowed)
         # and read: a truncated or corrupt one stops the run here (a plain LightningDataModule reads in setup)

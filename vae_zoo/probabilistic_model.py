@@ -272,6 +272,17 @@ class ProbabilisticModel(nn.Module):
         own = self.estimator.param_groups()
         return own + (self.discriminator.param_groups() if self.discriminator is not None else [])
 
+    def is_prior_state(self, name: str) -> bool:
+        """Whether the state-dict key ``name`` belongs to ``p(z)``: the prior component's, or the latent family's
+        own prior's (``LatentFamily.prior_state``)."""
+        owners = ("prior", *(f"latent.{attribute}" for attribute in self.latent.prior_state))
+        return any(name == owner or name.startswith(f"{owner}.") for owner in owners)
+
+    def prior_modules(self) -> list[nn.Module]:
+        """The modules of ``p(z)``: the prior component, and the latent family's own prior's networks."""
+        attributes = (getattr(self.latent, name, None) for name in self.latent.prior_state)
+        return [self.prior, *(module for module in attributes if isinstance(module, nn.Module))]
+
     def probe_posterior(self) -> Distribution:
         """The posterior for one all-zero feature vector, through any flow: what estimators are paired on (the
         family's own probe, ``LatentFamily.probe_posterior``, is what priors and flows are checked on)."""

@@ -40,6 +40,9 @@ class LatentFamily(ABC, nn.Module):
     #: parameters used only broadcast against per-image values (a learned prior's): a packed model
     #: (``vae_zoo.packing``) gives each image its own model's copy
     per_image_parameters: tuple[str, ...] = ()
+    #: the attributes holding its own prior's parameters (a learned prior's logits): what fitting the prior after
+    #: training trains (``init.train=prior``, ``vae_zoo.initial_weights``)
+    prior_state: tuple[str, ...] = ("prior_logits",)
     #: the name its ``own_loss`` is reported under (``train/<name>``), for a family that has one
     own_loss_name: str | None = None
 

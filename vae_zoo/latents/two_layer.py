@@ -76,6 +76,8 @@ class TwoLayerLatent(LatentFamily):
     No closed-form KL (the registry has none for the chains): objectives use ``log q(z) - log p(z)`` at their
     sample."""
 
+    prior_state = ("down",)  # p(z1|z2)
+
     def __init__(
         self,
         in_features: int,

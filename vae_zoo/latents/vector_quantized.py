@@ -50,6 +50,7 @@ class VectorQuantizedLatent(LatentFamily):
     """
 
     own_loss_name = "vq_loss"
+    prior_state = ("prior_logits", "code_prior")
     #: the encoder's ``grid_shape`` (None where it has none), which a grid's positions must fill
     sizes = ("grid_shape",)
 

@@ -1,0 +1,188 @@
+"""A run started from another run's weights (``init.checkpoint``), and a prior fitted after training
+(``init.train=prior``): the weights taken exactly, every tensor outside the prior left bit for bit as it was while
+the prior trains (a moving-average codebook's buffers too), and each wrong start refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import build_model, component, mnist_like, run_script
+from vae_zoo.errors import VaeZooError
+from vae_zoo.initial_weights import start_from_checkpoint
+
+#: models with a learned p(z): the prior components, a family's learned logits, the codes' MADE, two layers' p(z1|z2)
+LEARNED_PRIORS = {
+    "mog": {"prior": component("prior", "mog")},
+    "vamp": {"prior": component("prior", "vamp", components=4)},
+    "learned_normal": {"prior": component("prior", "learned_normal")},
+    "categorical": {"latent": "categorical", "estimator": "nvil", "latent_settings": {"prior": "learned"}},
+    "bernoulli": {"latent": "bernoulli", "estimator": "disarm", "latent_settings": {"prior": "learned"}},
+    "vq_made": {
+        "latent": "vector_quantized",
+        "latent_settings": {"prior": "autoregressive", "prior_hidden": 16, "codebook_update": "ema"},
+    },
+    "two_layer": {"latent": "two_layer", "latent_settings": {"dim": 8, "top": 4, "hidden": [8]}},
+}
+
+
+#: the VQ grid's conv nets on 3 batches of 32, 2 to validate and 2 to test, no logger
+GRID_RUN = (
+    "data.batch_size=32",
+    "+trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "data.eval_batch_size=50",
+    "eval.iw_samples=1",
+    "trainer.max_epochs=1",
+    "trainer.deterministic=true",
+    "trainer.accelerator=cpu",
+    "logger=[]",
+)
+
+
+def saved(vae, path) -> str:
+    torch.save({"state_dict": vae.state_dict()}, path)
+    return str(path)
+
+
+def trained_steps(vae, steps: int = 5) -> None:
+    """``steps`` of the run's own optimizer (its parameter groups) on random binary images, in training mode."""
+    optimizer = vae.configure_optimizers()
+    vae.train()
+    for step in range(steps):
+        loss, _ = vae.objective(vae.model, mnist_like(32, step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("name", sorted(LEARNED_PRIORS))
+def test_fitting_the_prior_moves_its_parameters_alone(name, tmp_path):
+    torch.manual_seed(0)
+    trained = build_model(**LEARNED_PRIORS[name])
+    trained_steps(trained)  # away from the initial weights, moving averages included
+    start = {k: v.clone() for k, v in trained.state_dict().items()}
+    torch.manual_seed(1)
+    vae = build_model(**LEARNED_PRIORS[name])
+    line = start_from_checkpoint({"checkpoint": saved(trained, tmp_path / "a.ckpt"), "train": "prior"}, vae)
+    assert line.endswith("training the prior alone") and "afresh" not in line
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in start.items())
+    trained_steps(vae)
+    assert not vae.model.latent.training and not vae.model.encoder.training
+    assert all(module.training for module in vae.model.prior_modules())
+    moved = [k for k, v in vae.state_dict().items() if not torch.equal(v, start[k])]
+    assert moved and all(vae.model.is_prior_state(k) for k in moved), moved
+
+
+def test_starting_from_a_checkpoint_takes_every_weight_and_trains_them_all(tmp_path):
+    torch.manual_seed(0)
+    trained = build_model(prior=component("prior", "mog"))
+    torch.manual_seed(1)
+    vae = build_model(prior=component("prior", "mog"))
+    line = start_from_checkpoint({"checkpoint": saved(trained, tmp_path / "a.ckpt"), "train": "all"}, vae)
+    assert line.endswith("training every parameter")
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in vae.state_dict().items())
+    trained_steps(vae, 2)
+    assert all(not torch.equal(v, trained.state_dict()[k]) for k, v in vae.state_dict().items())
+
+
+def test_a_prior_of_another_size_starts_afresh_and_the_rest_is_taken(tmp_path):
+    settings = {"prior": "autoregressive", "prior_hidden": 16}
+    torch.manual_seed(0)
+    trained = build_model("vector_quantized", latent_settings=settings)
+    torch.manual_seed(1)
+    vae = build_model("vector_quantized", latent_settings={**settings, "prior_hidden": 32})
+    own = {k: v.clone() for k, v in vae.state_dict().items()}
+    line = start_from_checkpoint({"checkpoint": saved(trained, tmp_path / "a.ckpt"), "train": "prior"}, vae)
+    fresh = [k for k, v in own.items() if v.shape != trained.state_dict()[k].shape]
+    assert fresh and all(k.startswith("latent.code_prior.") for k in fresh)
+    assert f"the prior's {len(fresh)} start afresh (e.g. {min(fresh)})" in line
+    for key, value in vae.state_dict().items():
+        assert torch.equal(value, own[key] if key in fresh else trained.state_dict()[key])
+
+
+def test_the_prior_of_another_kind_in_the_checkpoint_is_left_out(tmp_path):
+    torch.manual_seed(0)
+    trained = build_model("vector_quantized", latent_settings={"prior": "learned"})
+    vae = build_model("vector_quantized", latent_settings={"prior": "autoregressive", "prior_hidden": 16})
+    line = start_from_checkpoint({"checkpoint": saved(trained, tmp_path / "a.ckpt"), "train": "prior"}, vae)
+    assert "afresh" in line and torch.equal(
+        vae.state_dict()["latent.codebook"], trained.state_dict()["latent.codebook"]
+    )
+
+
+def refused(init: dict, vae=None) -> str:
+    with pytest.raises(VaeZooError) as error:
+        start_from_checkpoint(init, vae if vae is not None else build_model())
+    message = str(error.value)
+    assert "\n" not in message and " -- " in message
+    return message
+
+
+def test_each_wrong_start_is_one_line(tmp_path):
+    torch.manual_seed(0)
+    plain = saved(build_model(), tmp_path / "plain.ckpt")
+    assert "has none -- choose a learned prior" in refused({"checkpoint": plain, "train": "prior"})
+    assert "init.train='last' is not one of all, prior" in refused({"checkpoint": plain, "train": "last"})
+    assert "set init.checkpoint=<its .ckpt file>" in refused({"checkpoint": None, "train": "prior"})
+    assert "does not exist" in refused({"checkpoint": str(tmp_path / "none.ckpt"), "train": "all"})
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    assert "init.checkpoint=" in refused({"checkpoint": str(tmp_path / "text.ckpt")})
+    wider = refused({"checkpoint": plain}, build_model(hidden=(64,)))
+    assert "holds another model's weights" in wider and "e.g. encoder." in wider
+    flow = saved(build_model(flow=component("flow", "planar")), tmp_path / "flow.ckpt")
+    assert "e.g. flow." in refused({"checkpoint": flow})
+    broken = build_model()
+    with torch.no_grad():
+        broken.model.decoder.net[-1].bias[0] = float("nan")
+    assert "non-finite weights" in refused({"checkpoint": saved(broken, tmp_path / "nan.ckpt")})
+    assert start_from_checkpoint({"checkpoint": None, "train": "all"}, build_model()) is None
+
+
+def tensors(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_a_vq_grids_pixelcnn_fitted_after_training_leaves_the_model_bit_for_bit(tmp_path, data_dir):
+    """The paper's two stages on the command line: the prior fitted to the trained model's codes changes no other
+    tensor, so the reconstruction term is the first run's, and its checkpoint evaluates."""
+    grid = ("experiment=vq_grid_mnist", "model.latent.codebook_update=ema", "model.latent.prior=pixelcnn")
+    small = (*grid, *GRID_RUN, f"paths.data_dir={data_dir}")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_script("train.py", *small, f"hydra.run.dir={first}").returncode == 0
+    result = run_script(
+        "train.py",
+        *small,
+        f"hydra.run.dir={second}",
+        f"init.checkpoint={first}/checkpoints/last.ckpt",
+        "init.train=prior",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "init: 67 tensors from" in result.stdout and "training the prior alone" in result.stdout
+    before, after = tensors(first / "checkpoints/last.ckpt"), tensors(second / "checkpoints/last.ckpt")
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]) != key.startswith("latent.code_prior."), key
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (first, second)]
+    assert metrics[0]["test/recon"] == metrics[1]["test/recon"]
+    assert metrics[0]["test/kl"] != metrics[1]["test/kl"]
+    evaluated = run_script(
+        "eval.py",
+        f"ckpt_path={second}/checkpoints/last.ckpt",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "eval.iw_samples=1",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    packed = run_script(
+        "train.py",
+        "-m",
+        "hydra/launcher=packed",
+        *small,
+        "seed=0,1",
+        f"init.checkpoint={first}/checkpoints/last.ckpt",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    assert "init.checkpoint does not pack yet" in packed.stdout + packed.stderr
