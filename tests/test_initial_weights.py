@@ -104,6 +104,20 @@ def test_a_prior_of_another_size_starts_afresh_and_the_rest_is_taken(tmp_path):
         assert torch.equal(value, own[key] if key in fresh else trained.state_dict()[key])
 
 
+def test_a_fresh_prior_starts_from_its_own_initial_weights(tmp_path):
+    settings = {"prior": "autoregressive", "prior_hidden": 16}
+    torch.manual_seed(0)
+    trained = build_model("vector_quantized", latent_settings=settings)
+    torch.manual_seed(1)
+    vae = build_model("vector_quantized", latent_settings=settings)
+    own = {k: v.clone() for k, v in vae.state_dict().items()}
+    init = {"checkpoint": saved(trained, tmp_path / "a.ckpt"), "train": "prior", "fresh_prior": True}
+    assert "the prior's 4 start afresh" in start_from_checkpoint(init, vae)
+    for key, value in vae.state_dict().items():
+        expected = own if key.startswith("latent.code_prior.") else trained.state_dict()
+        assert torch.equal(value, expected[key]), key
+
+
 def test_the_prior_of_another_kind_in_the_checkpoint_is_left_out(tmp_path):
     torch.manual_seed(0)
     trained = build_model("vector_quantized", latent_settings={"prior": "learned"})
@@ -153,13 +167,8 @@ def test_a_vq_grids_pixelcnn_fitted_after_training_leaves_the_model_bit_for_bit(
     small = (*grid, *GRID_RUN, f"paths.data_dir={data_dir}")
     first, second = tmp_path / "first", tmp_path / "second"
     assert run_script("train.py", *small, f"hydra.run.dir={first}").returncode == 0
-    result = run_script(
-        "train.py",
-        *small,
-        f"hydra.run.dir={second}",
-        f"init.checkpoint={first}/checkpoints/last.ckpt",
-        "init.train=prior",
-    )
+    from_first = f"init.checkpoint={first}/checkpoints/last.ckpt"
+    result = run_script("train.py", *small, f"hydra.run.dir={second}", from_first, "init.train=prior")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "init: 67 tensors from" in result.stdout and "training the prior alone" in result.stdout
     before, after = tensors(first / "checkpoints/last.ckpt"), tensors(second / "checkpoints/last.ckpt")
@@ -169,20 +178,15 @@ def test_a_vq_grids_pixelcnn_fitted_after_training_leaves_the_model_bit_for_bit(
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (first, second)]
     assert metrics[0]["test/recon"] == metrics[1]["test/recon"]
     assert metrics[0]["test/kl"] != metrics[1]["test/kl"]
-    evaluated = run_script(
-        "eval.py",
-        f"ckpt_path={second}/checkpoints/last.ckpt",
-        f"hydra.run.dir={tmp_path / 'eval'}",
+    evaluation = tmp_path / "eval"
+    tested = (
+        "trainer.limit_test_batches=2",
+        "data.eval_batch_size=50",
         "eval.iw_samples=1",
-    )
+    )  # as the run tested
+    evaluated = run_script("eval.py", f"ckpt_path={second}", f"hydra.run.dir={evaluation}", *tested)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    packed = run_script(
-        "train.py",
-        "-m",
-        "hydra/launcher=packed",
-        *small,
-        "seed=0,1",
-        f"init.checkpoint={first}/checkpoints/last.ckpt",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    )
+    assert json.loads((evaluation / "metrics.json").read_text())["test/kl"] == metrics[1]["test/kl"]
+    sweep = f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    packed = run_script("train.py", "-m", "hydra/launcher=packed", *small, "seed=0,1", from_first, sweep)
     assert "init.checkpoint does not pack yet" in packed.stdout + packed.stderr

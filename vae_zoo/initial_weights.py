@@ -5,7 +5,8 @@ is fitted after the model in van den Oord et al. 2017).
 Unlike ``ckpt_path``, which resumes a run (its optimizer, its step, its epoch), this starts a new one: a fresh
 optimizer and schedule from step 0, only the weights taken. Every tensor of the model outside the prior must be
 in the checkpoint with its shape -- the same architecture -- and the prior's are taken where the checkpoint holds
-them at the same shapes; a prior of another shape (a larger PixelCNN) starts from its own initial weights.
+them at the same shapes (unless ``init.fresh_prior``); a prior of another shape (a larger PixelCNN) starts from its
+own initial weights.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def start_from_checkpoint(init: dict[str, Any] | None, model: VAE) -> str | None
             f"init.checkpoint={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
     state = read_lightning_checkpoint(path, what="init.checkpoint")["state_dict"]
+    if (init or {}).get("fresh_prior"):
+        state = {k: v for k, v in state.items() if not model.model.is_prior_state(k)}
     taken, fresh = matching_state(model, state, path)
     model.load_state_dict(taken, strict=False)
     if train == "prior":
