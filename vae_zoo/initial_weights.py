@@ -24,7 +24,8 @@ INIT_TRAIN = ("all", "prior")
 def start_from_checkpoint(init: dict[str, Any] | None, model: VAE) -> str | None:
     """Load ``init.checkpoint``'s weights into ``model`` and, with ``init.train=prior``, train its prior alone;
     returns the line that says what was taken (None without a checkpoint)."""
-    path, train = (init or {}).get("checkpoint"), (init or {}).get("train", "all")
+    init = init or {}
+    path, train = init.get("checkpoint"), init.get("train", "all")
     if train not in INIT_TRAIN:
         raise ConfigError(
             f"init.train={train!r} is not one of {', '.join(INIT_TRAIN)} -- all trains every parameter, prior "
@@ -41,7 +42,7 @@ def start_from_checkpoint(init: dict[str, Any] | None, model: VAE) -> str | None
             f"init.checkpoint={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
     state = read_lightning_checkpoint(path, what="init.checkpoint")["state_dict"]
-    if (init or {}).get("fresh_prior"):
+    if init.get("fresh_prior"):
         state = {k: v for k, v in state.items() if not model.model.is_prior_state(k)}
     taken, fresh = matching_state(model, state, path)
     model.load_state_dict(taken, strict=False)

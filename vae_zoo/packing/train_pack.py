@@ -49,11 +49,11 @@ from vae_zoo.trackers import build_loggers, log_hparams_row
 
 def build_job(job: PackJob) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The job's data module and model, seeded and checked as ``train()`` builds them (a job that starts from
-    another run's weights, ``init.checkpoint``, is refused: its frozen parameters would train in a pack)."""
+    another run's weights, ``init.checkpoint``, is refused: a pack builds its models from their seeds alone)."""
     if (job.cfg.get("init") or {}).get("checkpoint") is not None:
         raise ConfigError(
-            "init.checkpoint does not pack yet (a pack builds its models from their seeds alone) -- run this job without "
-            "hydra/launcher=packed"
+            "init.checkpoint does not pack yet (a pack builds its models from their seeds alone) -- run this "
+            "job without hydra/launcher=packed"
         )
     with job.current():
         reseed(job.cfg)
