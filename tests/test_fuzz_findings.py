@@ -196,6 +196,7 @@ def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
             "scheduler=cosine model.scheduler.T_max=0",
             "model.scheduler: CosineAnnealingLR refused its settings: integer modulo by zero",
         ),
+        ("init.checkpoint=-1", "init.checkpoint=-1 must be a string or null (InitialWeights's checkpoint)"),
     ],
 )
 def test_a_wrong_override_is_one_line(make_cfg, override, line):

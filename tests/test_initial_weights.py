@@ -128,11 +128,17 @@ def test_the_prior_of_another_kind_in_the_checkpoint_is_left_out(tmp_path):
     )
 
 
-def refused(init: dict, vae=None) -> str:
+def refusal_of(init, vae=None) -> VaeZooError:
     with pytest.raises(VaeZooError) as error:
         start_from_checkpoint(init, vae if vae is not None else build_model())
-    message = str(error.value)
-    assert "\n" not in message and " -- " in message
+    assert "\n" not in str(error.value)
+    return error.value
+
+
+def refused(init, vae=None) -> str:
+    """The one-line refusal of ``init``, which names its fix."""
+    message = str(refusal_of(init, vae))
+    assert " -- " in message
     return message
 
 
@@ -140,7 +146,13 @@ def test_each_wrong_start_is_one_line(tmp_path):
     torch.manual_seed(0)
     plain = saved(build_model(), tmp_path / "plain.ckpt")
     assert "has none -- choose a learned prior" in refused({"checkpoint": plain, "train": "prior"})
-    assert "init.train='last' is not one of all, prior" in refused({"checkpoint": plain, "train": "last"})
+    assert "init.train='last' must be one of 'all', 'prior'" in str(
+        refusal_of({"checkpoint": plain, "train": "last"})
+    )
+    assert "init.checkpoint=-1 must be a string or null" in str(refusal_of({"checkpoint": -1}))
+    assert "init.fresh_prior='yes' must be true or false" in str(refusal_of({"fresh_prior": "yes"}))
+    assert "init.foo is not a setting" in refused({"foo": 1})
+    assert "init=5 is not a group of settings" in refused(5)
     assert "set init.checkpoint=<its .ckpt file>" in refused({"checkpoint": None, "train": "prior"})
     assert "does not exist" in refused({"checkpoint": str(tmp_path / "none.ckpt"), "train": "all"})
     (tmp_path / "text.ckpt").write_text("not a checkpoint")

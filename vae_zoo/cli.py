@@ -259,7 +259,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Everything that can be wrong with the input fails here, before the config tree is printed:
     datamodule, model = build_datamodule_and_model(cfg)  # pairings, sizes, the likelihood's pixels
     check_optimized_metric(cfg, model)
-    started = start_from_checkpoint(OmegaConf.to_container(cfg.get("init") or {}, resolve=True), model)
+    init = cfg.get("init")
+    started = start_from_checkpoint(
+        OmegaConf.to_container(init, resolve=True) if OmegaConf.is_config(init) else init, model
+    )
     if started:
         rank_zero_only(print)(started)
     if rank_zero_only.rank == 0:

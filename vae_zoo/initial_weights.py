@@ -11,45 +11,53 @@ own initial weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vae_zoo.checkpoint_io import nonfinite_tensors, read_lightning_checkpoint
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.models.vae import VAE
+from vae_zoo.setting_types import check_settings
 
-INIT_TRAIN = ("all", "prior")
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """The ``init`` settings: the checkpoint to start from, what trains, and whether the prior starts afresh."""
+
+    checkpoint: str | None = None
+    train: Literal["all", "prior"] = "all"
+    fresh_prior: bool = False
 
 
-def start_from_checkpoint(init: dict[str, Any] | None, model: VAE) -> str | None:
+def start_from_checkpoint(init: Mapping[str, Any] | None, model: VAE) -> str | None:
     """Load ``init.checkpoint``'s weights into ``model`` and, with ``init.train=prior``, train its prior alone;
     returns the line that says what was taken (None without a checkpoint)."""
-    init = init or {}
-    path, train = init.get("checkpoint"), init.get("train", "all")
-    if train not in INIT_TRAIN:
-        raise ConfigError(
-            f"init.train={train!r} is not one of {', '.join(INIT_TRAIN)} -- all trains every parameter, prior "
-            "p(z)'s alone"
-        )
-    if path is None:
-        if train == "prior":
+    if not isinstance(init, Mapping | None):
+        raise ConfigError(f"init={init!r} is not a group of settings -- set init.checkpoint=<a .ckpt file>")
+    check_settings(InitialWeights, init or {}, "init")
+    init = InitialWeights(**(init or {}))
+    if init.checkpoint is None:
+        if init.train == "prior":
             raise ConfigError(
                 "init.train=prior fits the prior of a trained model -- set init.checkpoint=<its .ckpt file>"
             )
         return None
+    path = init.checkpoint
     if not Path(path).is_file():
         raise VaeZooError(
             f"init.checkpoint={path} does not exist -- pass a .ckpt file from a run's checkpoints/ folder"
         )
     state = read_lightning_checkpoint(path, what="init.checkpoint")["state_dict"]
-    if init.get("fresh_prior"):
+    if init.fresh_prior:
         state = {k: v for k, v in state.items() if not model.model.is_prior_state(k)}
     taken, fresh = matching_state(model, state, path)
     model.load_state_dict(taken, strict=False)
-    if train == "prior":
+    if init.train == "prior":
         model.train_prior_alone()
     started = f"; the prior's {len(fresh)} start afresh (e.g. {fresh[0]})" if fresh else ""
-    trains = "the prior alone" if train == "prior" else "every parameter"
+    trains = "the prior alone" if init.train == "prior" else "every parameter"
     return f"init: {len(taken)} tensors from {path}{started}; training {trains}"
 
 
