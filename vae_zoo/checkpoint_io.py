@@ -59,14 +59,19 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", what: str = "ck
         ) from None
 
 
-def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
-    """The names of the floating-point tensors of the ``state_dict`` ``state`` that hold a NaN or an infinity:
-    weights a run wrote after it diverged (``model.nonfinite=off``), or a changed file."""
-    return [
+def refuse_nonfinite_weights(state: Mapping[str, Any], named: str, consequence: str) -> None:
+    """One ``VaeZooError`` line, ``<named> holds non-finite weights (N tensors, e.g. <name>)<consequence>``, where
+    floating-point tensors of the ``state_dict`` ``state`` hold a NaN or an infinity: weights a run wrote after it
+    diverged (``model.nonfinite=off``), or a changed file."""
+    nonfinite = [
         name
         for name, value in state.items()
         if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
     ]
+    if nonfinite:
+        raise VaeZooError(
+            f"{named} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}){consequence}"
+        )
 
 
 def read_lightning_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]:

@@ -24,8 +24,8 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from vae_zoo.callbacks.preemption import Preemption
 from vae_zoo.checkpoint_io import (
     DurableCheckpointIO,
-    nonfinite_tensors,
     read_lightning_checkpoint,
+    refuse_nonfinite_weights,
     remove_partial_checkpoints,
 )
 from vae_zoo.components import build
@@ -209,12 +209,11 @@ def checked_checkpoint(path: str | None, model: pl.LightningModule, output_dir: 
             f"ckpt_path={path} holds another model's weights ({len(problems)} tensors differ, e.g. {problems[0]}) "
             f"-- use the model= and size overrides it was trained with, or a checkpoint of this {type(model).__name__}"
         )
-    nonfinite = nonfinite_tensors(state)
-    if nonfinite:
-        raise VaeZooError(
-            f"ckpt_path={path} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}): training "
-            "cannot continue from them -- resume from an earlier checkpoint of the run"
-        )
+    refuse_nonfinite_weights(
+        state,
+        f"ckpt_path={path}",
+        ": training cannot continue from them -- resume from an earlier checkpoint of the run",
+    )
     return path
 
 
@@ -259,10 +258,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Everything that can be wrong with the input fails here, before the config tree is printed:
     datamodule, model = build_datamodule_and_model(cfg)  # pairings, sizes, the likelihood's pixels
     check_optimized_metric(cfg, model)
-    init = cfg.get("init")
-    started = start_from_checkpoint(
-        OmegaConf.to_container(init, resolve=True) if OmegaConf.is_config(init) else init, model
-    )
+    started = start_from_checkpoint(cfg.get("init"), model)
     if started:
         rank_zero_only(print)(started)
     if rank_zero_only.rank == 0:

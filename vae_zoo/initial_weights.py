@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from vae_zoo.checkpoint_io import nonfinite_tensors, read_lightning_checkpoint
+from vae_zoo.checkpoint_io import read_lightning_checkpoint, refuse_nonfinite_weights
 from vae_zoo.errors import ConfigError, VaeZooError
 from vae_zoo.models.vae import VAE
 from vae_zoo.setting_types import check_settings
@@ -76,10 +76,7 @@ def matching_state(model: VAE, state: dict[str, Any], path: str) -> tuple[dict[s
             f"init.checkpoint={path} holds another model's weights ({len(problems)} tensors outside the prior "
             f"differ, e.g. {problems[0]}) -- use the model= and size overrides it was trained with"
         )
-    nonfinite = nonfinite_tensors(fits_model)
-    if nonfinite:
-        raise VaeZooError(
-            f"init.checkpoint={path} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}) -- "
-            "start from an earlier checkpoint of that run"
-        )
+    refuse_nonfinite_weights(
+        fits_model, f"init.checkpoint={path}", " -- start from an earlier checkpoint of that run"
+    )
     return fits_model, sorted(k for k in expected if k not in fits_model)

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae_zoo.checkpoint_io import nonfinite_tensors, read_lightning_checkpoint
+from vae_zoo.checkpoint_io import read_lightning_checkpoint, refuse_nonfinite_weights
 from vae_zoo.components import build
 from vae_zoo.data.datamodule import serve_labels
 from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
@@ -96,12 +96,11 @@ class SavedRun:
                 f"{self.path} holds weights that do not fit its own model ({reason}) -- the file was changed or "
                 "damaged: use an unchanged checkpoint"
             ) from None
-        nonfinite = nonfinite_tensors(self.checkpoint["state_dict"])
-        if nonfinite:
-            raise VaeZooError(
-                f"{self.path} holds non-finite weights ({len(nonfinite)} tensors, e.g. {nonfinite[0]}): the run "
-                "diverged before writing it, or the file was changed -- use an earlier checkpoint of the run"
-            )
+        refuse_nonfinite_weights(
+            self.checkpoint["state_dict"],
+            str(self.path),
+            ": the run diverged before writing it, or the file was changed -- use an earlier checkpoint of the run",
+        )
         return model
 
     def _model(self, datamodule: pl.LightningDataModule | None) -> pl.LightningModule:
