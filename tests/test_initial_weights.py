@@ -7,11 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
-from tests.conftest import build_model, component, mnist_like, run_script
+from tests.conftest import TINY, build_model, component, mnist_like, run_script
+from vae_zoo.cli import build_datamodule_and_model, build_trainer, reseed
 from vae_zoo.errors import VaeZooError
 from vae_zoo.initial_weights import start_from_checkpoint
+from vae_zoo.packing.pack import unpacked_state_dict
+from vae_zoo.packing.packed_vae import PackedVAE
+from vae_zoo.packing.train_pack import PackJob, build_pack
 
 #: models with a learned p(z): the prior components, a family's learned logits, the codes' MADE, two layers' p(z1|z2)
 LEARNED_PRIORS = {
@@ -128,6 +133,77 @@ def test_the_prior_of_another_kind_in_the_checkpoint_is_left_out(tmp_path):
     )
 
 
+#: a mixture prior on the Gaussian; the Bernoulli's learned logits under NVIL (its baseline network frozen, its
+#: running statistics kept as they were)
+PRIOR_FITS = {
+    "mog": ("prior=mog",),
+    "nvil_learned_logits": ("model=bernoulli_vae", "estimator=nvil", "model.latent.prior=learned"),
+}
+
+
+def prior_fits(make_cfg, tmp_path, overrides, seeds) -> list:
+    """For each seed, the config of a job fitting the prior of its own trained model (seed + 10, 5 steps)."""
+    cfgs = []
+    for seed in seeds:
+        start = make_cfg(*TINY, *overrides, f"seed={seed + 10}")
+        reseed(start)
+        _, trained = build_datamodule_and_model(start)
+        trained_steps(trained)
+        path = saved(trained, tmp_path / f"trained_{seed}.ckpt")
+        fit = (f"seed={seed}", f"init.checkpoint={path}", "init.train=prior", "+trainer.max_steps=20")
+        cfgs.append(make_cfg(*TINY, *overrides, *fit))
+    return cfgs
+
+
+def fitted_losses(cfg, module, datamodule) -> torch.Tensor:
+    """Each training step's loss (a pack's, one per model), and the module trained."""
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            packed = isinstance(module, PackedVAE)
+            losses.append(module.losses.clone() if packed else module.step_output.loss.reshape(1))
+
+    trainer = build_trainer(cfg, logging=False)
+    trainer.callbacks.append(Record())
+    trainer.fit(module, datamodule=datamodule)
+    return torch.stack(losses)
+
+
+@pytest.mark.parametrize("fit", sorted(PRIOR_FITS))
+def test_a_pack_of_one_fits_the_prior_as_its_unpacked_run(fit, make_cfg, tmp_path):
+    (cfg,) = prior_fits(make_cfg, tmp_path, PRIOR_FITS[fit], seeds=(3,))
+    reseed(cfg)
+    datamodule, alone = build_datamodule_and_model(cfg)
+    start_from_checkpoint(cfg.init, alone)
+    expected = fitted_losses(cfg, alone, datamodule)
+    datamodule, packed = build_pack([PackJob(cfg)])
+    torch.testing.assert_close(fitted_losses(cfg, packed, datamodule), expected, rtol=1e-6, atol=0)
+    final = unpacked_state_dict(packed.model, 0)
+    for key, value in alone.state_dict().items():
+        torch.testing.assert_close(final[key], value, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("fit", sorted(PRIOR_FITS))
+def test_each_model_of_a_pack_fits_its_prior_from_its_own_checkpoint_and_nothing_else_moves(
+    fit, make_cfg, tmp_path
+):
+    """Two jobs, each from its own trained model: model n starts from its checkpoint exactly; after 20 steps every
+    tensor outside its prior (running statistics too) is its checkpoint's bit for bit, and its prior moved."""
+    cfgs = prior_fits(make_cfg, tmp_path, PRIOR_FITS[fit], seeds=(0, 1))
+    starts = [tensors(cfg.init.checkpoint) for cfg in cfgs]
+    datamodule, packed = build_pack([PackJob(cfg) for cfg in cfgs])
+    for n, start in enumerate(starts):
+        assert all(torch.equal(unpacked_state_dict(packed.model, n)[k], v) for k, v in start.items())
+    assert not any(p.requires_grad for p in packed.model.encoder.parameters())
+    fitted_losses(cfgs[0], packed, datamodule)
+    prior = packed.model.is_prior_state
+    for n, start in enumerate(starts):
+        final = unpacked_state_dict(packed.model, n)
+        assert all(torch.equal(final[k], v) for k, v in start.items() if not prior(k))
+        assert any(not torch.equal(final[k], v) for k, v in start.items() if prior(k))
+
+
 def refusal_of(init, vae=None) -> VaeZooError:
     with pytest.raises(VaeZooError) as error:
         start_from_checkpoint(init, vae if vae is not None else build_model())
@@ -174,7 +250,8 @@ def tensors(path) -> dict[str, torch.Tensor]:
 
 def test_a_vq_grids_pixelcnn_fitted_after_training_leaves_the_model_bit_for_bit(tmp_path, data_dir):
     """The paper's two stages on the command line: the prior fitted to the trained model's codes changes no other
-    tensor, so the reconstruction term is the first run's, and its checkpoint evaluates."""
+    tensor, so the reconstruction term is the first run's, and its checkpoint evaluates; a packed sweep over
+    seeds fits one prior per job the same way."""
     grid = ("experiment=vq_grid_mnist", "model.latent.codebook_update=ema", "model.latent.prior=pixelcnn")
     small = (*grid, *GRID_RUN, f"paths.data_dir={data_dir}")
     first, second = tmp_path / "first", tmp_path / "second"
@@ -199,6 +276,23 @@ def test_a_vq_grids_pixelcnn_fitted_after_training_leaves_the_model_bit_for_bit(
     evaluated = run_script("eval.py", f"ckpt_path={second}", f"hydra.run.dir={evaluation}", *tested)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert json.loads((evaluation / "metrics.json").read_text())["test/kl"] == metrics[1]["test/kl"]
-    sweep = f"hydra.sweep.dir={tmp_path / 'sweep'}"
-    packed = run_script("train.py", "-m", "hydra/launcher=packed", *small, "seed=0,1", from_first, sweep)
-    assert "init.checkpoint does not pack yet" in packed.stdout + packed.stderr
+    sweep = tmp_path / "sweep"
+    packed = run_script(
+        "train.py",
+        "-m",
+        "hydra/launcher=packed",
+        *small,
+        "seed=0,1",
+        from_first,
+        "init.train=prior",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert "packed: 2 jobs train as one model" in packed.stdout
+    assert packed.stdout.count("init: 67 tensors from") == 2
+    for job in ("0", "1"):  # each job's prior fitted to the first run's codes, the model left as it was
+        own = tensors(sweep / job / "checkpoints/last.ckpt")
+        assert all(torch.equal(before[k], v) != k.startswith("latent.code_prior.") for k, v in own.items())
+        assert (
+            json.loads((sweep / job / "metrics.json").read_text())["test/recon"] == metrics[0]["test/recon"]
+        )

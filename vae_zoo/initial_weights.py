@@ -55,7 +55,7 @@ def start_from_checkpoint(init: Mapping[str, Any] | None, model: VAE) -> str | N
     taken, fresh = matching_state(model, state, path)
     model.load_state_dict(taken, strict=False)
     if init.train == "prior":
-        model.train_prior_alone()
+        model.model.train_prior_alone()
     started = f"; the prior's {len(fresh)} start afresh (e.g. {fresh[0]})" if fresh else ""
     trains = "the prior alone" if init.train == "prior" else "every parameter"
     return f"init: {len(taken)} tensors from {path}{started}; training {trains}"

@@ -103,6 +103,7 @@ class ProbabilisticModel(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape, self.pixels, self.iw_chunk = tuple(input_shape), pixels, iw_chunk
+        self.prior_alone = False  # whether p(z)'s parameters train alone (``train_prior_alone``)
         # moves with the model (.to, .cuda): where it is, read in ~1 us (not saved: checkpoints keep their keys)
         self.register_buffer("device_marker", torch.empty(0), persistent=False)
         self.condition = (
@@ -282,6 +283,33 @@ class ProbabilisticModel(nn.Module):
         """The modules of ``p(z)``: the prior component, and the latent family's own prior's networks."""
         attributes = (getattr(self.latent, name, None) for name in self.latent.prior_state)
         return [self.prior, *(module for module in attributes if isinstance(module, nn.Module))]
+
+    def train_prior_alone(self) -> None:
+        """From now on train ``p(z)``'s parameters alone (``init.train=prior``: the prior fitted after training, as
+        VQ-VAE's PixelCNN is): every other parameter is frozen, and the modules outside the prior stay in
+        evaluation mode while training, so that no running statistics move (a moving-average codebook, an
+        estimator's baselines)."""
+        names = [name for name, _ in self.named_parameters() if self.is_prior_state(name)]
+        if not names:
+            raise ConfigError(
+                "init.train=prior fits p(z)'s parameters, and this model's prior has none -- choose a learned "
+                "prior (prior=learned_normal, mog or vamp; model.latent.prior=learned, or for model=vq_vae "
+                "autoregressive or pixelcnn), or init.train=all"
+            )
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name in names)
+        self.prior_alone = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ProbabilisticModel:
+        """The switch into training mode, which leaves all but the prior in evaluation mode while the prior trains
+        alone (``train_prior_alone``)."""
+        super().train(mode)
+        if mode and self.prior_alone:
+            super().train(False)
+            for module in self.prior_modules():
+                module.train()
+        return self
 
     def probe_posterior(self) -> Distribution:
         """The posterior for one all-zero feature vector, through any flow: what estimators are paired on (the

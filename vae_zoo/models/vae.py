@@ -149,7 +149,6 @@ class VAE(pl.LightningModule):
             *([NonFiniteGuard(nonfinite, nonfinite_check_every)] if nonfinite != "off" else []),
         ]
         self.step_output: StepOutput | None = None
-        self.prior_alone = False  # whether p(z)'s parameters train alone (``train_prior_alone``)
         self.unit_spread, self.aggregate_posterior = UnitSpread(), AggregatePosterior()
         self.model = ProbabilisticModel(
             encoder,
@@ -233,33 +232,6 @@ class VAE(pl.LightningModule):
                 self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]))
         return loss
 
-    def train_prior_alone(self) -> None:
-        """From now on train ``p(z)``'s parameters alone (``init.train=prior``: the prior fitted after training, as
-        VQ-VAE's PixelCNN is): every other parameter is frozen, and the modules outside the prior stay in
-        evaluation mode while training, so that no running statistics move (a moving-average codebook, an
-        estimator's baselines)."""
-        names = [name for name, _ in self.model.named_parameters() if self.model.is_prior_state(name)]
-        if not names:
-            raise ConfigError(
-                "init.train=prior fits p(z)'s parameters, and this model's prior has none -- choose a learned "
-                "prior (prior=learned_normal, mog or vamp; model.latent.prior=learned, or for model=vq_vae "
-                "autoregressive or pixelcnn), or init.train=all"
-            )
-        for name, parameter in self.model.named_parameters():
-            parameter.requires_grad_(name in names)
-        self.prior_alone = True
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> VAE:
-        """Lightning's switch into training mode, which leaves all but the prior in evaluation mode while the prior
-        trains alone (``train_prior_alone``)."""
-        super().train(mode)
-        if mode and self.prior_alone:
-            self.model.eval()
-            for module in self.model.prior_modules():
-                module.train()
-        return self
-
     def configure_callbacks(self) -> list[pl.Callback]:
         """The callbacks the model's own behaviour needs, whatever the Trainer's list: epoch means, exact
         resume and (unless ``model.nonfinite=off``) the non-finite guard."""
@@ -272,7 +244,7 @@ class VAE(pl.LightningModule):
         own = self.model.own_parameter_groups()
         owned = {id(p) for group in own for p in group["params"]}
         groups = [{"params": [p for p in self.parameters() if id(p) not in owned]}, *own]
-        if not self.prior_alone:
+        if not self.model.prior_alone:
             return groups
         trained = ({**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups)
         return [group for group in trained if group["params"]]

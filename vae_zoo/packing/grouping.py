@@ -1,9 +1,9 @@
 """Which jobs of a multirun pack: those whose configs are equal but for the settings a model of a pack may
-have its own of (``PER_MODEL``: its seed, its optimizer's learning rate, its KL weight or warm-up, its KL
-capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits, total-correlation weight,
-MMD weight, DIP-VAE's weights and FactorVAE's weight, the IWAE bound's ELBO weight, the semi-supervised
-objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's settings) and where
-each job writes."""
+have its own of (``PER_MODEL``: its seed, the checkpoint it starts from, its optimizer's learning rate, its KL
+weight or warm-up, its KL capacity or its increase, its relaxation's temperature schedule, the ELBO's free bits,
+total-correlation weight, MMD weight, DIP-VAE's weights and FactorVAE's weight, the IWAE bound's ELBO weight,
+the semi-supervised objective's alpha; ``PER_MODEL_NODES``: its learning-rate schedule's and early stopping's
+settings) and where each job writes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from vae_zoo.packing.job import PackJob
 PER_MODEL = (
     "seed",
     "data.seed",
+    "init.checkpoint",
     "model.optimizer.lr",
     "objective.beta",
     "objective.alpha",

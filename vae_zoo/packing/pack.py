@@ -65,6 +65,11 @@ def pack(models: Sequence[ProbabilisticModel]) -> ProbabilisticModel:
                 f"{component} does not pack yet: its state {key} has no packed form -- run these jobs without "
                 "hydra/launcher=packed"
             )
+    trained = [{name for name, p in model.named_parameters() if p.requires_grad} for model in models]
+    if any(names != trained[0] for names in trained):
+        raise ValueError("only models that train the same parameters pack")
+    for name, parameter in packed.named_parameters():  # frozen where the models' are (``init.train=prior``)
+        parameter.requires_grad_(name in trained[0])
     packed.models = packed.estimator.models = len(models)
     packed.per_image_parameters = tuple(per_image)
     return packed

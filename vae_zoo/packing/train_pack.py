@@ -32,7 +32,8 @@ from vae_zoo.cli import (
     stopped_by_signal,
     write_metrics,
 )
-from vae_zoo.errors import ConfigError, VaeZooError, cause_of_type
+from vae_zoo.errors import VaeZooError, cause_of_type
+from vae_zoo.initial_weights import start_from_checkpoint
 from vae_zoo.packing.job import PackJob
 from vae_zoo.packing.job_checkpoints import pack_checkpoint
 from vae_zoo.packing.job_diagnostics import JobDiagnostics
@@ -48,17 +49,15 @@ from vae_zoo.trackers import build_loggers, log_hparams_row
 
 
 def build_job(job: PackJob) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The job's data module and model, seeded and checked as ``train()`` builds them (a job that starts from
-    another run's weights, ``init.checkpoint``, is refused: a pack builds its models from their seeds alone)."""
-    if (job.cfg.get("init") or {}).get("checkpoint") is not None:
-        raise ConfigError(
-            "init.checkpoint does not pack yet (a pack builds its models from their seeds alone) -- run this "
-            "job without hydra/launcher=packed"
-        )
+    """The job's data module and model, seeded, checked and started (``init.checkpoint``) as ``train()`` builds
+    them."""
     with job.current():
         reseed(job.cfg)
         datamodule, model = build_datamodule_and_model(job.cfg)
         check_optimized_metric(job.cfg, model)
+        started = start_from_checkpoint(job.cfg.get("init"), model)
+    if started:
+        print(f"packed: {job.output_dir}: {started}")
     return datamodule, model
 
 
